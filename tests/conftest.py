@@ -1,0 +1,62 @@
+"""Tests run offline and on CPU: no Hub, no download.pytorch.org, no GPU.
+
+huggingface_hub reads HF_HUB_OFFLINE at import time, so it is set here before anything imports it.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# ---- tiny Hugging Face models written to disk (no downloads) ---------------------------------
+def write_tiny_hf(path: str | os.PathLike, kind: str = "vit", num_labels: int = 5,
+                  with_weights: bool = True) -> str:
+    """A tiny transformers image classifier saved with save_pretrained, plus its image processor."""
+    import transformers as tf
+
+    configs = {
+        "vit": lambda: tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=64),
+        "dinov2": lambda: tf.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=2, mlp_ratio=2),
+        "resnet": lambda: tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                          layer_type="basic"),
+        "convnext": lambda: tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32),
+    }
+    config = configs[kind]()
+    config.num_labels = num_labels
+    config.id2label = {i: f"class_{i}" for i in range(num_labels)}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    torch.manual_seed(0)
+    model = tf.AutoModelForImageClassification.from_config(config)
+    if with_weights:
+        model.save_pretrained(path)
+    else:
+        config.save_pretrained(path)
+    processor = tf.ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_hf_dir(tmp_path):
+    """Factory: tiny_hf_dir('vit') -> path of a saved tiny HF classifier."""
+
+    def make(kind: str = "vit", **kwargs) -> str:
+        return write_tiny_hf(tmp_path / f"hf-{kind}", kind, **kwargs)
+
+    return make

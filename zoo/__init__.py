@@ -1,0 +1,37 @@
+"""zoo: transfer learning for image classification over timm, Hugging Face and torchvision backbones.
+
+The flow, one module each: registry -> backbones -> data -> recipe/strategies -> train -> checkpoint -> hub
+-> bench. Only the public API lives here; heavy imports are deferred until first use.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily so `import zoo` and `zoo --help` are fast)
+_EXPORTS = {
+    "create_model": "zoo.registry",
+    "list_models": "zoo.registry",
+    "register_source": "zoo.registry",
+    "parse_name": "zoo.registry",
+    "Source": "zoo.registry",
+    "ModelInfo": "zoo.registry",
+    "Backbone": "zoo.backbones.base",
+    "LayerGroup": "zoo.backbones.base",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

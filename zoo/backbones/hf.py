@@ -1,0 +1,176 @@
+"""Hugging Face transformers backbones: ``hf:<hub id>`` or ``hf:<local dir with config.json>``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.backbones.base import (
+    IMAGENET_MEAN, IMAGENET_STD, Backbone, group_by_stage_regex, make_data_config,
+)
+from zoo.backbones.hf_catalog import CATALOG
+from zoo.backbones.weights import wrap_weight_errors
+from zoo.errors import ConfigError, UnknownModelError, WeightsUnavailableError
+from zoo.registry import ModelInfo, Source, filter_ids, register_source
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# PIL resample codes used by HF image processors -> timm interpolation names
+_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _head_path(model: nn.Module) -> str:
+    """Path of the final linear layer (or identity) of an HF image classifier's ``classifier``."""
+    if not hasattr(model, "classifier"):
+        raise ConfigError(f"{type(model).__name__} has no 'classifier' module; zoo cannot find its head")
+    path, head = "classifier", model.classifier
+    if isinstance(head, nn.Sequential):
+        linears = [n for n, m in head.named_children() if isinstance(m, (nn.Linear, nn.Identity))]
+        if linears:
+            path = f"classifier.{linears[-1]}"
+    return path
+
+
+def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
+    """timm-style data config from an HF image processor (or from the model config when there is none)."""
+    if processor is None:
+        size = getattr(config, "image_size", 224)
+        return make_data_config(size=size if isinstance(size, int) else tuple(size), crop_pct=1.0)
+
+    def as_hw(d: Any) -> tuple[int, int] | None:
+        if d is None:
+            return None
+        d = d if isinstance(d, dict) else dict(d)
+        if "height" in d and d["height"]:
+            return int(d["height"]), int(d["width"])
+        if d.get("shortest_edge"):
+            return int(d["shortest_edge"]), int(d["shortest_edge"])
+        return None
+
+    resize = as_hw(getattr(processor, "size", None)) or (224, 224)
+    crop = as_hw(getattr(processor, "crop_size", None)) if getattr(processor, "do_center_crop", False) else None
+    input_hw = crop or resize
+    crop_pct = getattr(processor, "crop_pct", None)
+    if crop_pct is None:
+        crop_pct = min(1.0, input_hw[0] / resize[0]) if crop else 1.0
+    resample = getattr(processor, "resample", 3)
+    interpolation = _RESAMPLE.get(int(getattr(resample, "value", resample)), "bicubic") \
+        if isinstance(resample, int) or hasattr(resample, "value") else "bicubic"
+    return make_data_config(
+        size=input_hw,
+        mean=getattr(processor, "image_mean", None) or IMAGENET_MEAN,
+        std=getattr(processor, "image_std", None) or IMAGENET_STD,
+        interpolation=interpolation,
+        crop_pct=float(crop_pct),
+    )
+
+
+class HFBackbone(Backbone):
+    """A transformers ``*ForImageClassification`` model. Pooled features are the classifier's input,
+    captured with a hook, so each architecture's own pooling (CLS token, mean, CLS+mean) is kept."""
+
+    source = "hf"
+
+    def __init__(self, name: str, model: nn.Module, data_config: dict[str, Any]) -> None:
+        self_head_path = _head_path(model)
+        head = model.get_submodule(self_head_path)
+        num_features = head.in_features if isinstance(head, nn.Linear) else model.config.hidden_size
+        super().__init__(name, model, data_config, num_features, int(model.config.num_labels))
+        self.head_path = self_head_path
+        id2label = getattr(model.config, "id2label", None) or {}
+        names = [id2label.get(i, id2label.get(str(i), "")) for i in range(self.num_classes)]
+        if names and all(names) and not all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+            self.label_names = names
+        self.pretrained_tag = getattr(model.config, "_name_or_path", None) or None
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        hook = self.get_classifier().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            self.model(pixel_values=x)
+        finally:
+            hook.remove()
+        return captured[0].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+    def get_classifier(self) -> nn.Module:
+        return self.model.get_submodule(self.head_path)
+
+    def _set_classifier(self, num_classes: int) -> None:
+        new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        parent_path, _, attr = self.head_path.rpartition(".")
+        parent = self.model.get_submodule(parent_path) if parent_path else self.model
+        setattr(parent, attr, new)
+        self.model.config.num_labels = num_classes
+
+    def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
+        super().reset_classifier(num_classes, label_names)
+        names = self.label_names or [f"LABEL_{i}" for i in range(num_classes)]
+        self.model.config.id2label = dict(enumerate(names))
+        self.model.config.label2id = {n: i for i, n in enumerate(names)}
+
+    def _layer_group_names(self) -> list[tuple[str, list[str]]]:
+        prefix = getattr(self.model, "base_model_prefix", "") or ""
+        prefix = f"{prefix}\\." if prefix and hasattr(self.model, prefix) else ""
+        # transformers 4 nests stages under encoder (vit.encoder.layer.0), v5 ViT does not (vit.layers.0)
+        regex = rf"^{prefix}(?:encoder\.)?(?:layer|layers|stages|blocks)\.\d+\."
+        return group_by_stage_regex(self.model.named_parameters(), regex, self.head_param_names())
+
+
+def _is_local(model_id: str) -> bool:
+    return os.path.isdir(os.path.expanduser(model_id)) or model_id.startswith((".", "/", "~"))
+
+
+@register_source("hf")
+class HFSource(Source):
+    description = "Hugging Face transformers image classifiers: any hub id or local directory"
+
+    def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
+        ids = filter_ids(CATALOG, pattern)
+        return [ModelInfo(name=f"hf:{i}", source="hf", id=i, **CATALOG[i]) for i in ids]
+
+    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
+               **kwargs: Any) -> HFBackbone:
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+        local = _is_local(model_id)
+        path = os.path.expanduser(model_id) if local else model_id
+        if local and not os.path.isfile(os.path.join(path, "config.json")):
+            raise UnknownModelError(
+                f"hf:{model_id}: {path!r} is not a directory with a transformers config.json. "
+                f"Pass a Hub id (e.g. hf:google/vit-base-patch16-224) or a folder written by save_pretrained."
+            )
+        name = f"hf:{model_id}"
+        # Even pretrained=False needs config.json, so any Hub failure is a 'not reachable' error.
+        with wrap_weight_errors(name, pretrained=True):
+            config = AutoConfig.from_pretrained(path, **kwargs.pop("config_kwargs", {}))
+            if pretrained and local and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
+                raise WeightsUnavailableError(
+                    f"cannot load pretrained weights for {name!r}: {path} holds a config but no "
+                    f"{' / '.join(WEIGHT_FILES[:2])}. Pass pretrained=False for random weights."
+                )
+            try:
+                if pretrained:
+                    model = AutoModelForImageClassification.from_pretrained(
+                        path, dtype=torch.float32, **kwargs)
+                else:
+                    model = AutoModelForImageClassification.from_config(config, **kwargs)
+            except ValueError as exc:
+                if "Unrecognized configuration class" in str(exc):
+                    raise ConfigError(
+                        f"{name} is a {config.model_type!r} model with no image-classification class in "
+                        f"transformers; choose an image classifier (see `zoo models --source hf`)."
+                    ) from exc
+                raise
+            try:
+                processor = AutoImageProcessor.from_pretrained(path)
+            except (OSError, ValueError):  # tiny local configs often ship no preprocessor_config.json
+                processor = None
+        backbone = HFBackbone(name, model, data_config_from_processor(processor, config))
+        if num_classes is not None and num_classes != backbone.num_classes:
+            backbone.reset_classifier(num_classes)
+        return backbone

@@ -1,0 +1,152 @@
+"""torchvision backbones: ``tv:resnet18`` (default weights) or ``tv:resnet50.IMAGENET1K_V2`` (named weights)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import get_model, get_model_weights, list_models
+
+from zoo.backbones.base import Backbone, group_by_stage_regex, make_data_config
+from zoo.backbones.weights import hub_offline, wrap_weight_errors
+from zoo.errors import UnknownModelError, WeightsUnavailableError
+from zoo.registry import ModelInfo, Source, filter_ids, register_source, unknown_model
+
+# Stage containers across torchvision's classifier families (ResNet layerN, EfficientNet/MobileNet/
+# ConvNeXt/Swin/VGG features.N, DenseNet denseblockN, ViT encoder_layer_N, RegNet blockN, ...).
+STAGE_REGEX = (
+    r"^(layer\d+|features\.denseblock\d+|features\.transition\d+|features\.\d+|"
+    r"encoder\.layers\.encoder_layer_\d+|trunk_output\.block\d+|stage\d+|blocks\.\d+|layers\.\d+|"
+    r"inception\w+|Mixed_\w+)\."
+)
+# These end in a conv classifier, not a linear one, so they have no pooled-feature head to replace.
+UNSUPPORTED = {"squeezenet1_0", "squeezenet1_1"}
+_INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
+
+
+def _last_linear(model: nn.Module) -> str:
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise UnknownModelError(f"{type(model).__name__} has no linear classifier; zoo cannot replace its head")
+    return names[-1]
+
+
+def _weights_enum(arch: str) -> Any | None:
+    try:
+        return get_model_weights(arch)
+    except (ValueError, KeyError):
+        return None
+
+
+def data_config_from_weights(weights: Any | None) -> dict[str, Any]:
+    """timm-style data config from torchvision's weights transforms (metadata only, no download)."""
+    if weights is None:
+        return make_data_config(224, interpolation="bilinear", crop_pct=0.875)
+    t = weights.transforms()
+    crop, resize = int(t.crop_size[0]), int(t.resize_size[0])
+    return make_data_config(
+        size=crop, mean=t.mean, std=t.std, crop_pct=crop / resize,
+        interpolation=_INTERP.get(t.interpolation.value, "bilinear"),
+    )
+
+
+class TorchvisionBackbone(Backbone):
+    """A torchvision classifier; pooled features are the input of its last linear layer."""
+
+    source = "tv"
+
+    def __init__(self, name: str, arch: str, model: nn.Module, data_config: dict[str, Any],
+                 pretrained_tag: str | None) -> None:
+        head_path = _last_linear(model)
+        head = model.get_submodule(head_path)
+        super().__init__(name, model, data_config, head.in_features, head.out_features, pretrained_tag)
+        self.arch = arch
+        self.head_path = head_path
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        hook = self.get_classifier().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            self.model(x)
+        finally:
+            hook.remove()
+        return captured[0].flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.model.get_submodule(self.head_path)
+
+    def _set_classifier(self, num_classes: int) -> None:
+        new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        parent_path, _, attr = self.head_path.rpartition(".")
+        setattr(self.model.get_submodule(parent_path) if parent_path else self.model, attr, new)
+
+    def _layer_group_names(self) -> list[tuple[str, list[str]]]:
+        return group_by_stage_regex(self.model.named_parameters(), STAGE_REGEX, self.head_param_names())
+
+
+@register_source("tv")
+class TorchvisionSource(Source):
+    description = "torchvision classification models, with torchvision's ImageNet weights"
+
+    def _archs(self) -> list[str]:
+        return [a for a in list_models(module=torchvision.models) if a not in UNSUPPORTED]
+
+    def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
+        rows = []
+        for arch in self._archs():
+            enum = _weights_enum(arch)
+            weights = list(enum) if enum is not None else []
+            ids = [f"{arch}.{w.name}" for w in weights] if pretrained else [arch]
+            for model_id in filter_ids(ids, pattern) or (filter_ids([arch], pattern) if pretrained else []):
+                w = enum[model_id.split(".", 1)[1]] if "." in model_id else (enum.DEFAULT if enum else None)
+                rows.append(ModelInfo(
+                    name=f"tv:{model_id}", source="tv", id=model_id,
+                    pretrained_tag=w.name if w is not None else None,
+                    param_count=round(w.meta["num_params"] / 1e6, 2) if w is not None else None,
+                    resolution=int(w.transforms().crop_size[0]) if w is not None else None,
+                    pretrain_data="imagenet-1k" if w is not None else None,
+                    license="bsd-3-clause", family=arch,
+                ))
+        return rows
+
+    def known_ids(self) -> list[str]:
+        return self._archs()
+
+    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
+               **kwargs: Any) -> TorchvisionBackbone:
+        arch, _, tag = model_id.partition(".")
+        if arch not in self._archs():
+            raise unknown_model("tv", model_id, self.known_ids())
+        enum = _weights_enum(arch)
+        try:
+            weights = (enum[tag] if tag else enum.DEFAULT) if enum is not None else None
+        except KeyError:
+            raise unknown_model("tv", model_id, [f"{arch}.{w.name}" for w in enum]) from None
+        if arch in ("googlenet", "inception_v3"):
+            kwargs.setdefault("aux_logits", False)
+            kwargs.setdefault("init_weights", False)
+        name = f"tv:{model_id}"
+        if pretrained and weights is None:
+            raise WeightsUnavailableError(f"torchvision ships no pretrained weights for {name!r}; pass pretrained=False")
+        if pretrained:
+            cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+            if hub_offline() and not os.path.exists(cached):
+                raise WeightsUnavailableError(
+                    f"cannot load pretrained weights for {name!r}: offline mode (HF_HUB_OFFLINE/ZOO_OFFLINE) "
+                    f"is set and {cached} is not cached. Fix: download it once with network access, or "
+                    f"pass pretrained=False."
+                )
+        with wrap_weight_errors(name, pretrained):
+            model = get_model(arch, weights=weights if pretrained else None, **kwargs)
+        backbone = TorchvisionBackbone(name, arch, model, data_config_from_weights(weights),
+                                       weights.name if (pretrained and weights is not None) else None)
+        if pretrained and weights is not None and backbone.num_classes == len(weights.meta.get("categories", [])):
+            backbone.label_names = list(weights.meta["categories"])
+        if num_classes is not None and num_classes != backbone.num_classes:
+            backbone.reset_classifier(num_classes)
+        return backbone

@@ -1,0 +1,59 @@
+"""The `zoo` command. Each subcommand lives in its own module under zoo/cli/ and adds itself to
+the parser through ``add_parser(subparsers)``; its handler is stored as the ``func`` default."""
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from zoo import __version__
+from zoo.errors import ZooError
+
+# One module per command group, in the order `zoo --help` lists them.
+COMMAND_MODULES = [
+    "zoo.cli.models",  # zoo models, zoo info
+]
+
+EPILOG = """\
+examples:
+  zoo models 'resnet5*' --source timm      list timm ResNet-50 variants with their pretrained tags
+  zoo models --source hf                   curated Hugging Face image classifiers
+  zoo info tv:resnet18 --json              features, preprocessing and layer groups of a model
+
+Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
+Run 'zoo COMMAND --help' for the options of one command.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="Transfer learning for image classification over timm, Hugging Face and torchvision.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ZooError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # python -m zoo.cli
+    sys.exit(main())
