@@ -20,6 +20,15 @@ _EXPORTS = {
     "ModelInfo": "zoo.registry",
     "Backbone": "zoo.backbones.base",
     "LayerGroup": "zoo.backbones.base",
+    "Recipe": "zoo.recipe",
+    "load_recipe": "zoo.recipe",
+    "expand_variants": "zoo.recipe",
+    "benchmark_backbones": "zoo.bench.backbones",
+    "save": "zoo.checkpoint",
+    "load": "zoo.checkpoint",
+    "push_to_hub": "zoo.hub",
+    "load_dataset": "zoo.data",
+    "ImageDataset": "zoo.data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

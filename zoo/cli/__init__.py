@@ -12,6 +12,10 @@ from zoo.errors import ZooError
 # One module per command group, in the order `zoo --help` lists them.
 COMMAND_MODULES = [
     "zoo.cli.models",  # zoo models, zoo info
+    "zoo.cli.data",  # zoo data inspect
+    "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
+    "zoo.cli.bench",  # zoo bench backbones
+    "zoo.cli.train",  # zoo train
 ]
 
 EPILOG = """\

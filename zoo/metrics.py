@@ -1,0 +1,91 @@
+"""Classification metrics and the pictures that go with them (training curve, confusion matrix)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                           prefix: str = "") -> dict[str, Any]:
+    """top-1, top-5, loss, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    logits, labels = logits.float().cpu(), labels.long().cpu()
+    k = min(5, num_classes)
+    topk = logits.topk(k, dim=1).indices
+    pred = topk[:, 0]
+    cm = torch.bincount(labels * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+    support = cm.sum(1)
+    per_class = (cm.diag().float() / support.clamp(min=1)).tolist()
+    n = max(len(labels), 1)
+    return {
+        f"{prefix}top1": float((pred == labels).sum()) / n,
+        f"{prefix}top5": float((topk == labels[:, None]).any(1).sum()) / n,
+        f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan"),
+        f"{prefix}per_class_acc": [round(a, 4) if s else None for a, s in zip(per_class, support.tolist())],
+        f"{prefix}confusion": cm.tolist(),
+        f"{prefix}n": len(labels),
+    }
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
+                   title: str = "confusion matrix") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(label_names)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.5 * n, 14), min(2 + 0.5 * n, 14)))
+    ax.imshow(confusion, cmap="Blues")
+    if n <= 40:
+        ax.set_xticks(range(n), label_names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), label_names, fontsize=8)
+        for i in range(n):
+            for j in range(n):
+                if confusion[i][j]:
+                    ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    lines = Path(path).read_text().splitlines() if Path(path).exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch: a curve says more than a column of numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    x = [r["epoch"] + 1 for r in epochs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(x, [r.get("train_loss") for r in epochs], marker="o", label="train loss")
+    if any("val_loss" in r for r in epochs):
+        left.plot(x, [r.get("val_loss") for r in epochs], marker="o", label="validation loss")
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    for key, label in (("train_top1", "train top-1"), ("val_top1", "validation top-1")):
+        if any(key in r for r in epochs):
+            right.plot(x, [r.get(key) for r in epochs], marker="o", label=label)
+    right.set_xlabel("epoch")
+    right.set_ylabel("accuracy")
+    right.set_ylim(0, 1)
+    right.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
