@@ -114,6 +114,10 @@ class Trainer:
             (self.run_dir / "recipe.yaml").write_text(r.to_yaml())
         acc.wait_for_everyone()
         set_seed(r.train.seed)
+        if acc.device.type == "cpu":
+            # Pretrained weights push some activations into denormal floats, which x86 CPUs compute
+            # very slowly: flushing them to zero measured 1.8x faster on EfficientNet-Lite0 here.
+            torch.set_flush_denormal(True)
 
         with acc.main_process_first():
             self.ds = load_dataset(

@@ -169,6 +169,13 @@ class Backbone(nn.Module):
                         module.eval()
         return self
 
+    # ---- inference ---------------------------------------------------------------------------
+    def predict(self, images: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (label name, probability) per image (PIL, array or path), preprocessed with data_config."""
+        from zoo.predict import predict
+
+        return predict(self, images, top_k=top_k)
+
     # ---- description ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """What ``zoo info`` prints: sizes, preprocessing and layer groups."""

@@ -1,0 +1,93 @@
+"""`zoo data inspect SPEC`: look at a dataset before training on it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from zoo.cli.output import print_table
+
+EPILOG = """\
+examples:
+  zoo data inspect cifar10                         splits, classes, sizes and a thumbnail grid
+  zoo data inspect ~/photos --out inspect/         an image folder (train/ val/ test/ or class folders)
+  zoo data inspect ~/photos --on-bad-image skip    load what is readable, count the rest
+  zoo data inspect sklearn:digits --json
+
+SPEC: cifar10, cifar100[:coarse], hf:<repo>[:config], imagefolder:<dir>, disk:<save_to_disk dir>,
+parquet:<file or glob>, sklearn:digits, or a local path.
+Exit status: 0 when the data is clean (or --on-bad-image skip), 1 when bad files or empty class folders
+were found, 2 when the dataset cannot be loaded at all.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect datasets", description="Work with datasets.")
+    data_sub = p.add_subparsers(title="data commands", metavar="COMMAND")
+    q = data_sub.add_parser(
+        "inspect", help="splits, classes, image sizes, bad files and a thumbnail grid",
+        description="Check every image of SPEC once and report splits, class names and counts, the image "
+                    "size distribution and every unreadable file or empty class folder by path; write a "
+                    "thumbnail grid PNG (a few images per class) to --out.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    q.add_argument("spec", help="dataset spec or path (see below)")
+    q.add_argument("--out", default="zoo-inspect", metavar="DIR",
+                   help="where thumbnails.png and bad_images.txt go (default: ./zoo-inspect)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                   help="error (default): exit 1 listing bad files; skip: load the rest and report the count")
+    q.add_argument("--val-size", type=float, default=0.1, help="validation fraction carved from train if none")
+    q.add_argument("--seed", type=int, default=0, help="seed of the validation carving")
+    q.add_argument("--image-column", help="image column, if it cannot be detected")
+    q.add_argument("--label-column", help="label column, if it cannot be detected (e.g. coarse_label)")
+    q.add_argument("--per-class", type=int, default=6, help="thumbnails per class (default 6)")
+    q.set_defaults(func=run_inspect)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from zoo.data.inspect import inspect_dataset
+
+    report, _ = inspect_dataset(args.spec, out_dir=args.out, per_class=args.per_class, val_size=args.val_size,
+                                seed=args.seed, image_column=args.image_column, label_column=args.label_column)
+    problems = report["bad_files"] + [{"path": p, "reason": "empty class folder"} for p in report["empty_classes"]]
+    failed = bool(problems) and args.on_bad_image == "error"
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_report(report)
+    if problems:
+        stream = sys.stderr if failed else sys.stdout
+        if failed:
+            print(f"\n{len(problems)} problem(s) in {args.spec}:", file=stream)
+            for item in problems:
+                print(f"  {item['path']}: {item['reason']}", file=stream)
+            print("Fix or remove them, or pass --on-bad-image skip to train on the rest.", file=stream)
+        else:
+            print(f"\nskipped {len(problems)} bad file(s)/folder(s); list: {report['bad_images_list']}")
+    return 1 if failed else 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"{report['spec']}  ({report['num_classes']} classes, fingerprint {report['fingerprint']})")
+    val = report["validation"]
+    if val.get("carved"):
+        print(f"  validation carved from train: {val['num_validation']} images, seed {val['seed']}, "
+              f"{'stratified' if val['stratified'] else 'not stratified'}")
+    splits = list(report["splits"])
+    rows = [[name] + [report["class_counts"][s][name] for s in splits] for name in report["label_names"]]
+    rows.append(["total"] + [report["splits"][s] for s in splits])
+    print_table(["class"] + splits, rows, title="images per class")
+    sizes = report["image_sizes"]
+    if sizes:
+        common = ", ".join(f"{s} ({n})" for s, n in sizes["most_common"])
+        print(f"image sizes: {sizes['distinct']} distinct; most common {common}; width "
+              f"{sizes['width']['min']}..{sizes['width']['max']}, height {sizes['height']['min']}..{sizes['height']['max']}")
+    if report["image_modes"]:
+        print("image modes: " + ", ".join(f"{m} ({n})" for m, n in report["image_modes"].items()))
+    for note in report["notes"]:
+        print(f"note: {note}")
+    if report.get("thumbnails"):
+        print(f"thumbnails: {report['thumbnails']}")

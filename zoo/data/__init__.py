@@ -1,0 +1,11 @@
+"""The data layer: specs -> normalised splits (``image``/``label``) -> the model's own transforms.
+
+``load_dataset(spec)`` is the entry point; ``transforms.build_transform`` is the per-sample PIL reference
+path; ``fast.TensorStore`` + ``fast.BatchTransform`` the decode-once, transform-on-device fast path.
+"""
+from __future__ import annotations
+
+from zoo.data.dataset import ImageDataset, load_dataset
+from zoo.data.specs import Spec, parse_spec
+
+__all__ = ["ImageDataset", "Spec", "load_dataset", "parse_spec"]

@@ -1,0 +1,249 @@
+"""The fast path: decode every image once into a uint8 tensor store, then crop, resize, flip and
+normalise whole batches as tensor ops on the device the model runs on.
+
+The per-sample PIL path (transforms.py) stays the reference; ``BatchTransform`` in eval mode reproduces it
+to within one 8-bit level (tested), because both use PIL's resampling weights (see resample.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.data.resample import apply_weights, resample_weights, rrc_boxes
+from zoo.data.transforms import (TRAIN_RATIO, TRAIN_SCALE, check_preset, eval_scale_size, resolve_config)
+from zoo.errors import DataError
+
+STORE_VERSION = 1
+
+
+def store_size(data_config: dict[str, Any]) -> int:
+    """The side to pre-resize large photos to so the eval crop sees what the reference path sees:
+    timm's resize size, floor(input / crop_pct)."""
+    return max(eval_scale_size(resolve_config(data_config)))
+
+
+def _shorter_side_resize(img: Any, size: int) -> Any:
+    """Resize so the shorter side is ``size`` and center-crop to size x size (torchvision's rounding)."""
+    from PIL import Image
+
+    w, h = img.size
+    if img.format == "JPEG":
+        img.draft("RGB", (size, size))  # decode at a reduced DCT scale no smaller than needed
+        w, h = img.size
+    if w <= h:
+        nw, nh = size, int(size * h / w)
+    else:
+        nh, nw = size, int(size * w / h)
+    img = img.convert("RGB").resize((nw, nh), Image.BICUBIC)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+class TensorStore(torch.utils.data.Dataset):
+    """uint8 images [N, 3, h, w] and int64 labels [N], decoded once. ``store[i] -> (image, label)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, fingerprint: str | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise DataError(f"TensorStore wants uint8 images [N, 3, h, w], got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.fingerprint = images, labels.long(), fingerprint
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.labels[i])
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched fetch for DataLoader (one gather instead of B lookups); pair with ``collate=store.collate``."""
+        idx = torch.as_tensor(indices)
+        return self.images[idx], self.labels[idx]
+
+    @staticmethod
+    def collate(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(batch, tuple):  # from __getitems__
+            return batch
+        return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+
+    def loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               generator: torch.Generator | None = None, **kwargs: Any) -> torch.utils.data.DataLoader:
+        """A DataLoader yielding (uint8 images [B, 3, h, w], labels [B]) by batched indexing."""
+        return torch.utils.data.DataLoader(self, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                           generator=generator, collate_fn=self.collate, **kwargs)
+
+    # ---- building ------------------------------------------------------------------------------
+    @staticmethod
+    def cache_key(split: Any, size: int | None) -> str:
+        # datasets keeps a content fingerprint on every Dataset (updated by each transform); it is the
+        # documented way to key caches, though only exposed as the attribute _fingerprint
+        key = json.dumps({"v": STORE_VERSION, "source": split._fingerprint, "n": len(split), "size": size,
+                          "resize": "shorter-side bicubic + center crop"}, sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+    @classmethod
+    def from_split(cls, split: Any, size: int | None = None, cache_dir: str | os.PathLike | None = None,
+                   progress: bool = True) -> "TensorStore":
+        """Decode a split (``image``/``label`` columns) once. ``size=None`` keeps the native size (all images
+        must share it, as CIFAR's do); ``size=S`` resizes the shorter side to S and center-crops S x S.
+        With ``cache_dir`` the store is written there (keyed by the split's fingerprint and ``size``) and
+        memory-mapped back by later calls instead of decoding again."""
+        key = cls.cache_key(split, size)
+        if cache_dir is not None:
+            base = Path(cache_dir) / f"store-{key}"
+            if (base / "done").is_file():
+                images = torch.from_numpy(np.load(base / "images.npy", mmap_mode="c"))
+                labels = torch.from_numpy(np.load(base / "labels.npy"))
+                return cls(images, labels, key)
+        images, labels = cls._decode(split, size, progress,
+                                     None if cache_dir is None else Path(cache_dir) / f"store-{key}")
+        return cls(images, labels, key)
+
+    @staticmethod
+    def _decode(split: Any, size: int | None, progress: bool, out: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+        from tqdm.auto import tqdm
+
+        n = len(split)
+        if n == 0:
+            raise DataError("cannot build a TensorStore from an empty split")
+        labels = np.asarray(split["label"], dtype=np.int64)
+        first = split[0]["image"]
+        h, w = (size, size) if size is not None else (first.size[1], first.size[0])
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            arr = np.lib.format.open_memmap(out / "images.npy.tmp", mode="w+", dtype=np.uint8, shape=(n, 3, h, w))
+        else:
+            arr = np.empty((n, 3, h, w), dtype=np.uint8)
+        i = 0
+        with tqdm(total=n, desc="decoding images", unit="img", disable=not progress or n < 5000) as bar:
+            for batch in split.select_columns(["image"]).iter(batch_size=256):
+                for img in batch["image"]:
+                    if size is not None:
+                        img = _shorter_side_resize(img, size)
+                    elif img.size != (w, h):
+                        raise DataError(f"image {i} is {img.size[0]}x{img.size[1]}, image 0 is {w}x{h}: images of "
+                                        "different sizes need TensorStore.from_split(split, size=S)")
+                    a = np.asarray(img.convert("RGB"))
+                    arr[i] = a.transpose(2, 0, 1)
+                    i += 1
+                bar.update(len(batch["image"]))
+        if out is not None:
+            arr.flush()
+            del arr
+            os.replace(out / "images.npy.tmp", out / "images.npy")
+            np.save(out / "labels.npy", labels)
+            (out / "done").write_text("ok\n")
+            arr = np.load(out / "images.npy", mmap_mode="c")
+        return torch.from_numpy(arr), torch.from_numpy(labels)
+
+
+class BatchTransform(nn.Module):
+    """uint8 [B, 3, h, w] on any device -> float32 normalised [B, 3, H, W] on that device.
+
+    Eval: resize to floor(input / crop_pct) and center crop (timm's eval transform). Train presets:
+    ``none`` (= eval), ``flip-crop`` (per-sample RandomResizedCrop with timm's scale/ratio + horizontal flip),
+    ``randaugment`` / ``trivialaugment`` (torchvision's RandAugment(2, 9) / TrivialAugmentWide per sample on
+    the uint8 source, then flip-crop). ``upsample=False`` keeps sources smaller than the input at their
+    own size (center square; train: reflect-pad-and-crop + flip, as for CIFAR)."""
+
+    def __init__(self, data_config: dict[str, Any], train: bool, preset: str = "flip-crop",
+                 upsample: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.cfg = resolve_config(data_config)
+        self.train_mode, self.preset, self.upsample = train, check_preset(preset), upsample
+        self.generator = generator
+        mean = torch.tensor(self.cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(self.cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        # normalise in one fused step: x * (1 / (255 std)) - mean / std
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", mean / std, persistent=False)
+        self._augment: nn.Module | None = None
+        self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        if train and preset in ("randaugment", "trivialaugment"):
+            from torchvision.transforms import v2
+
+            self._augment = v2.RandAugment(2, 9) if preset == "randaugment" else v2.TrivialAugmentWide()
+
+    @property
+    def augmenting(self) -> bool:
+        return self.train_mode and self.preset != "none"
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.cfg['input_size']}, interpolation={self.cfg['interpolation']}, "
+                f"train={self.train_mode}, preset={self.preset!r}, upsample={self.upsample}")
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3:
+            raise DataError(f"BatchTransform wants uint8 [B, 3, h, w], got {x.dtype} {tuple(x.shape)}")
+        _, out_h, out_w = self.cfg["input_size"]
+        b, _, h, w = x.shape
+        if self._augment is not None:
+            x = torch.stack([self._augment(img) for img in x])
+        if not self.upsample and min(h, w) < min(out_h, out_w):
+            return self._own_size(x)
+        dev = x.device
+        interp = self.cfg["interpolation"]
+        if self.augmenting:
+            boxes = rrc_boxes(b, h, w, TRAIN_SCALE, TRAIN_RATIO, self.generator).to(dev)
+            flip = torch.rand(b, generator=self.generator) < 0.5
+            wy = resample_weights(h, boxes[:, 0], boxes[:, 2], out_h, interp)
+            wx = resample_weights(w, boxes[:, 1], boxes[:, 3], out_w, interp, flip=flip)
+        else:
+            (rh, rw), (oy, ox) = self._eval_geometry(h, w)
+            wy, wx = self._eval_weights(h, w, dev)
+        return apply_weights(x, wy.to(dev), wx.to(dev), self.scale, self.shift)
+
+    def _eval_weights(self, h: int, w: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval resize + center crop as one [1, out, in] matrix per axis, cached per source size."""
+        key = (h, w, str(dev))
+        if key not in self._weights:
+            _, out_h, out_w = self.cfg["input_size"]
+            (rh, rw), (oy, ox) = self._eval_geometry(h, w)
+            zero = torch.zeros(1, device=dev)
+            interp = self.cfg["interpolation"]
+            self._weights[key] = (
+                resample_weights(h, zero, zero + h, out_h, interp, out_offset=oy, out_full=rh),
+                resample_weights(w, zero, zero + w, out_w, interp, out_offset=ox, out_full=rw),
+            )
+        return self._weights[key]
+
+    def _eval_geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(resized height, width), (crop top, left) of timm's eval transform for an h x w source."""
+        _, out_h, out_w = self.cfg["input_size"]
+        sh, sw = eval_scale_size(self.cfg)
+        if self.cfg["crop_mode"] == "squash":
+            rh, rw = sh, sw
+        elif sh == sw:  # torchvision Resize(int): shorter side to sh, the other truncated
+            rh, rw = (sh, int(sh * w / h)) if h <= w else (int(sh * h / w), sh)
+        else:  # timm ResizeKeepRatio: the scale that makes both sides at least the target
+            ratio = max(sh / h, sw / w)
+            rh, rw = round(h * ratio), round(w * ratio)
+        return (rh, rw), (int(round((rh - out_h) / 2.0)), int(round((rw - out_w) / 2.0)))
+
+    def _own_size(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        x = x[:, :, top:top + side, left:left + side].float()
+        if self.augmenting:
+            pad = max(1, side // 8)
+            padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect")
+            oy = torch.randint(0, 2 * pad + 1, (b,), generator=self.generator).to(x.device)
+            ox = torch.randint(0, 2 * pad + 1, (b,), generator=self.generator).to(x.device)
+            flip = (torch.rand(b, generator=self.generator) < 0.5).to(x.device)
+            ar = torch.arange(side, device=x.device)
+            rows = (oy[:, None] + ar)[:, None, :, None].expand(b, 3, side, side + 2 * pad)
+            x = padded.gather(2, rows)
+            cols = torch.where(flip[:, None], ox[:, None] + side - 1 - ar, ox[:, None] + ar)
+            x = x.gather(3, cols[:, None, None, :].expand(b, 3, side, side))
+        return self._normalise(x.contiguous())

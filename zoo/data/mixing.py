@@ -1,0 +1,39 @@
+"""Mixup / CutMix / label smoothing hooks for the trainer, through timm's ``Mixup`` (batch-level, works on
+the fast path's on-device batches as well as on collated reference batches)."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import ConfigError
+
+
+def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float = 0.0,
+                num_classes: int = 0) -> Any:
+    """timm's ``Mixup`` when mixup or cutmix is on (it also applies label smoothing to the soft targets),
+    else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs (see build_loss).
+    ``mixup``/``cutmix`` are the Beta-distribution alphas (0 = off); both on means one or the other per batch."""
+    for name, value in (("mixup", mixup), ("cutmix", cutmix)):
+        if value < 0:
+            raise ConfigError(f"{name}={value} must be >= 0 (0 turns it off; 0.2-1.0 are usual)")
+    if not 0 <= label_smoothing < 1:
+        raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1) (0.1 is usual)")
+    if mixup == 0 and cutmix == 0:
+        return None
+    if num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes}: mixup/cutmix need the number of classes (>= 2)")
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
+                 num_classes=num_classes)
+
+
+def build_loss(mix: Any, label_smoothing: float = 0.0) -> nn.Module:
+    """The training loss that goes with ``build_mixup``'s result: soft-target cross-entropy when mixing
+    (targets are then probability vectors), else cross-entropy with label smoothing."""
+    if mix is not None:
+        from timm.loss import SoftTargetCrossEntropy
+
+        return SoftTargetCrossEntropy()
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

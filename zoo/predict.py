@@ -1,0 +1,180 @@
+"""Inference on a ready classifier: images in, label names and probabilities out; and evaluation on a split.
+
+Preprocessing is timm's eval transform built from the model's own ``data_config`` (resize, center crop,
+normalise), so predictions match what the model saw in training and what plain timm would do.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from zoo.backbones.base import Backbone
+from zoo.errors import DataError
+
+ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+Prediction = list[tuple[str, float]]
+
+
+def to_pil(image: ImageInput) -> Image.Image:
+    """An RGB PIL image from a PIL image, a file path, an HWC/HW numpy array or a CHW tensor in [0, 1]."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise DataError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from exc
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3):  # CHW -> HWC
+            image = image.transpose(1, 2, 0)
+    if isinstance(image, np.ndarray):
+        arr = image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+            raise DataError(f"image array has shape {image.shape}; expected HxW, HxWx3 or HxWx4")
+        if arr.dtype != np.uint8:
+            arr = np.asarray(arr, dtype=np.float64)
+            if arr.max(initial=0) <= 1.0:  # floats in [0, 1], as ToTensor produces
+                arr = arr * 255.0
+            arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    raise DataError(f"cannot use {type(image).__name__} as an image; pass a PIL image, a numpy array or a file path")
+
+
+def as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One image or many: a single path/PIL/array becomes a list of one."""
+    if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+        if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+            return list(images)  # a batch array
+        return [images]
+    return list(images)
+
+
+def eval_transform(data_config: Mapping[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's evaluation transform for this data config (the model's own preprocessing)."""
+    from timm.data import create_transform
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
+
+
+def preprocess(images: ImageInput | Sequence[ImageInput], data_config: Mapping[str, Any]) -> torch.Tensor:
+    """A normalised ``[B, C, H, W]`` batch."""
+    transform = eval_transform(data_config)
+    return torch.stack([transform(to_pil(img)) for img in as_list(images)])
+
+
+def label_names_of(model: Backbone) -> list[str]:
+    return list(model.label_names) if model.label_names else [str(i) for i in range(model.num_classes)]
+
+
+@torch.no_grad()
+def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: int = 5,
+            batch_size: int = 32) -> list[Prediction]:
+    """For each image, the ``top_k`` (label name, probability) pairs, most likely first."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if model.num_classes < 1:
+        raise ValueError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
+    items = as_list(images)
+    names = label_names_of(model)
+    k = min(top_k, model.num_classes)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    transform = eval_transform(model.data_config)
+    out: list[Prediction] = []
+    try:
+        for start in range(0, len(items), batch_size):
+            batch = torch.stack([transform(to_pil(img)) for img in items[start:start + batch_size]])
+            probs = model(batch.to(device)).float().softmax(dim=-1).cpu()
+            values, indices = probs.topk(k, dim=-1)
+            out += [[(names[i], float(p)) for p, i in zip(vs.tolist(), ix.tolist())] for vs, ix in zip(values, indices)]
+    finally:
+        model.train(was_training)
+    return out
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+def dataset_label_names(dataset: Any) -> list[str] | None:
+    """ClassLabel names of a datasets.Dataset's 'label' column (or the data layer's ``label_names``)."""
+    names = getattr(dataset, "label_names", None)
+    if names:
+        return list(names)
+    feature = getattr(dataset, "features", {}).get("label") if hasattr(dataset, "features") else None
+    return list(feature.names) if getattr(feature, "names", None) else None
+
+
+def label_mapping(model_names: Sequence[str] | None, data_names: Sequence[str] | None) -> list[int] | None:
+    """Index map dataset label -> model output, when both have names and the order differs; an error when
+    the dataset has a class the model does not know (evaluating would silently score it as wrong)."""
+    if not model_names or not data_names or list(model_names) == list(data_names):
+        return None
+    unknown = [n for n in data_names if n not in model_names]
+    if unknown:
+        raise DataError(f"the dataset has labels the model was not trained on: {unknown[:5]}; model labels: "
+                        f"{list(model_names)[:10]}. Evaluate on data with the model's classes.")
+    index = {n: i for i, n in enumerate(model_names)}
+    return [index[n] for n in data_names]
+
+
+@torch.no_grad()
+def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
+             batch_size: int = 64, label_names: Sequence[str] | None = None, progress: bool = True
+             ) -> dict[str, Any]:
+    """top-1/top-5, loss, per-class accuracy and the confusion matrix of ``model`` on a dataset with
+    ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split."""
+    from tqdm.auto import tqdm
+
+    from zoo.metrics import classification_metrics
+
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None and not {"image", "label"} <= set(columns):
+        raise DataError(f"evaluation needs 'image' and 'label' columns, the dataset has {columns}")
+    transform = transform or eval_transform(model.data_config)
+    mapping = label_mapping(model.label_names, label_names or dataset_label_names(dataset))
+    device = next(model.parameters()).device
+    model.eval()
+    logits, labels = [], []
+    n = len(dataset)
+    with tqdm(total=n, desc="eval", unit="img", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            rows = dataset[start:start + batch_size]
+            x = torch.stack([transform(to_pil(img)) for img in rows["image"]])
+            logits.append(model(x.to(device)).float().cpu())
+            y = [int(v) for v in rows["label"]]
+            labels.append(torch.tensor([mapping[v] for v in y] if mapping else y))
+            bar.update(len(y))
+    all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    if len(all_labels) and int(all_labels.max()) >= model.num_classes:
+        raise DataError(f"the dataset has label {int(all_labels.max())} but {model.name} has only "
+                        f"{model.num_classes} classes")
+    result = classification_metrics(torch.cat(logits) if logits else torch.zeros(0, model.num_classes),
+                                    all_labels, model.num_classes)
+    result["label_names"] = label_names_of(model)
+    return result
+
+
+def open_model(spec: str, revision: str | None = None) -> Backbone:
+    """What the CLI's MODEL argument names: an artifact folder, a Hub repo id, or a registry 'source:id'
+    (pretrained weights)."""
+    from zoo.checkpoint import HUB_ID, load
+
+    if Path(spec).expanduser().exists() or HUB_ID.match(spec) or spec.startswith(("hf-hub:", "hf_hub:")):
+        return load(spec, revision=revision)
+    from zoo.registry import create_model
+
+    model = create_model(spec, pretrained=True)
+    model.eval()
+    return model
+
