@@ -409,7 +409,9 @@ class Trainer:
             best_epoch=progress["best_epoch"], val_top1=val_best, eval_split=split, final_top1=final["top1"],
             test_top1=final["top1"] if split == "test" else None, epochs_run=progress["epoch"],
             train_seconds=round(progress["train_seconds"] + extra_seconds, 3),
-            images_per_sec=round(progress["images_seen"] / max(progress["train_seconds"], 1e-9), 2),
+            # over all training time, feature extraction included: a probe's head epochs alone would
+            # report feature vectors per second, not images
+            images_per_sec=round(progress["images_seen"] / max(progress["train_seconds"] + extra_seconds, 1e-9), 2),
             peak_mem_mb=round(_peak_memory_mb(acc.device), 1),
         )
         if acc.is_main_process:
