@@ -178,3 +178,26 @@ def test_mixup_hooks():
         build_mixup(-1, 0, 0, 10)
     with pytest.raises(ConfigError, match=r"label_smoothing=1.5 must be in \[0, 1\)"):
         build_mixup(0, 0, 1.5, 10)
+
+
+def test_train_batch_weights_cache_is_exact():
+    """The per-box weight cache must give exactly what building every sample's weights would."""
+    import torch
+
+    from zoo.data.fast import BatchTransform
+    from zoo.data.resample import apply_weights, resample_weights, rrc_boxes
+    from zoo.data.transforms import TRAIN_RATIO, TRAIN_SCALE
+
+    cfg = {"input_size": (3, 64, 64), "interpolation": "bicubic", "mean": (0.5,) * 3, "std": (0.5,) * 3,
+           "crop_pct": 0.875, "crop_mode": "center"}
+    x = torch.randint(0, 255, (64, 3, 16, 16), dtype=torch.uint8)
+    bt = BatchTransform(cfg, train=True, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):  # later batches hit the cache
+        out = bt(x)
+        boxes = rrc_boxes(64, 16, 16, TRAIN_SCALE, TRAIN_RATIO, g)
+        flip = torch.rand(64, generator=g) < 0.5
+        wy = resample_weights(16, boxes[:, 0], boxes[:, 2], 64, "bicubic")
+        wx = resample_weights(16, boxes[:, 1], boxes[:, 3], 64, "bicubic", flip=flip)
+        assert torch.equal(out, apply_weights(x, wy, wx, bt.scale, bt.shift))
+    assert bt._box_cache
