@@ -12,12 +12,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_cpu_ranks_freeze_then_unfreeze(tmp_path):
     """accelerate launch --multi_gpu with ACCELERATE_USE_CPU=1: two ranks, one run directory, identical weights."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()),
            "-m", "zoo.train", "recipes/quickstart.yaml", "variants={}", "name=ddp",
            "strategy.name=freeze_then_unfreeze", "strategy.unfreeze_epoch=1", "strategy.unfreeze_stages=2",
            "train.epochs=2", "data.limit=128", "data.image_size=32", "data.batch_size=16",

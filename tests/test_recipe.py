@@ -87,7 +87,7 @@ def test_cifar10_recipes_use_the_models_and_strategies_asked_for():
 def test_quickstart_compares_probe_finetune_and_scratch():
     recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml")
     assert (recipe.model.name, recipe.data.spec, recipe.data.image_size) == ("pypi:efficientnet_lite0",
-                                                                            "sklearn:digits", 112)
+                                                                            "sklearn:digits", 64)
     runs = dict(expand_variants(recipe))
     assert {n: (r.strategy.name, r.model.pretrained) for n, r in runs.items()} == {
         "quickstart-linear_probe": ("linear_probe", True),
@@ -138,6 +138,15 @@ def test_fsdp_config_builds_accelerates_fsdp2_plugin(monkeypatch):
     assert plugin.auto_wrap_policy.__name__ == "size_based_auto_wrap_policy"
 
 
+def free_port() -> int:
+    """A port nobody listens on: two launches in one test session must not share torchrun's default."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_cpu_2proc_config_runs_two_gloo_ranks(tmp_path):
     """The launch command in cpu-2proc.yaml's comment really gives two DDP ranks on CPU."""
@@ -147,7 +156,8 @@ def test_cpu_2proc_config_runs_two_gloo_ranks(tmp_path):
     config = ROOT / "recipes" / "accelerate" / "cpu-2proc.yaml"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                          str(script)], env=env, capture_output=True, text=True, timeout=300)
+                          "--main_process_port", str(free_port()), str(script)],
+                         env=env, capture_output=True, text=True, timeout=300)
     ranks = sorted(line for line in out.stdout.splitlines() if line.startswith("RANK"))
     assert ranks == ["RANK 0 2 gloo", "RANK 1 2 gloo"], out.stdout + out.stderr
 

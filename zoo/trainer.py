@@ -162,6 +162,7 @@ class Trainer:
 
     # ---- the run ------------------------------------------------------------------------------------
     def fit(self) -> RunSummary:
+        self._started = time.perf_counter()
         self._setup()
         if self.strategy.uses_feature_cache:
             return self._fit_cached_probe()
@@ -352,7 +353,9 @@ class Trainer:
             record = {"kind": "epoch", "epoch": epoch, "step": progress["global_step"],
                       "train_loss": progress["ep_loss"] / seen, "train_top1": progress["ep_correct"] / seen,
                       "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"],
-                      "lr": scheduler.get_last_lr()[-1], "train_seconds": round(progress["train_seconds"], 3)}
+                      "lr": scheduler.get_last_lr()[-1], "train_seconds": round(progress["train_seconds"], 3),
+                      # wall clock since this process started the run: set-up, extraction and evaluation too
+                      "elapsed_seconds": round(time.perf_counter() - self._started, 3)}
             if val["top1"] > progress["best_top1"]:
                 progress.update(best_top1=val["top1"], best_epoch=epoch, bad_epochs=0)
                 if r.train.select_best and acc.is_main_process:

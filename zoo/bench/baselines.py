@@ -80,7 +80,7 @@ def _backbone(model_name: str, num_classes: int, image_size: int | None) -> Any:
 
 
 def tutorial_linear_probe(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: float,
-                          image_size: int | None = None, num_workers: int = 0, eval_split: str = "test",
+                          image_size: int | None = None, num_workers: int = 0, eval_split: str = "validation",
                           seed: int = 0) -> BaselineResult:
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def tutorial_linear_probe(model_name: str, ds: Any, *, epochs: int, batch_size: 
 
 
 def hf_finetune(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: float,
-                image_size: int | None = None, num_workers: int = 0, eval_split: str = "test",
+                image_size: int | None = None, num_workers: int = 0, eval_split: str = "validation",
                 seed: int = 0) -> BaselineResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed

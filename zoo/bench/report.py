@@ -135,8 +135,9 @@ def write_markdown(rows: Sequence[Row], path: str | Path, columns: Sequence[str]
 # ---- plot --------------------------------------------------------------------------------------
 def scatter_plot(rows: Sequence[Row], x: str, y: str, path: str | Path, label: str | None = "model",
                  logx: bool = False, logy: bool = False, title: str | None = None,
-                 xlabel: str | None = None, ylabel: str | None = None) -> Path:
-    """One labelled point per row of ``y`` against ``x`` (rows missing either are skipped)."""
+                 xlabel: str | None = None, ylabel: str | None = None, front: str | None = None) -> Path:
+    """One labelled point per row of ``y`` against ``x`` (rows missing either are skipped). With ``front``,
+    the rows whose ``front`` column is true are joined by a line (a Pareto front)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: never needs a display
@@ -150,6 +151,12 @@ def scatter_plot(rows: Sequence[Row], x: str, y: str, path: str | Path, label: s
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=36, zorder=3)
+    if front:
+        on = sorted((float(r[x]), float(r[y])) for r in rows if r.get(front) in (True, "True", "yes"))
+        if on:
+            ax.step([p[0] for p in on], [p[1] for p in on], where="post", color="tab:orange", alpha=0.7,
+                    zorder=2, label="Pareto front")
+            ax.legend(loc="lower right", fontsize=8)
     for px, py, text in points:
         if text is not None:
             ax.annotate(str(text), (px, py), textcoords="offset points", xytext=(5, 4), fontsize=8)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from zoo.bench.backbones import device_name, device_slug
-    from zoo.bench.report import run_metadata, scatter_plot, write_csv, write_markdown
+    from zoo.bench.report import run_metadata, write_csv
     from zoo.bench.transfer import COLUMNS, TransferConfig, run_transfer
     from zoo.cli.output import print_table
 
@@ -52,13 +52,31 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("benchmarks/results") / f"transfer_{Path(args.recipe).stem}_{device_slug(device)}.csv"
     write_csv(rows, out, COLUMNS)
     write_csv(runs, out.with_name(out.stem + "_runs.csv"))
-    png = scatter_plot(rows, "wall_seconds_mean", "top1_mean", out.with_suffix(".png"), label="label",
-                       title=f"accuracy vs time: {Path(args.recipe).stem} ({rows[0]['eval_split']} split)",
-                       xlabel="wall-clock seconds per run", ylabel="held-out top-1")
-    notes = ["CPU figures are for ratios between rows only." if device == "cpu" else "",
-             f"held-out split: {rows[0]['eval_split']}; seeds: {', '.join(map(str, args.seeds))}"]
-    write_markdown(rows, out.with_suffix(".md"), COLUMNS, title="Transfer table", meta=meta,
-                   notes=[n for n in notes if n], image=png)
-    print_table(COLUMNS, [[r[c] if not isinstance(r[c], float) else f"{r[c]:.4g}" for c in COLUMNS] for r in rows],
-                title=f"transfer: {out}")
+    write_transfer_report(rows, out, meta, args.recipe, args.seeds)
+    print_table(["model", "strategy", "top-1 (mean ± std)", "wall s", "train img/s", "peak MiB", "Pareto"],
+                [[r["model"], r["strategy"], f"{r['top1_mean']:.4f} ± {r['top1_std']:.4f}",
+                  f"{r['wall_seconds_mean']:.1f}", f"{r['train_images_per_sec']:.0f}", f"{r['peak_mem_mb']:.0f}",
+                  "yes" if r["pareto"] else ""] for r in rows],
+                title=f"transfer on {rows[0]['eval_split']} split, {len(args.seeds)} seed(s): wrote {out}")
     return 0
+
+
+def write_transfer_report(rows: list[dict], out: Path, meta: dict, recipe: str, seeds: list[int]) -> None:
+    """Markdown table (accuracy to 4 places) and the accuracy-vs-time Pareto plot beside the CSV."""
+    from zoo.bench.report import scatter_plot, write_markdown
+    from zoo.bench.transfer import COLUMNS
+
+    split = rows[0].get("eval_split", "test")
+    png = scatter_plot([{**r, "label": r["strategy"]} for r in rows], "wall_seconds_mean", "top1_mean",
+                       out.with_suffix(".png"), label="label", front="pareto",
+                       title=f"accuracy vs time: {Path(recipe).stem} ({split} split)",
+                       xlabel="wall-clock seconds per run", ylabel="held-out top-1")
+    shown = [{**r, "top1_mean": f"{float(r['top1_mean']):.4f}", "top1_std": f"{float(r['top1_std']):.4f}",
+              "pareto": "yes" if r["pareto"] in (True, "True") else ""} for r in rows]
+    notes = [f"held-out split: {split}; seeds: {', '.join(map(str, seeds))}; recipe: {recipe}",
+             "pareto: no other row is both at least as accurate and faster"]
+    if "cpu" in str(meta.get("device", "")).lower() or "core" in str(meta.get("device", "")):
+        notes.append("CPU figures are for ratios between rows only.")
+    write_markdown(shown, out.with_suffix(".md"), COLUMNS, title="Transfer table", meta=meta, notes=notes,
+                   image=png)
+
