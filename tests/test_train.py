@@ -180,3 +180,15 @@ def test_recipe_hub_section_pushes_final_model_and_checkpoints(cifar_like, tmp_p
     assert main_files["model.safetensors"] == (tmp_path / "t" / "model" / "model.safetensors").read_bytes()
     assert "pipeline_tag: image-classification" in main_files["README.md"].decode()
     assert json.loads(checkpoint_files["zoo.json"])["metrics"]["epoch"] == 2
+
+
+def test_tensorboard_tracker_logs_epochs(cifar_like, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(recipe(cifar_like, tmp_path, train={"epochs": 2}, output={"trackers": ["tensorboard"]}))
+    events = list((tmp_path / "t" / "logs").rglob("events.out.tfevents.*"))
+    assert events, list((tmp_path / "t").rglob("*"))
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert len(acc.Scalars("val_top1")) == 2 and len(acc.Scalars("train_loss")) == 2
