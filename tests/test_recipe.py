@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 import yaml
 
 from zoo.errors import ConfigError
@@ -138,13 +139,6 @@ def test_fsdp_config_builds_accelerates_fsdp2_plugin(monkeypatch):
     assert plugin.auto_wrap_policy.__name__ == "size_based_auto_wrap_policy"
 
 
-def free_port() -> int:
-    """A port nobody listens on: two launches in one test session must not share torchrun's default."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ CPU figures are for ratios between rows; quote absolute figures from a GPU run o
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark backbones (and, from other modules, transfer)",
+    p = sub.add_parser("bench", help="benchmark backbones, and transfer strategies on a dataset",
                        description="Benchmarks measured side by side in one run. Run 'zoo bench NAME --help'.")
     bench_sub = p.add_subparsers(title="benchmarks", metavar="NAME")
     add_backbones_parser(bench_sub)
