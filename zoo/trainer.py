@@ -142,14 +142,10 @@ class Trainer:
 
         with acc.main_process_first():
             self.loaders = build_loaders(self.ds, model.data_config, r.data, self.run_dir, seed=r.data.seed)
-        self.mixup = None
-        if r.train.mixup or r.train.cutmix:
-            from zoo.data.mixing import build_mixup
+        from zoo.data.mixing import build_loss, build_mixup
 
-            self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
-        self.criterion: nn.Module = (
-            _SoftTargetCE() if self.mixup is not None else nn.CrossEntropyLoss(label_smoothing=r.train.label_smoothing)
-        )
+        self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
+        self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing)
         if r.train.channels_last:
             model.to(memory_format=torch.channels_last)
 
@@ -485,13 +481,6 @@ class Trainer:
         if self.accelerator.is_main_process:
             log.warning(message)
             tqdm.write(f"[{self.recipe.name}] warning: {message}")
-
-
-class _SoftTargetCE(nn.Module):
-    """Cross-entropy with soft targets (mixup/cutmix/label smoothing produce them)."""
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return torch.sum(-target * torch.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
 
 def _one_hot_smooth(y: torch.Tensor, n: int, smoothing: float) -> torch.Tensor:
