@@ -193,14 +193,12 @@ class BatchTransform(nn.Module):
         if not self.upsample and min(h, w) < min(out_h, out_w):
             return self._own_size(x)
         dev = x.device
-        interp = self.cfg["interpolation"]
         if self.augmenting:
             boxes = rrc_boxes(b, h, w, TRAIN_SCALE, TRAIN_RATIO, self.generator)
             flip = torch.rand(b, generator=self.generator) < 0.5
             wy = self._box_weights("y", h, boxes[:, 0], boxes[:, 2], torch.zeros_like(flip), out_h, dev)
             wx = self._box_weights("x", w, boxes[:, 1], boxes[:, 3], flip, out_w, dev)
         else:
-            (rh, rw), (oy, ox) = self._eval_geometry(h, w)
             wy, wx = self._eval_weights(h, w, dev)
         return apply_weights(x, wy.to(dev), wx.to(dev), self.scale, self.shift)
 

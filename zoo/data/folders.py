@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from zoo.data.specs import RawSource
 from zoo.data.splits import split_alias
