@@ -144,16 +144,20 @@ def test_fsdp_config_builds_accelerates_fsdp2_plugin(monkeypatch):
 @pytest.mark.slow
 def test_cpu_2proc_config_runs_two_gloo_ranks(tmp_path):
     """The launch command in cpu-2proc.yaml's comment really gives two DDP ranks on CPU."""
-    script = write(tmp_path, "from accelerate import Accelerator\na = Accelerator()\n"
-                             "print('RANK', a.process_index, a.num_processes, a.state.backend, flush=True)\n",
+    # Each rank writes its own file: two ranks printing to one pipe can interleave mid-line ("RANKRANK 1 ...").
+    script = write(tmp_path, "import sys\nfrom pathlib import Path\nfrom accelerate import Accelerator\n"
+                             "a = Accelerator()\n"
+                             "Path(sys.argv[1], f'rank{a.process_index}.txt').write_text("
+                             "f'{a.process_index} {a.num_processes} {a.state.backend}')\n",
                    "probe.py")
     config = ROOT / "recipes" / "accelerate" / "cpu-2proc.yaml"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                          "--main_process_port", str(free_port()), str(script)],
+                          "--main_process_port", str(free_port()), str(script), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=300)
-    ranks = sorted(line for line in out.stdout.splitlines() if line.startswith("RANK"))
-    assert ranks == ["RANK 0 2 gloo", "RANK 1 2 gloo"], out.stdout + out.stderr
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    ranks = sorted(f.read_text() for f in tmp_path.glob("rank*.txt"))
+    assert ranks == ["0 2 gloo", "1 2 gloo"], out.stdout + out.stderr
 
 
 # ---- types and coercion ------------------------------------------------------------------------------------------
