@@ -28,6 +28,13 @@ def test_models_table(capsys):
     assert "tv:resnet18" in out and "11.69" in out and "IMAGENET1K_V1" in out
 
 
+def test_models_table_keeps_long_names_whole_when_piped(capsys):
+    """Names are what users copy: a piped table must not fold one across lines."""
+    assert main(["models", "*dinov2*", "--source", "hf"]) == 0
+    out = capsys.readouterr().out
+    assert "hf:facebook/dinov2-small-imagenet1k-1-layer" in out and "hf:facebook/dinov2-base-imagenet1k-1-layer" in out
+
+
 def test_models_hf_and_tv(capsys):
     assert len(run_json(capsys, "models", "--source", "hf", "--json")) >= 10
     tv = run_json(capsys, "models", "--source", "tv", "--json")

@@ -8,6 +8,8 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+from zoo.cli.output import print_table
+
 
 # Modules that add a `zoo bench NAME` sub-command through add_bench_parser(subparsers).
 BENCH_MODULES: list[str] = ["zoo.cli.bench_transfer"]
@@ -103,7 +105,7 @@ def run_backbones(args: argparse.Namespace) -> int:
             return f"{value} (batch {row['infer_batch_size']})"
         return format_value(value)
 
-    _print_results(list(shown.values()), [[cell(r, c) for c in shown] for r in rows],
+    print_table(list(shown.values()), [[cell(r, c) for c in shown] for r in rows],
                    title=f"backbones on {cfg.device}, {cfg.precision}, batch {cfg.batch_size} "
                          f"(the CSV has every column)")
     for r in rows:
@@ -122,21 +124,3 @@ def _command(args: argparse.Namespace, out: Path) -> str:
     parts += ["--img-size", str(args.img_size)] if args.img_size else []
     parts += ["--no-train"] * args.no_train + ["--timm-compare"] * args.timm_compare
     return " ".join(shlex.quote(p) for p in [*parts, "--out", str(out)])
-
-
-def _print_results(columns: list[str], rows: list[list[str]], title: str) -> None:
-    """Like zoo.cli.output.print_table, but model names never fold: they are what the reader scans."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(100, Console().width))
-    console.print(title, style="bold", highlight=False)
-    table = Table()
-    for i, col in enumerate(columns):
-        if i == 0:
-            table.add_column(col, justify="left", no_wrap=True)
-        else:
-            table.add_column(col, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
