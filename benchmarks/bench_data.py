@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import re
 import statistics
 import sys
@@ -60,10 +59,13 @@ def time_fast(store, cfg, train: bool, batch_size: int, device: torch.device) ->
 
 
 def device_tag(device: torch.device) -> tuple[str, str]:
+    """(file-name tag, human name): the human name is the one the other benchmarks record."""
+    from zoo.bench.backbones import device_name
+
+    name = device_name(str(device))
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
         return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"), name
-    return "cpu", platform.processor() or platform.machine()
+    return "cpu", name
 
 
 def main(argv: list[str] | None = None) -> int:
