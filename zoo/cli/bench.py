@@ -106,8 +106,8 @@ def run_backbones(args: argparse.Namespace) -> int:
         return format_value(value)
 
     print_table(list(shown.values()), [[cell(r, c) for c in shown] for r in rows],
-                   title=f"backbones on {cfg.device}, {cfg.precision}, batch {cfg.batch_size} "
-                         f"(the CSV has every column)")
+                title=f"backbones on {cfg.device}, {cfg.precision}, batch {cfg.batch_size} "
+                      f"(the CSV has every column)")
     for r in rows:
         if r.get("error"):
             print(f"  {r['model']}: {r['error']}", file=sys.stderr)
