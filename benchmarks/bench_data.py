@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -61,10 +60,11 @@ def time_fast(store, cfg, train: bool, batch_size: int, device: torch.device) ->
 def device_tag(device: torch.device) -> tuple[str, str]:
     """(file-name tag, human name): the human name is the one the other benchmarks record."""
     from zoo.bench.backbones import device_name
+    from zoo.bench.report import slugify
 
     name = device_name(str(device))
     if device.type == "cuda":
-        return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"), name
+        return slugify(name), name
     return "cpu", name
 
 
