@@ -49,14 +49,35 @@ def train(recipe: str | Path | Mapping[str, Any] | Any, overrides: Sequence[str]
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    summaries = [Trainer(variant).fit() for _, variant in expand_variants(recipe)]
+    summaries, sections = [], []
+    for _, variant in expand_variants(recipe):
+        trainer = Trainer(variant)
+        summaries.append(trainer.fit())
+        sections.append(_run_report(trainer))
     if len(summaries) > 1:
-        _report(recipe, summaries)
+        _report(recipe, summaries, [s for s in sections if s])
     return summaries
 
 
-def _report(recipe: Any, summaries: list[Any]) -> None:
-    """Comparison table on the terminal and as comparison.md/json beside the runs."""
+def _run_report(trainer: Any) -> dict[str, Any] | None:
+    """report.html in the run folder (main process). A failed report is a warning: the run itself is done."""
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return None
+    from zoo.report import read_run, run_context, write_report
+
+    try:
+        section = run_context(read_run(trainer.run_dir), dataset=trainer.ds)
+        print(f"[{trainer.recipe.name}] report: {write_report(trainer.run_dir, contexts=[section])}")
+        return section
+    except Exception as exc:  # noqa: BLE001
+        print(f"[{trainer.recipe.name}] warning: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+
+
+def _report(recipe: Any, summaries: list[Any], sections: Sequence[Any] = ()) -> None:
+    """Comparison table on the terminal and as comparison.md/json/html beside the runs."""
     from accelerate import PartialState
 
     if not PartialState().is_main_process:
@@ -76,6 +97,10 @@ def _report(recipe: Any, summaries: list[Any]) -> None:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if len(sections) > 1:
+        from zoo.report import write_report
+
+        print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=sections)}")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m zoo.train") -> int:

@@ -298,6 +298,7 @@ class Trainer:
         for epoch in range(start_epoch, r.train.epochs):
             scales = self.strategy.lr_scales(epoch)
             scheduler.set_scales(scales)
+            lr_groups = {g.get("group_name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
             live = [g for g in scales if scales[g] > 0]
             if live != announced:
                 self._print(f"epoch {epoch + 1}: training {', '.join(live)}")
@@ -350,6 +351,7 @@ class Trainer:
                       "train_loss": progress["ep_loss"] / seen, "train_top1": progress["ep_correct"] / seen,
                       "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"],
                       "lr": scheduler.get_last_lr()[-1], "train_seconds": round(progress["train_seconds"], 3),
+                      "lr_groups": lr_groups,  # each layer group's lr as the epoch began (the report plots it)
                       # wall clock since this process started the run: set-up, extraction and evaluation too
                       "elapsed_seconds": round(time.perf_counter() - self._started, 3)}
             if val["top1"] > progress["best_top1"]:
@@ -418,7 +420,7 @@ class Trainer:
                       "best_epoch": progress["best_epoch"], "best_val_top1": val_best,
                       "train_seconds": summary.train_seconds, "images_per_sec": summary.images_per_sec,
                       "peak_mem_mb": summary.peak_mem_mb, "num_processes": acc.num_processes,
-                      "ranks_in_sync": in_sync}
+                      "ranks_in_sync": in_sync, "environment": _environment(acc)}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             records = read_metrics(self.run_dir / "metrics.jsonl")
@@ -481,6 +483,24 @@ class Trainer:
         if self.accelerator.is_main_process:
             log.warning(message)
             tqdm.write(f"[{self.recipe.name}] warning: {message}")
+
+
+def _environment(acc: Any) -> dict[str, Any]:
+    """Where the run ran: package versions, device and precision (the run report shows them)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in ("zoo-transfer", "torch", "torchvision", "timm", "transformers", "accelerate", "datasets"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    device = str(acc.device)
+    if acc.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(acc.device)})"
+    return {"versions": versions, "device": device, "mixed_precision": str(acc.mixed_precision),
+            "num_processes": acc.num_processes, "platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
 def _one_hot_smooth(y: torch.Tensor, n: int, smoothing: float) -> torch.Tensor:
