@@ -61,6 +61,7 @@ def learning_rates(run: RunData) -> str:
         x, y = _series(run, "lr")
         ax.plot(x, y, marker="o", label="lr (last group)")
     ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate per layer group (start of each epoch)")
+    ax.set_ylim(bottom=0)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=4)
