@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "zoo.cli.train",  # zoo train
     "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
     "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
+    "zoo.cli.report",  # zoo report
+    "zoo.cli.serve",  # zoo serve
 ]
 
 EPILOG = """\
@@ -26,6 +28,8 @@ examples:
   zoo info tv:resnet18 --json              features, preprocessing and layer groups of a model
   zoo data inspect sklearn:digits          splits, classes, image sizes, bad files, a thumbnail grid
   zoo predict runs/quickstart-finetune/model img.png    label names and probabilities
+  zoo report runs/quickstart-finetune      curves, confusion matrix, top losses as one HTML file
+  zoo serve runs/quickstart-finetune/model  a local prediction page (drop images, see top-k)
 
 Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
 Run 'zoo COMMAND --help' for the options of one command.

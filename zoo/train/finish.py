@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import platform
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +117,7 @@ def write_outputs(t: Any, summary: RunSummary, final: dict[str, Any], in_sync: b
     record = {"kind": "final", "split": split, **final, "best_epoch": p.best_epoch, "best_val_top1": p.best_score,
               "train_seconds": summary.train_seconds, "images_per_sec": summary.images_per_sec,
               "peak_mem_mb": summary.peak_mem_mb, "num_processes": t.accelerator.num_processes,
-              "ranks_in_sync": in_sync}
+              "ranks_in_sync": in_sync, "environment": environment(t.accelerator)}
     with open(t.run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     curve = plot_curves(read_metrics(t.run_dir / "metrics.jsonl"), t.run_dir / "curve.png",
@@ -127,6 +130,21 @@ def write_outputs(t: Any, summary: RunSummary, final: dict[str, Any], in_sync: b
     dataset = {**t.ds.info(), "eval_split": split}
     save(t.model.cpu(), t.run_dir / "model", recipe=t.recipe.to_dict(), metrics=metrics, dataset=dataset,
          files={"curve.png": curve, "confusion.png": t.run_dir / "confusion.png"})
+
+
+def environment(acc: Any) -> dict[str, Any]:
+    """Where the run ran: package versions, device and precision (the run report shows them)."""
+    versions = {"python": platform.python_version()}
+    for name in ("zoo-transfer", "torch", "torchvision", "timm", "transformers", "accelerate", "datasets"):
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    device = str(acc.device)
+    if acc.device.type == "cuda":
+        device += f" ({torch.cuda.get_device_name(acc.device)})"
+    return {"versions": versions, "device": device, "mixed_precision": str(acc.mixed_precision),
+            "num_processes": acc.num_processes, "platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
 def push_checkpoint(t: Any, epoch: int, record: dict[str, Any]) -> None:

@@ -257,6 +257,8 @@ class Trainer:
         for epoch in range(start, r.train.epochs):
             scales = self.strategy.lr_scales(epoch)
             self.scheduler.set_scales(scales)
+            # each layer group's lr as the epoch begins: the run report plots it
+            self._lr_groups = {g.get("group_name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
             live = [g for g in scales if scales[g] > 0]
             if live != announced:
                 self._print(f"epoch {epoch + 1}: training {', '.join(live)}")
@@ -346,7 +348,7 @@ class Trainer:
         record = {"kind": "epoch", "epoch": epoch, "step": p.global_step, "train_loss": p.ep_loss / seen,
                   "train_top1": p.ep_correct / seen, "val_top1": val["top1"], "val_top5": val["top5"],
                   "val_loss": val["loss"], "lr": self.scheduler.get_last_lr()[-1],
-                  "train_seconds": round(p.train_seconds, 3),
+                  "train_seconds": round(p.train_seconds, 3), "lr_groups": getattr(self, "_lr_groups", {}),
                   # wall clock since this process started the run: set-up, extraction and evaluation too
                   "elapsed_seconds": round(time.perf_counter() - self._started, 3)}
         if val["top1"] > p.best_score:

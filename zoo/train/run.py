@@ -2,12 +2,13 @@
 
 Any accelerate configuration works (one CPU process, one GPU, DDP over many GPUs or nodes, FSDP): the loop
 in ``zoo.train.loop`` only talks to ``Accelerator``. A recipe with ``variants:`` runs once per variant and
-writes ``<output.dir>/<name>-comparison.{json,md}`` (the quickstart compares linear probe, fine-tune and
+writes ``<output.dir>/<name>-comparison.{json,md,html}``; each run also gets its ``report.html`` (the quickstart compares linear probe, fine-tune and
 training from scratch). The command line lives in ``zoo.cli.train``.
 """
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from zoo.report import read_run, run_context, write_report
 from zoo.train.loop import RunSummary, Trainer
 from zoo.train.recipe import Recipe, expand_variants, load_recipe
 
@@ -23,10 +25,31 @@ def train(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequence[s
     """Run a recipe (every variant) and return one RunSummary per run."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    summaries = [Trainer(variant).fit() for _, variant in expand_variants(recipe)]
+    summaries, sections = [], []
+    for _, variant in expand_variants(recipe):
+        trainer = Trainer(variant)
+        summaries.append(trainer.fit())
+        sections.append(run_report(trainer))
     if len(summaries) > 1 and PartialState().is_main_process:
-        write_comparison(recipe, summaries)
+        out = write_comparison(recipe, summaries)
+        sections = [s for s in sections if s]
+        if len(sections) > 1:
+            print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=sections)}")
     return summaries
+
+
+def run_report(trainer: Trainer) -> dict[str, Any] | None:
+    """report.html in the run folder (main process). A failed report is a warning: the run itself is done."""
+    if not PartialState().is_main_process:
+        return None
+    try:
+        section = run_context(read_run(trainer.run_dir), dataset=trainer.ds)
+        print(f"[{trainer.recipe.name}] report: {write_report(trainer.run_dir, contexts=[section])}")
+        return section
+    except Exception as exc:  # noqa: BLE001  any failure of the report leaves the finished run intact
+        print(f"[{trainer.recipe.name}] warning: report.html not written: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return None
 
 
 def comparison_rows(summaries: Sequence[RunSummary]) -> tuple[list[str], list[list[str]]]:
