@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from zoo.backbones.weights import hub_access
 from zoo.errors import CheckpointError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
@@ -17,6 +18,8 @@ PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.t
 
 class PushError(ZooError, RuntimeError):
     """Uploading to the Hub failed; the local artifact is untouched."""
+
+    exit_code = 1
 
 
 def endpoint() -> str:
@@ -34,7 +37,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
     where = f"{repo_id}@{revision or 'main'}"
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
+        with hub_access() as unreachable:  # an unreachable Hub fails in seconds, not after retries
+            folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
     except RevisionNotFoundError as exc:
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {revision!r} ({endpoint()}); "
                               f"check the branch, tag or commit name") from exc
@@ -42,7 +46,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise CheckpointError(f"Hub repo {repo_id!r} not found or not accessible at {endpoint()}; check the id, "
                               f"or log in (`hf auth login` / HF_TOKEN) if it is private or gated") from exc
     except LocalEntryNotFoundError as exc:
-        why = ("HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
+        why = (f"{unreachable} and it is not in the local cache" if unreachable
+               else "HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
                else f"{endpoint()} could not be reached and it is not in the local cache")
         raise CheckpointError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
                               f"HF_HOME to a cache that has it, or pass a local artifact folder.") from exc

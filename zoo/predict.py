@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 from zoo.backbones.base import Backbone
-from zoo.errors import DataError
+from zoo.data.validate import read_image
+from zoo.errors import ConfigError, DataError
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
 Prediction = list[tuple[str, float]]
@@ -27,11 +28,7 @@ def to_pil(image: ImageInput) -> Image.Image:
         path = Path(image)
         if not path.is_file():
             raise DataError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        return read_image(path)  # the data layer's checks: bombs, truncation, non-images, 16-bit
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, torch.Tensor):
@@ -83,9 +80,9 @@ def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: i
             batch_size: int = 32) -> list[Prediction]:
     """For each image, the ``top_k`` (label name, probability) pairs, most likely first."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
     if model.num_classes < 1:
-        raise ValueError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
+        raise ConfigError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
     items = as_list(images)
     names = label_names_of(model)
     k = min(top_k, model.num_classes)

@@ -122,8 +122,8 @@ def load_dataset(
             problems += scans[split].bad
     if problems and on_bad_image == "error":
         raise DataError(f"{len(problems)} unusable file(s) or folder(s) in {what}:\n{format_bad(problems)}\n"
-                        "Fix or remove them, or pass on_bad_image='skip' (--on-bad-image skip) to load the rest "
-                        "and list them in the run directory.")
+                        "Fix or remove them, or skip them (recipe key data.on_bad_image=skip; on_bad_image='skip' in "
+                        "Python) to load the rest and list them in the run directory.")
     for split, result in scans.items():
         ds = dd[split]
         ds = apply_replacements(ds, result.replacements)
