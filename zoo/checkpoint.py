@@ -86,6 +86,7 @@ def save(
         from zoo.modelcard import write_model_card
 
         write_model_card(tmp, meta)
+        _same_modes(tmp, tmp / META_NAME)
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,6 +112,15 @@ def _check_target(target: Path) -> None:
         raise CheckpointError(
             f"{target} exists, is not empty and is not a zoo artifact (no {META_NAME}); refusing to replace it. "
             f"Choose a new directory or remove this one.")
+
+
+def _same_modes(folder: Path, reference: Path) -> None:
+    """Give every file the mode of one Python wrote (0644 under the usual umask): safetensors writes
+    its file 0600, which left model.safetensors unreadable to the group when the rest was not."""
+    mode = reference.stat().st_mode & 0o777
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(mode)
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

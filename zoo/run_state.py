@@ -85,3 +85,14 @@ def _write_synced(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+def start_line(run_dir: Path, resume: str) -> str:
+    """What a run will do, said before it does anything: 'starting fresh in D' or 'resuming from S'
+    (the newest complete state under ``resume: auto``, the given folder for an explicit path)."""
+    if resume == "never":
+        return f"starting fresh in {run_dir} (resume: never)"
+    if resume != "auto":
+        return f"resuming from {resume}"
+    found = complete_states(run_dir)
+    return f"resuming from {found[0]}" if found else f"starting fresh in {run_dir}"

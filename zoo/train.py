@@ -13,13 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
 
 EPILOG = """\
 examples:
   zoo train recipes/quickstart.yaml
   zoo train recipes/cifar10/resnet50-finetune.yaml train.epochs=3 optim.lr=3e-4
-  accelerate launch --config_file recipes/accelerate/multi_gpu.yaml -m zoo.train recipes/cifar10/resnet50-finetune.yaml
+  accelerate launch --config_file recipes/accelerate/multi-gpu.yaml -m zoo.train recipes/cifar10/resnet50-finetune.yaml
 
 Overrides are dotted recipe keys: data.batch_size=64 strategy.name=partial strategy.unfreeze_stages=2
 output.trackers=[tensorboard] resume=never. A killed run continues from its last saved state (resume: auto).
@@ -43,16 +42,44 @@ def build_parser(prog: str = "zoo train") -> argparse.ArgumentParser:
 
 
 def train(recipe: str | Path | Mapping[str, Any] | Any, overrides: Sequence[str] = ()) -> list[Any]:
-    """Run a recipe (every variant) and return one RunSummary per run."""
+    """Run a recipe (every variant) and return one RunSummary per run. Every variant is checked first
+    (zoo.preflight: model name, data path, output folder), before any data is loaded or folder made."""
+    import time
+
+    from accelerate import PartialState
+
+    from zoo.preflight import preflight
     from zoo.recipe import Recipe, expand_variants, load_recipe
+    from zoo.run_state import start_line
     from zoo.trainer import Trainer
 
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
-    summaries = [Trainer(variant).fit() for _, variant in expand_variants(recipe)]
+    variants = [variant for _, variant in expand_variants(recipe)]
+    for variant in variants:
+        preflight(variant)
+    state = PartialState()
+    if state.num_processes > 1:
+        print(f"[{recipe.name}] rank {state.process_index} of {state.num_processes}", flush=True)
+    summaries = []
+    for variant in variants:
+        if state.is_main_process:
+            print(f"[{variant.name}] {start_line(Path(variant.output.dir) / variant.name, variant.resume)}",
+                  flush=True)
+        started = time.perf_counter()
+        summaries.append(Trainer(variant).fit())
+        if state.is_main_process and len(variants) == 1:
+            _summary(summaries[-1], time.perf_counter() - started)
     if len(summaries) > 1:
         _report(recipe, summaries)
     return summaries
+
+
+def _summary(s: Any, seconds: float) -> None:
+    """The few lines a finished run ends with: its scores, its time and where its model is."""
+    final = f"{s.eval_split} top-1 {s.final_top1:.4f}"
+    print(f"[{s.name}] done in {seconds:.1f} s: best val top-1 {s.val_top1:.4f} (epoch {s.best_epoch + 1}), "
+          f"{final}\n[{s.name}] model: {Path(s.run_dir) / 'model'}", flush=True)
 
 
 def _report(recipe: Any, summaries: list[Any]) -> None:
@@ -81,19 +108,24 @@ def _report(recipe: Any, summaries: list[Any]) -> None:
 def main(argv: Sequence[str] | None = None, prog: str = "python -m zoo.train") -> int:
     import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser(prog).parse_args(argv)
-    try:
-        from zoo.recipe import load_recipe
+    from zoo.cli.errors import run_handler  # this argparse code moves to zoo/cli/train.py (issue 10)
 
-        recipe = load_recipe(args.recipe, args.overrides)
-        if args.check:
-            print(recipe.to_yaml())
-            return 0
-        train(recipe)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser(prog).parse_intermixed_args(argv)  # `RECIPE --check k=v` as well as `RECIPE k=v --check`
+    return run_handler(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from zoo.preflight import preflight
+    from zoo.recipe import expand_variants, load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.check:
+        for _, variant in expand_variants(recipe):
+            preflight(variant)
+        print(recipe.to_yaml())
+        return 0
+    train(recipe)
     return 0
 
 

@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad usage exits 2, failed work 1, each with one `zoo: error:` line (zoo.cli.errors)."""
     parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors: one line and SystemExit(2), as argparse does
+    # usage errors: one line and SystemExit(2), as argparse does. KEY=VALUE overrides may come after an
+    # option (`zoo train R --check k=v`): argparse leaves them over, the command takes them back.
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "func"):
         parser.print_help()
         return USAGE
