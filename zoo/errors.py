@@ -49,6 +49,12 @@ class CheckpointError(ZooError, RuntimeError):
     """A checkpoint is missing, truncated, unsafe or does not match the model."""
 
 
+class ArtifactUnavailableError(CheckpointError):
+    """A Hub artifact could not be fetched (Hub unreachable or offline, not in the cache): failed work."""
+
+    exit_code = 1
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """The candidates that look most like ``name`` (for 'did you mean' hints)."""
     pool = list(dict.fromkeys(candidates))

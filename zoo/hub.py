@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zoo.backbones.weights import hub_access
-from zoo.errors import CheckpointError, ZooError
+from zoo.backbones.weights import hub_access, hub_unreachable
+from zoo.errors import ArtifactUnavailableError, CheckpointError, ConfigError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
 PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.tar", "*.h5", "*.msgpack"]
@@ -49,7 +49,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         why = (f"{unreachable} and it is not in the local cache" if unreachable
                else "HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
                else f"{endpoint()} could not be reached and it is not in the local cache")
-        raise CheckpointError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
+        raise ArtifactUnavailableError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
                               f"HF_HOME to a cache that has it, or pass a local artifact folder.") from exc
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot download {where} from {endpoint()}: {_reason(exc)}") from exc
@@ -92,8 +92,10 @@ def push_to_hub(
     """
     from huggingface_hub import HfApi, constants
 
-    from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from zoo.checkpoint import CONFIG_NAME, HUB_ID, WEIGHTS_NAME
 
+    if not HUB_ID.match(str(repo_id)):
+        raise ConfigError(f"{repo_id!r} is not a Hub repo id; write it as user/name or org/name")
     folder = Path(directory).expanduser()
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if not (folder / n).is_file()]
     if not folder.is_dir() or missing:
@@ -103,6 +105,10 @@ def push_to_hub(
              f"{' --revision ' + revision if revision else ''}{' --create-pr' if create_pr else ''}`")
     if constants.is_offline_mode():
         raise PushError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it and retry. {retry}.")
+    unreachable = hub_unreachable()  # fail in seconds, not after the client's retries
+    if unreachable:
+        raise PushError(f"cannot push to {repo_id!r}: the Hub at {endpoint()} cannot be reached ({unreachable}). "
+                        f"{retry}.")
     api = HfApi(token=token)
     step = "create the repo"
     try:

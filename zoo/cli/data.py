@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--label-column", help="label column, if it cannot be detected (e.g. coarse_label)")
     q.add_argument("--per-class", type=positive_int, default=6, help="thumbnails per class (default 6)")
     q.set_defaults(func=run_inspect)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: p.error("choose a command: inspect"))
 
 
 def run_inspect(args: argparse.Namespace) -> int:
@@ -61,17 +61,15 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_report(report)
-    if problems:
-        stream = sys.stderr if failed else sys.stdout
-        if failed:
-            print(f"\n{len(problems)} problem(s) in {args.spec}:", file=stream)
-            for item in problems:
-                print(f"  {item['path']}: {item['reason']}", file=stream)
-            print("Fix or remove them, or pass --on-bad-image skip to inspect the rest (zoo train: "
-                  "data.on_bad_image=skip).", file=stream)
-        else:
-            print(f"\nskipped {len(problems)} bad file(s)/folder(s); list: {report['bad_images_list']}",
-                  file=sys.stderr)  # stdout holds only the report (pure JSON with --json)
+    if problems and failed:
+        print(f"zoo: error: {len(problems)} problem(s) in {args.spec}:", file=sys.stderr)
+        for item in problems:
+            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+        print("Fix or remove them, or pass --on-bad-image skip to inspect the rest (zoo train: "
+              "data.on_bad_image=skip).", file=sys.stderr)
+    elif problems:  # stdout holds only the report (pure JSON with --json)
+        print(f"\nskipped {len(problems)} bad file(s)/folder(s); list: {report['bad_images_list']}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
