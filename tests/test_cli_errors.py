@@ -141,6 +141,7 @@ def _bad_cases():
         "info: unknown source": (["info", "nosuch:resnet18"], 2),
         "info: negative head": (["info", "timm:test_resnet", "--num-classes", "-1"], 2),
         "data: no subcommand": (["data"], 2),
+        "bench: no subcommand": (["bench"], 2),
         "data inspect: unknown spec": (["data", "inspect", "no/such/thing/here"], 2),
         "data inspect: missing folder": (["data", "inspect", "imagefolder:{root}/nope"], 2),
         "data inspect: per-class 0": (["data", "inspect", "sklearn:digits", "--per-class", "0"], 2),
@@ -379,3 +380,12 @@ def test_eval_and_inspect_write_under_runs_not_the_current_folder(files, tmp_pat
     run_name = files.name  # runs/<run>/model is named after <run>
     assert (tmp_path / "runs" / f"eval-{run_name}-clean" / "metrics.json").is_file()
     assert (tmp_path / "runs" / "inspect-clean" / "thumbnails.png").is_file()
+
+
+# ---- datasets' progress bars only on long work -------------------------------------------------------
+def test_small_datasets_draw_no_datasets_progress_bars(tmp_path, capsys):
+    """sklearn:digits (1,797 images) used to draw four 'Casting the dataset' bars."""
+    assert main(["data", "inspect", "sklearn:digits", "--json", "--out", str(tmp_path / "i")]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["num_classes"] == 10
+    assert "Casting the dataset" not in err and "Map" not in err and "%|" not in err
