@@ -29,8 +29,10 @@ def _train(argv, capsys):
     ("model.name=timm:resnet19", "zoo: error: unknown model timm:'resnet19'. Did you mean: resnet18"),
     ("model.name=tv:resnet999", "zoo: error: unknown model tv:'resnet999'."),
     ("model.name=pypi:efficientnet_lite9", "zoo: error: unknown model pypi:'efficientnet_lite9'."),
-    ("model.name=hf:./no/such/folder", "zoo: error: model.name 'hf:./no/such/folder': 'no/such/folder' is not a folder"),
-    ("data.spec=imagefolder:/no/such/photos", "zoo: error: dataset spec 'imagefolder:/no/such/photos': no such folder"),
+    ("model.name=hf:./no/such/folder",
+     "zoo: error: model.name 'hf:./no/such/folder': 'no/such/folder' is not a folder"),
+    ("data.spec=imagefolder:/no/such/photos",
+     "zoo: error: dataset spec 'imagefolder:/no/such/photos': no such folder"),
     ("data.spec=/no/such/photos", "zoo: error: dataset spec '/no/such/photos' is not a known dataset"),
     ("data.spec=parquet:/no/such/*.parquet", "zoo: error: dataset spec 'parquet:/no/such/*.parquet': no parquet"),
 ])

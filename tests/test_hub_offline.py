@@ -100,7 +100,10 @@ def test_every_hub_name_fails_fast_in_process(no_network):
     from zoo.errors import ArtifactUnavailableError
     from zoo.registry import sources
 
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification  # noqa: F401
+    import transformers
+
+    for auto in ("AutoConfig", "AutoImageProcessor", "AutoModelForImageClassification"):
+        getattr(transformers, auto)  # transformers imports these lazily, on first use
 
     sources()  # import every source (and transformers' lazy modules) first: time the Hub, not the imports
     reason = f"the Hub at {no_network} cannot be reached (Connection refused)"
