@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from zoo.cli.errors import positive_int
-from zoo.cli.inputs import RUNS, output_dir
+from zoo.cli.inputs import RUNS, data_name, output_dir
 from zoo.cli.output import print_table
 
 EPILOG = """\
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_inspect(args: argparse.Namespace) -> int:
     from zoo.data.inspect import inspect_dataset
 
-    out = args.out or output_dir("inspect", args.spec)
+    out = args.out or output_dir("inspect", data_name(args.spec))
     report, _ = inspect_dataset(args.spec, out_dir=out, per_class=args.per_class, val_size=args.val_size,
                                 seed=args.seed, image_column=args.image_column, label_column=args.label_column)
     problems = report["bad_files"] + [{"path": p, "reason": "empty class folder"} for p in report["empty_classes"]]

