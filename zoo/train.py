@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,8 +47,6 @@ def train(recipe: str | Path | Mapping[str, Any] | Any, overrides: Sequence[str]
     (zoo.preflight: model name, data path, output folder), before any data is loaded or folder made."""
     import time
 
-    from accelerate import PartialState
-
     from zoo.preflight import preflight
     from zoo.recipe import Recipe, expand_variants, load_recipe
     from zoo.run_state import start_line
@@ -58,17 +57,20 @@ def train(recipe: str | Path | Mapping[str, Any] | Any, overrides: Sequence[str]
     variants = [variant for _, variant in expand_variants(recipe)]
     for variant in variants:
         preflight(variant)
-    state = PartialState()
-    if state.num_processes > 1:
-        print(f"[{recipe.name}] rank {state.process_index} of {state.num_processes}", flush=True)
+    # From the launcher's environment (torchrun/accelerate set RANK and WORLD_SIZE), not from accelerate's
+    # state: creating that here would fix its settings before the trainer's Accelerator chooses them.
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    main_process = rank == 0
+    if world > 1:
+        print(f"[{recipe.name}] rank {rank} of {world}", flush=True)
     summaries = []
     for variant in variants:
-        if state.is_main_process:
+        if main_process:
             print(f"[{variant.name}] {start_line(Path(variant.output.dir) / variant.name, variant.resume)}",
                   flush=True)
         started = time.perf_counter()
         summaries.append(Trainer(variant).fit())
-        if state.is_main_process and len(variants) == 1:
+        if main_process and len(variants) == 1:
             _summary(summaries[-1], time.perf_counter() - started)
     if len(summaries) > 1:
         _report(recipe, summaries)
