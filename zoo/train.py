@@ -62,7 +62,7 @@ def train(recipe: str | Path | Mapping[str, Any] | Any, overrides: Sequence[str]
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     main_process = rank == 0
     if world > 1:
-        print(f"[{recipe.name}] rank {rank} of {world}", flush=True)
+        print(f"[{recipe.name}] rank {rank} of {world}\n", end="", flush=True)  # one write: ranks share stdout
     summaries = []
     for variant in variants:
         if main_process:
