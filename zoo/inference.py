@@ -21,7 +21,8 @@ from zoo.artifact.files import HUB_ID
 from zoo.artifact.load import load
 from zoo.backbones.base import Backbone
 from zoo.data.transforms import build_transform
-from zoo.errors import DataError
+from zoo.data.validate import read_image
+from zoo.errors import ConfigError, DataError
 from zoo.metrics import classification_metrics
 from zoo.registry import create_model
 
@@ -35,11 +36,7 @@ def to_pil(image: ImageInput) -> Image.Image:
         path = Path(image)
         if not path.is_file():
             raise DataError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        return read_image(path)  # the data layer's checks: bombs, truncation, non-images, 16-bit
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, torch.Tensor):
@@ -91,9 +88,9 @@ def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: i
             batch_size: int = EVAL_BATCH_SIZE) -> list[Prediction]:
     """For each image, the ``top_k`` (label name, probability) pairs, most likely first."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
     if model.num_classes < 1:
-        raise ValueError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
+        raise ConfigError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
     items = as_list(images)
     names = label_names_of(model)
     k = min(top_k, model.num_classes)

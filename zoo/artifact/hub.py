@@ -14,9 +14,10 @@ from huggingface_hub.errors import (
     GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
 )
 
-from zoo.artifact.files import CONFIG_NAME, WEIGHTS_NAME, pickle_refused
+from zoo.artifact.files import CONFIG_NAME, HUB_ID, WEIGHTS_NAME, pickle_refused
 from zoo.artifact.modelcard import card_for_repo
-from zoo.errors import CheckpointError, ZooError
+from zoo.backbones.weights import hub_access, hub_unreachable
+from zoo.errors import ArtifactUnavailableError, CheckpointError, ConfigError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
 PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.tar", "*.h5", "*.msgpack"]
@@ -24,6 +25,8 @@ PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.t
 
 class PushError(ZooError, RuntimeError):
     """Uploading to the Hub failed; the local artifact is untouched."""
+
+    exit_code = 1
 
 
 def endpoint() -> str:
@@ -34,7 +37,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision`` (from the cache when offline)."""
     where = f"{repo_id}@{revision or 'main'}"
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
+        with hub_access() as unreachable:  # an unreachable Hub fails in seconds, not after retries
+            folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
     except RevisionNotFoundError as exc:
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {revision!r} ({endpoint()}); "
                               f"check the branch, tag or commit name") from exc
@@ -42,9 +46,10 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise CheckpointError(f"Hub repo {repo_id!r} not found or not accessible at {endpoint()}; check the id, "
                               f"or log in (`hf auth login` / HF_TOKEN) if it is private or gated") from exc
     except LocalEntryNotFoundError as exc:
-        why = ("HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
+        why = (f"{unreachable} and it is not in the local cache" if unreachable
+               else "HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
                else f"{endpoint()} could not be reached and it is not in the local cache")
-        raise CheckpointError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
+        raise ArtifactUnavailableError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
                               f"HF_HOME to a cache that has it, or pass a local artifact folder.") from exc
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot download {where} from {endpoint()}: {_reason(exc)}") from exc
@@ -81,6 +86,8 @@ def push_to_hub(
     ``revision`` names a branch (created from main if missing): the trainer pushes checkpoints there.
     ``create_pr`` opens a pull request instead of committing to the branch.
     """
+    if not HUB_ID.match(str(repo_id)):
+        raise ConfigError(f"{repo_id!r} is not a Hub repo id; write it as user/name or org/name")
     folder = Path(directory).expanduser()
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if not (folder / n).is_file()]
     if not folder.is_dir() or missing:
@@ -90,6 +97,10 @@ def push_to_hub(
              f"{' --revision ' + revision if revision else ''}{' --create-pr' if create_pr else ''}`")
     if constants.is_offline_mode():
         raise PushError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it and retry. {retry}.")
+    unreachable = hub_unreachable()  # fail in seconds, not after the client's retries
+    if unreachable:
+        raise PushError(f"cannot push to {repo_id!r}: the Hub at {endpoint()} cannot be reached ({unreachable}). "
+                        f"{retry}.")
     api = HfApi(token=token)
     step = "create the repo"
     try:

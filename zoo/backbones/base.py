@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from zoo.errors import UnknownGroupError
+
 # The keys of a data config, with timm's names (timm.data.resolve_data_config uses the same ones).
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -154,7 +156,7 @@ class Backbone(nn.Module):
         groups = self.layer_groups()
         unknown = keep - {g.name for g in groups}
         if unknown:
-            raise KeyError(f"no layer group named {sorted(unknown)}; groups: {[g.name for g in groups]}")
+            raise UnknownGroupError(f"no layer group named {sorted(unknown)}; groups: {[g.name for g in groups]}")
         for g in groups:
             g.requires_grad_(g.name in keep)
         self.train(self.training)

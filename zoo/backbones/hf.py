@@ -235,7 +235,8 @@ class HFSource(Source):
         path = os.path.expanduser(model_id) if local else model_id
         name = f"hf:{model_id}"
         # Even pretrained=False needs config.json, so any Hub failure is a 'not reachable' error.
-        with wrap_weight_errors(name, pretrained=True):
+        with wrap_weight_errors(name, pretrained=True, hub=not local,
+                                needed="pretrained weights" if pretrained else "the config (config.json)"):
             config = AutoConfig.from_pretrained(path, **kwargs.pop("config_kwargs", {}))
             if pretrained and local and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
                 raise WeightsUnavailableError(

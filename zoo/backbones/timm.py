@@ -17,7 +17,7 @@ from zoo.backbones.base import (
 )
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.backbones.weights import load_weights, wrap_weight_errors
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, UnknownModelError
 
 TIMM_LAYOUT = "timm"
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
@@ -168,6 +168,9 @@ class TimmSource(Source):
         return timm.list_models() + timm.list_models(pretrained=True)
 
     def check_id(self, model_id: str) -> None:
+        kind, _, rest = model_id.partition(":")
+        if kind == "local-dir" and not Path(rest).expanduser().is_dir():
+            raise UnknownModelError(f"timm:{model_id}: no such folder {rest!r}")
         native = model_id.split(":", 1)[0] in ("hf-hub", "hf_hub", "local-dir")
         if not native and not timm.is_model(split_model_name_tag(model_id)[0]):
             raise unknown_model("timm", model_id, self.known_ids())

@@ -213,7 +213,7 @@ class TorchvisionSource(Source):
                     f"is set and {cached} is not cached. Fix: download it once with network access, or "
                     f"pass pretrained=False."
                 )
-        with wrap_weight_errors(name, pretrained):
+        with wrap_weight_errors(name, pretrained, hub=False):  # download.pytorch.org, not the Hub
             model = get_model(arch, weights=weights if pretrained else None, **kwargs)
         backbone = TorchvisionBackbone(name, arch, model, data_config_from_weights(weights),
                                        weights.name if (pretrained and weights is not None) else None)

@@ -7,7 +7,7 @@ import sys
 from importlib import import_module
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.cli.errors import USAGE, ZooArgumentParser, run_handler
 
 # One module per command group, in the order `zoo --help` lists them.
 COMMAND_MODULES = [
@@ -37,7 +37,7 @@ Run 'zoo COMMAND --help' for the options of one command.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="zoo",
         description="Transfer learning for image classification over timm, Hugging Face and torchvision.",
         epilog=EPILOG,
@@ -51,19 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad usage exits 2, failed work 1, each with one `zoo: error:` line (zoo.cli.errors)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # usage errors: one line and SystemExit(2), as argparse does. KEY=VALUE overrides may come after an
+    # option (`zoo train R --check k=v`): argparse leaves them over, the command takes them back.
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "func"):
         parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("zoo: interrupted", file=sys.stderr)
-        return 130
+        return USAGE
+    return run_handler(args.func, args)
 
 
 if __name__ == "__main__":  # python -m zoo.cli

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 
+from zoo.cli.errors import ZooArgumentParser, run_handler
 from zoo.cli.output import print_table
-from zoo.errors import ZooError
 
 DESCRIPTION = "Train (linear-probe, fine-tune, ...) a backbone on a dataset as a recipe describes."
 EPILOG = """\
@@ -30,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "zoo train") -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(
+    return add_arguments(ZooArgumentParser(
         prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
@@ -47,22 +46,25 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m zoo.train") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_intermixed_args(argv)  # `RECIPE --check k=v` as well as `RECIPE k=v --check`
+    return run_handler(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
     # Deferred so `zoo --help` does not import torch, accelerate and timm (seconds) for every command.
     from accelerate import PartialState
 
-    from zoo.train.recipe import load_recipe
+    from zoo.train.preflight import preflight
+    from zoo.train.recipe import expand_variants, load_recipe
     from zoo.train.run import comparison_rows, train
 
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        if args.check:
-            print(recipe.to_yaml())
-            return 0
-        summaries = train(recipe)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.check:
+        for _, variant in expand_variants(recipe):
+            preflight(variant)
+        print(recipe.to_yaml())
+        return 0
+    summaries = train(recipe)
     if len(summaries) > 1 and PartialState().is_main_process:
         columns, rows = comparison_rows(summaries)
         print_table(columns, rows, title=f"{recipe.name}: {recipe.model.name} on {recipe.data.spec}")

@@ -86,8 +86,6 @@ def finish_run(trainer: Any) -> RunSummary:
             url = push_to_hub(t.run_dir / "model", t.recipe.hub.repo_id, private=t.recipe.hub.private,
                               revision=t.recipe.hub.revision)
             t._print(f"pushed to {url}")
-        t._print(f"done: best val top-1 {summary.val_top1:.4f} (epoch {summary.best_epoch + 1}), {split} top-1 "
-                 f"{summary.final_top1:.4f}, {summary.train_seconds:.1f} s; model: {summary.model_dir}")
     acc.wait_for_everyone()
     acc.end_training()
     return summary

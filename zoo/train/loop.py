@@ -17,13 +17,14 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors.torch import save_file
@@ -99,7 +100,9 @@ class Trainer:
 
     def _start(self) -> Path | None:
         """Decide, before anything is loaded or written, whether this run resumes; say which, first."""
-        r, main = self.recipe, PartialState().is_main_process
+        # the launcher's RANK, not accelerate's state: creating that here would fix its settings before the
+        # trainer's Accelerator chooses them (it broke two CPU ranks)
+        r, main = self.recipe, int(os.environ.get("RANK", "0")) == 0
         state: Path | None = None
         if r.resume == "auto":
             found = complete_states(self.run_dir)
@@ -115,15 +118,17 @@ class Trainer:
             if changes:
                 raise refuse_changed_resume(str(self.run_dir), str(state), changes)
         if main:
-            tqdm.write(f"[{r.name}] " + (f"resuming from {state}" if state else f"starting fresh in {self.run_dir}"))
+            fresh = f"starting fresh in {self.run_dir}" + (" (resume: never)" if r.resume == "never" else "")
+            print(f"[{r.name}] " + (f"resuming from {state}" if state else fresh), flush=True)
         return state
 
     def _setup(self) -> None:
         """Accelerator, data, model with its new head, strategy, loaders, mixup and loss."""
         r = self.recipe
         self.accelerator = acc = _new_accelerator(r, self.run_dir)
-        if acc.num_processes > 1:
-            print(f"[{r.name}] rank {acc.process_index} of {acc.num_processes}", flush=True)
+        if acc.num_processes > 1:  # one write per line: ranks share stdout
+            sys.stdout.write(f"[{r.name}] rank {acc.process_index} of {acc.num_processes}\n")
+            sys.stdout.flush()
         if acc.is_main_process:
             if r.resume == "never":
                 clear_states(self.run_dir)

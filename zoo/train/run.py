@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,7 @@ from accelerate import PartialState
 
 from zoo.report import read_run, run_context, write_report
 from zoo.train.loop import RunSummary, Trainer
+from zoo.train.preflight import preflight
 from zoo.train.recipe import Recipe, expand_variants, load_recipe
 
 
@@ -25,17 +27,29 @@ def train(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequence[s
     """Run a recipe (every variant) and return one RunSummary per run."""
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
+    variants = [variant for _, variant in expand_variants(recipe)]
+    for variant in variants:  # every variant's cheap checks before any of them loads data or makes a folder
+        preflight(variant)
     summaries, sections = [], []
-    for _, variant in expand_variants(recipe):
+    for variant in variants:
+        started = time.perf_counter()
         trainer = Trainer(variant)
         summaries.append(trainer.fit())
         sections.append(run_report(trainer))
+        if PartialState().is_main_process:
+            print_summary(summaries[-1], time.perf_counter() - started)
     if len(summaries) > 1 and PartialState().is_main_process:
         out = write_comparison(recipe, summaries)
         sections = [s for s in sections if s]
         if len(sections) > 1:
             print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=sections)}")
     return summaries
+
+
+def print_summary(s: RunSummary, seconds: float) -> None:
+    """The lines a finished run ends with: its scores, its time and where its model is."""
+    print(f"[{s.name}] done in {seconds:.1f} s: best val top-1 {s.val_top1:.4f} (epoch {s.best_epoch + 1}), "
+          f"{s.eval_split} top-1 {s.final_top1:.4f}\n[{s.name}] model: {s.model_dir}", flush=True)
 
 
 def run_report(trainer: Trainer) -> dict[str, Any] | None:
