@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_recipe": "zoo.recipe",
     "expand_variants": "zoo.recipe",
     "benchmark_backbones": "zoo.bench.backbones",
+    "rank": "zoo.bench.rank",
     "save": "zoo.checkpoint",
     "load": "zoo.checkpoint",
     "push_to_hub": "zoo.hub",

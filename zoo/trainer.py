@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.errors import ConfigError
+from zoo.feature_cache import FeatureCache, feature_key
 from zoo.metrics import classification_metrics, plot_confusion, plot_curves, read_metrics
 from zoo.run_state import clear_states, load_latest_state, save_state
 from zoo.schedule import GroupLRScheduler
@@ -202,11 +203,23 @@ class Trainer:
         model = self.model.to(acc.device)
         eval_tf = self.loaders.eval_transform.to(acc.device)
         t0 = time.perf_counter()
-        plain = acc.prepare(self.loaders.train_plain)
-        feats, labels = extract_features(model, plain, acc, eval_tf, desc="features train")
-        cached = {}
-        for split, loader in self.loaders.eval.items():
-            cached[split] = extract_features(model, acc.prepare(loader), acc, eval_tf, desc=f"features {split}")
+        # on disk beside the image stores, shared with `zoo rank` (same model weights, split and preprocessing)
+        cache = FeatureCache(self.run_dir.parent / ".cache")
+
+        def features(split: str, loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            key = feature_key(model, self.ds[split], model.data_config, fast=r.data.fast, upsample=r.data.upsample,
+                              precision=r.train.mixed_precision)
+            hit = cache.get(key)
+            if hit is not None:
+                self._print(f"features {split}: read from the cache {cache.path(key)}")
+                return hit
+            out = extract_features(model, acc.prepare(loader), acc, eval_tf, desc=f"features {split}")
+            if acc.is_main_process:
+                cache.put(key, *out)
+            return out
+
+        feats, labels = features("train", self.loaders.train_plain)
+        cached = {split: features(split, loader) for split, loader in self.loaders.eval.items()}
         extract_seconds = time.perf_counter() - t0
 
         head = model.get_classifier()

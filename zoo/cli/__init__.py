@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "zoo.cli.train",  # zoo train
     "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
     "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
+    "zoo.cli.rank",  # zoo rank
 ]
 
 EPILOG = """\
