@@ -86,8 +86,8 @@ def _evidence(sigma: np.ndarray, x2: np.ndarray, y2: float, n: int, d: int, alph
     return ev / n, m2, res2
 
 
-def logme_evidence(sigma: np.ndarray, u: np.ndarray, y: np.ndarray, d: int, max_iter: int = 50,
-                   tol: float = 1e-3) -> tuple[float, float, float]:
+def logme_evidence(sigma: np.ndarray, u: np.ndarray, y: np.ndarray, d: int, max_iter: int = 200,
+                   tol: float = 1e-6) -> tuple[float, float, float]:
     """Maximum evidence per example of one target column ``y``: (evidence / n, alpha, beta)."""
     n = len(y)
     x = u.T @ y

