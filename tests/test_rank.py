@@ -108,6 +108,13 @@ def test_rank_features_are_reused_by_a_linear_probe_run(tmp_path, monkeypatch):
     assert summary.final_top1 > 0.5
 
 
+def test_rank_budget_skips_the_rest_and_fails_when_nothing_was_scored(tmp_path, capsys):
+    assert main(["rank", "sklearn:digits", "--models", "pypi:*", "--budget-minutes", "0", "--out", str(tmp_path)]) == 1
+    rows = list(csv.DictReader(open(tmp_path / "rank.csv")))
+    assert [r["status"] for r in rows] == ["skipped"] * 3 and all("budget-minutes 0" in r["reason"] for r in rows)
+    assert "no candidate could be scored" in capsys.readouterr().out
+
+
 def test_rank_usage_errors_exit_2(tmp_path, capsys):
     assert main(["rank", "sklearn:digits", "--models", "pypi:nothing_like_this*", "--out", str(tmp_path)]) == 2
     assert "matches no model" in capsys.readouterr().err
