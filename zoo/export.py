@@ -59,7 +59,7 @@ def sample_photos() -> list[Any]:
     return photos + extra
 
 
-def _session(path: str | os.PathLike) -> Any:
+def _session(path: str | os.PathLike, threads: int | None = None) -> Any:
     # onnxruntime is an optional dependency (the `export` extra): imported only when an .onnx file is used
     try:
         import onnxruntime as ort
@@ -68,6 +68,8 @@ def _session(path: str | os.PathLike) -> Any:
                           "(or pip install onnx onnxruntime)") from exc
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

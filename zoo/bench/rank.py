@@ -63,6 +63,7 @@ class RankConfig:
     device: str | None = None
     out_dir: str = "runs/rank"
     cache: bool = True
+    command: str | None = None  # recorded in rank.md (the CLI passes its command line)
 
     def validate(self) -> "RankConfig":
         if self.by not in SCORES:
@@ -237,8 +238,8 @@ def rank(data: str, models: Sequence[str | Candidate] = ("pypi:*",), **options: 
         rows.append(score_candidate(cand, ds, cfg, cache, device, image_side, params))
     recommended = assign_ranks(rows, cfg.by)
     out = Path(cfg.out_dir)
-    meta = run_metadata(data=data, train_images_scored=len(train), by=cfg.by, device=device,
-                        seconds=round(time.perf_counter() - started, 1))
+    meta = run_metadata(command=cfg.command, data=data, train_images_scored=len(train), by=cfg.by, device=device,
+                        torch_threads=torch.get_num_threads(), seconds=round(time.perf_counter() - started, 1))
     csv = write_csv(rows, out / "rank.csv", COLUMNS)
     plot = plot_scores(rows, out / "rank.png", recommended)
     notes = [f"recommended: **{recommended}** (highest {cfg.by})" if recommended else "no candidate could be scored",

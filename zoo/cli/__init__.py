@@ -28,6 +28,8 @@ examples:
   zoo info tv:resnet18 --json              features, preprocessing and layer groups of a model
   zoo data inspect sklearn:digits          splits, classes, image sizes, bad files, a thumbnail grid
   zoo predict runs/quickstart-finetune/model img.png    label names and probabilities
+  zoo rank sklearn:digits --models 'pypi:*'  which backbone to fine-tune: kNN, linear-probe and LogME scores
+  zoo export runs/quickstart-finetune/model --format onnx    an ONNX file checked against PyTorch
 
 Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
 Run 'zoo COMMAND --help' for the options of one command.

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 EPILOG = """\
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     result = rank(args.data, args.models, pretrained=args.pretrained, random_init=args.random_init,
                   max_params=args.max_params, budget_minutes=args.budget_minutes, sample=args.sample,
                   val_size=val_size, image_size=args.image_size, by=args.by, seed=args.seed,
-                  batch_size=args.batch_size, device=args.device, out_dir=str(args.out), cache=not args.no_cache)
+                  batch_size=args.batch_size, device=args.device, out_dir=str(args.out), cache=not args.no_cache,
+                  command="zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print_table(["candidate", "params (M)", "GMACs", "px", "extract img/s", "peak MiB", "kNN top-1", "probe top-1",
                  "LogME", "rank", "status"],
                 [[r["candidate"], _fmt(r.get("params_m"), 2), _fmt(r.get("gmacs"), 3), _fmt(r.get("input_size")),
