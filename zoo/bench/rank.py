@@ -145,7 +145,7 @@ def score_candidate(cand: Candidate, ds: Any, cfg: RankConfig, cache: FeatureCac
         model.eval().to(device)
         loaders = build_loaders(ds, model.data_config, DataConfig(spec=cfg.data, augment="none", batch_size=cfg.batch_size,
                                                                   eval_batch_size=cfg.batch_size, num_workers=0),
-                                run_dir=Path(cfg.out_dir), seed=cfg.seed)
+                                run_dir=Path(cfg.out_dir) if cfg.cache else None, seed=cfg.seed)
         key = feature_key(model, ds["train"], model.data_config)
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
@@ -245,6 +245,7 @@ def rank(data: str, models: Sequence[str | Candidate] = ("pypi:*",), **options: 
     notes = [f"recommended: **{recommended}** (highest {cfg.by})" if recommended else "no candidate could be scored",
              "knn_top1: leave-one-out cosine kNN accuracy; probe_top1: 3-fold cross-validated linear probe; "
              "logme: LogME evidence per example (You et al., ICML 2021). Higher is better for all three."]
-    md = write_markdown(rows, out / "rank.md", COLUMNS, title=f"zoo rank {data}", meta=meta, notes=notes, image=plot)
+    shown = [{**r, **{s: f"{r[s]:.4f}" for s in SCORES if isinstance(r.get(s), float)}} for r in rows]
+    md = write_markdown(shown, out / "rank.md", COLUMNS, title=f"zoo rank {data}", meta=meta, notes=notes, image=plot)
     return RankResult(rows, recommended, cfg.by, csv, md, plot, round(time.perf_counter() - started, 2), meta)
 

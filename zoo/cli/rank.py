@@ -60,6 +60,11 @@ def _fmt(value: object, digits: int = 4) -> str:
     return "-" if value in (None, "") else str(value)
 
 
+def _short(text: str, width: int = 100) -> str:
+    """The table keeps a reason to one readable line; rank.csv and rank.md have it whole."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def run(args: argparse.Namespace) -> int:
     from zoo.bench.rank import rank
     from zoo.cli.output import print_table
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 [[r["candidate"], _fmt(r.get("params_m"), 2), _fmt(r.get("gmacs"), 3), _fmt(r.get("input_size")),
                   _fmt(r.get("extract_images_per_sec"), 0), _fmt(r.get("peak_mem_mb"), 0), _fmt(r.get("knn_top1")),
                   _fmt(r.get("probe_top1")), _fmt(r.get("logme")), _fmt(r.get("rank")),
-                  r["status"] + (f": {r['reason']}" if r.get("reason") else "")] for r in result.rows],
+                  r["status"] + (f": {_short(r['reason'])}" if r.get("reason") else "")] for r in result.rows],
                 title=f"zoo rank {args.data}: {result.meta['train_images_scored']} training images, "
                       f"{result.seconds:.0f} s")
     print(f"wrote {result.csv}, {result.markdown}" + (f", {result.plot}" if result.plot else ""))
