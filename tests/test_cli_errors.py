@@ -19,7 +19,7 @@ from PIL import Image
 import zoo
 from zoo.cli import build_parser, main
 from zoo.cli.errors import run_handler
-from zoo.recipe import recipe_keys
+from zoo.train.recipe import recipe_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "recipes" / "quickstart.yaml")

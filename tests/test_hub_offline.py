@@ -124,7 +124,7 @@ def test_every_hub_name_fails_fast_in_process(no_network):
 
 LOAD_TWICE = """
 import json, sys, time
-import zoo, zoo.checkpoint, zoo.hub
+import zoo, zoo.artifact.load, zoo.artifact.hub
 from transformers import AutoConfig, AutoModelForImageClassification
 from zoo.errors import ZooError
 from zoo.registry import sources

@@ -24,6 +24,7 @@ _EXPORTS = {
     "load_recipe": "zoo.train.recipe",
     "expand_variants": "zoo.train.recipe",
     "benchmark_backbones": "zoo.bench.backbones",
+    "rank": "zoo.bench.rank",
     "save": "zoo.artifact.save",
     "load": "zoo.artifact.load",
     "predict": "zoo.inference",

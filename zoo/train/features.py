@@ -16,14 +16,22 @@ from zoo.backbones.base import Backbone
 
 
 @torch.no_grad()
-def extract_features(model: Backbone, loader: Iterable[Any], accelerator: Any,
+def extract_features(model: Backbone, loader: Iterable[Any], accelerator: Any = None,
                      batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features and labels of every example, gathered from all processes, on the CPU."""
+                     desc: str = "features", leave: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features and labels of every example, gathered from all processes, on the CPU.
+    Without an accelerator (``zoo rank``): one process, the model's own device, full precision."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     feats, labels = [], []
-    for x, y in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    show = accelerator is None or accelerator.is_local_main_process
+    for x, y in tqdm(loader, desc=desc, disable=not show, leave=leave, unit="batch"):
+        if accelerator is None:
+            f = model.forward_features(batch_transform(x.to(device)) if batch_transform is not None else x.to(device))
+            feats.append(f.float().cpu())
+            labels.append(y.cpu())
+            continue
         if batch_transform is not None:
             x = batch_transform(x)
         with accelerator.autocast():

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from zoo.artifact.hub import push_to_hub
 from zoo.artifact.save import save
 from zoo.data.transforms import build_transform
-from zoo.errors import ZooError
+from zoo.errors import TrainingError, ZooError
 from zoo.inference import EVAL_BATCH_SIZE, evaluate
 from zoo.metrics import plot_confusion, plot_curves, read_metrics
 
@@ -169,6 +169,6 @@ def ranks_in_sync(t: Any) -> bool:
         total = sum((q.detach().double() * (i % 7 + 1)).sum() for i, q in enumerate(t.model.parameters()))
     sums = acc.gather(total.reshape(1).to(acc.device))
     if not torch.all(sums == sums[0]):
-        raise ZooError(f"parameters differ between processes after training (checksums {sums.tolist()}): a "
+        raise TrainingError(f"parameters differ between processes after training (checksums {sums.tolist()}): a "
                        f"parameter escaped DDP synchronisation. Report this with the recipe; the model was not saved.")
     return True

@@ -40,6 +40,7 @@ from zoo.errors import ConfigError
 from zoo.fsutil import atomic_write_with
 from zoo.metrics import classification_metrics, read_metrics
 from zoo.registry import create_model
+from zoo.train.feature_cache import FeatureCache, feature_key
 from zoo.train.features import extract_features
 from zoo.train.finish import RunSummary, finish_run, push_checkpoint
 from zoo.train.progress import Progress, changed_keys, refuse_changed_resume
@@ -209,10 +210,23 @@ class Trainer:
         model = self.model.to(acc.device)
         eval_tf = self.loaders.eval_transform.to(acc.device)
         t0 = time.perf_counter()
-        feats, labels = extract_features(model, acc.prepare(self.loaders.train_plain), acc, eval_tf,
-                                         desc="features train")
-        cached = {split: extract_features(model, acc.prepare(loader), acc, eval_tf, desc=f"features {split}")
-                  for split, loader in self.loaders.eval.items()}
+        # on disk beside the image stores, shared with `zoo rank` (same model weights, split and preprocessing)
+        cache = FeatureCache(self.run_dir.parent / ".cache")
+
+        def features(split: str, loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            key = feature_key(model, self.ds[split], model.data_config, fast=r.data.fast, upsample=r.data.upsample,
+                              precision=r.train.mixed_precision)
+            hit = cache.get(key)
+            if hit is not None:
+                self._print(f"features {split}: read from the cache {cache.path(key)}")
+                return hit
+            out = extract_features(model, acc.prepare(loader), acc, eval_tf, desc=f"features {split}")
+            if acc.is_main_process:
+                cache.put(key, *out)
+            return out
+
+        feats, labels = features("train", self.loaders.train_plain)
+        cached = {split: features(split, loader) for split, loader in self.loaders.eval.items()}
         self.extract_seconds = time.perf_counter() - t0
         self.ema = None
         optimizer = self._optimizer()
