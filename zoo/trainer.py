@@ -24,7 +24,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zoo.errors import ConfigError
-from zoo.metrics import classification_metrics, plot_confusion, plot_curves, read_metrics
+from zoo.data.balance import loss_weights, train_sampler
+from zoo.metrics import classification_metrics, plot_confusion, plot_curves, read_metrics, selection_score
 from zoo.run_state import clear_states, load_latest_state, save_state
 from zoo.schedule import GroupLRScheduler
 from zoo.strategies import Strategy
@@ -145,7 +146,8 @@ class Trainer:
         from zoo.data.mixing import build_loss, build_mixup
 
         self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
-        self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing)
+        weights = loss_weights(self.ds["train"]["label"], self.ds.num_classes, r.train.class_weights)
+        self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing, weights).to(acc.device)
         if r.train.channels_last:
             model.to(memory_format=torch.channels_last)
 
@@ -212,8 +214,9 @@ class Trainer:
         head = model.get_classifier()
         optimizer = self._optimizer()
         generator = torch.Generator().manual_seed(r.data.seed)
-        loader = DataLoader(TensorDataset(feats, labels), batch_size=r.data.batch_size, shuffle=True,
-                            generator=generator)
+        sampler = train_sampler(labels, r.data.sampler, r.data.seed)
+        loader = DataLoader(TensorDataset(feats, labels), batch_size=r.data.batch_size, sampler=sampler,
+                            shuffle=sampler is None, generator=generator)
         head, optimizer, loader = acc.prepare(head, optimizer, loader)
 
         def evaluate(split: str) -> dict[str, Any]:
@@ -255,6 +258,7 @@ class Trainer:
 
         progress: dict[str, Any] = {
             "epoch": 0, "batch_in_epoch": 0, "global_step": 0, "best_top1": -1.0, "best_epoch": -1,
+            "best_score": float("-inf"),  # of train.select_by, higher is better
             "bad_epochs": 0, "train_seconds": 0.0, "images_seen": 0,
             # running sums of the current epoch, summed over processes: saved with the state so a resumed
             # epoch reports the same train loss as an uninterrupted one
@@ -349,11 +353,13 @@ class Trainer:
             record = {"kind": "epoch", "epoch": epoch, "step": progress["global_step"],
                       "train_loss": progress["ep_loss"] / seen, "train_top1": progress["ep_correct"] / seen,
                       "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"],
+                      "val_balanced_acc": val["balanced_acc"], "val_macro_f1": val["macro_f1"],
                       "lr": scheduler.get_last_lr()[-1], "train_seconds": round(progress["train_seconds"], 3),
                       # wall clock since this process started the run: set-up, extraction and evaluation too
                       "elapsed_seconds": round(time.perf_counter() - self._started, 3)}
-            if val["top1"] > progress["best_top1"]:
-                progress.update(best_top1=val["top1"], best_epoch=epoch, bad_epochs=0)
+            score = selection_score(val, r.train.select_by)
+            if score > progress["best_score"] or progress["best_epoch"] < 0:
+                progress.update(best_score=score, best_top1=val["top1"], best_epoch=epoch, bad_epochs=0)
                 if r.train.select_best and acc.is_main_process:
                     self._save_weights(best_path, ema)
             else:
@@ -364,7 +370,7 @@ class Trainer:
             if r.output.trackers:
                 acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=progress["global_step"])
             self._print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  val top-1 {val['top1']:.4f}  "
-                        f"val top-5 {val['top5']:.4f}")
+                        f"val top-5 {val['top5']:.4f}  balanced {val['balanced_acc']:.4f}  macro-F1 {val['macro_f1']:.4f}")
             if r.hub.repo_id and r.hub.push_checkpoints and acc.is_main_process:
                 self._push_checkpoint(epoch, record, ema)
             progress.update(epoch=epoch + 1, batch_in_epoch=0, ep_loss=0.0, ep_correct=0.0, ep_seen=0.0)
@@ -415,7 +421,7 @@ class Trainer:
         )
         if acc.is_main_process:
             record = {"kind": "final", "split": split, **{k: v for k, v in final.items()},
-                      "best_epoch": progress["best_epoch"], "best_val_top1": val_best,
+                      "best_epoch": progress["best_epoch"], "best_val_top1": val_best, "select_by": r.train.select_by,
                       "train_seconds": summary.train_seconds, "images_per_sec": summary.images_per_sec,
                       "peak_mem_mb": summary.peak_mem_mb, "num_processes": acc.num_processes,
                       "ranks_in_sync": in_sync}
@@ -426,6 +432,7 @@ class Trainer:
             plot_confusion(final["confusion"], self.ds.label_names, self.run_dir / "confusion.png",
                            title=f"{r.name}: {split} confusion matrix")
             metrics = {f"{split}_top1": final["top1"], f"{split}_top5": final["top5"],
+                       f"{split}_balanced_acc": final["balanced_acc"], f"{split}_macro_f1": final["macro_f1"],
                        "best_val_top1": val_best, "best_epoch": progress["best_epoch"],
                        "per_class_acc": dict(zip(self.ds.label_names, final["per_class_acc"])),
                        "train_seconds": summary.train_seconds}

@@ -58,6 +58,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_report(report)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if problems:
         stream = sys.stderr if failed else sys.stdout
         if failed:

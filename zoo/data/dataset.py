@@ -12,7 +12,7 @@ from typing import Any
 
 from zoo.data.columns import check_labels, normalise
 from zoo.data.specs import load_source, parse_spec
-from zoo.data.splits import canonical_splits, carve_validation
+from zoo.data.splits import canonical_splits, carve_validation, check_classes
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError
 
@@ -133,10 +133,13 @@ def load_dataset(
         dd[split] = ds
     if not len(dd["train"]):
         raise DataError(f"no usable training images in {what}")
+    check_classes(dd["train"], list(names), what)
 
     validation: dict[str, Any] = {"carved": False}
     if "validation" not in dd:
-        train, val, validation = carve_validation(dd["train"], val_size, seed)
+        train, val, validation = carve_validation(dd["train"], val_size, seed, list(names))
+        if validation.get("unstratified_classes"):
+            notes.append(f"too few images to stratify, no validation image: {validation['unstratified_classes']}")
         dd["train"], dd["validation"] = train, val
     import datasets
 
