@@ -7,7 +7,7 @@ changed: train.class_weights (none | balanced), data.sampler (random | balanced)
 reports test top-1, balanced accuracy, macro-F1 and the mean recall of the three cut classes.
 
     python benchmarks/bench_imbalance.py                    # -> benchmarks/results/imbalance_digits_cpu.csv
-    python benchmarks/bench_imbalance.py --seeds 0 --models timm:test_resnet --out /tmp/x.csv
+    python benchmarks/bench_imbalance.py --models timm:test_resnet pypi:efficientnet_lite0 --out /tmp/x.csv
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ CONFIGS = [("none", "random"), ("balanced", "random"), ("none", "balanced"), ("b
 # one recipe per model: a tiny CNN from scratch (seconds a run) and a real pretrained backbone's linear probe
 MODELS = {
     "timm:test_resnet": {"model": {"pretrained": False}, "strategy": {"name": "scratch"},
-                         "data": {"image_size": 32}, "optim": {"lr": 3e-3}, "train": {"epochs": 6}},
+                         "data": {"image_size": 32}, "optim": {"lr": 3e-3}, "train": {"epochs": 6}, "seeds": [0, 1, 2]},
     "pypi:efficientnet_lite0": {"model": {"pretrained": True}, "strategy": {"name": "linear_probe"},
-                                "data": {"image_size": 64}, "optim": {"lr": 1e-2}, "train": {"epochs": 5}},
+                                "data": {"image_size": 64}, "optim": {"lr": 1e-2}, "train": {"epochs": 5}, "seeds": [0]},
 }
 COLUMNS = ["model", "strategy", "class_weights", "sampler", "seed", "test_top1", "test_balanced_acc",
            "test_macro_f1", "cut_classes_recall", "epochs", "train_seconds", "torch", "zoo", "cpu"]
@@ -57,8 +57,10 @@ def recipe(model: str, data_dir: Path, out: Path, class_weights: str, sampler: s
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--models", nargs="+", default=["timm:test_resnet"], choices=list(MODELS),
+                   help="default: the tiny CNN only (add pypi:efficientnet_lite0 for the pretrained probe)")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds for every model (default: 0 1 2 for the tiny "
+                   "CNN, 0 for the slower pretrained probe)")
     p.add_argument("--out", default="benchmarks/results/imbalance_digits_cpu.csv")
     args = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -66,7 +68,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = digits_folder(Path(tmp) / "digits", cut=CUT)
         for model in args.models:
-            for seed in args.seeds:
+            for seed in args.seeds or MODELS[model]["seeds"]:
                 for class_weights, sampler in CONFIGS:
                     r = recipe(model, data_dir, Path(tmp) / "runs", class_weights, sampler, seed)
                     [summary] = train(r)
