@@ -90,6 +90,11 @@ def _new_accelerator(recipe: Any, run_dir: Path) -> Any:
             f"to use the CPU). For CPU ranks set ACCELERATE_USE_CPU=1, e.g. `ACCELERATE_USE_CPU=1 accelerate "
             f"launch --config_file recipes/accelerate/cpu-2proc.yaml -m zoo.train RECIPE`."
         )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != "FSDP":
+        # accelerate turns an FSDP config into FSDP only on accelerators; CPU ranks silently get plain DDP
+        log.warning(f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
+                    f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
+                    "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs.")
     return accelerator
 
 
