@@ -256,3 +256,14 @@ def test_balanced_options_raise_balanced_accuracy_on_an_imbalanced_digits_folder
         assert {"val_balanced_acc", "val_macro_f1"} <= set(epochs[0]) and "macro_f1" in final
     model_metrics = json.loads((tmp_path / "runs" / "weights" / "model" / "zoo.json").read_text())["metrics"]
     assert "test_balanced_acc" in model_metrics and "test_macro_f1" in model_metrics
+
+
+def test_zoo_eval_reports_balanced_accuracy_and_macro_f1(tmp_path, capsys):
+    digits_folder(tmp_path / "d", cut={3: 0.1})
+    model = zoo.create_model("timm:test_resnet", num_classes=10, pretrained=False)
+    model.reset_classifier(10, [str(i) for i in range(10)])
+    zoo.save(model.eval(), tmp_path / "model")
+    assert main(["eval", str(tmp_path / "model"), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert f"balanced accuracy {metrics['balanced_acc']:.4f}, macro-F1 {metrics['macro_f1']:.4f}" in out
