@@ -25,7 +25,7 @@ import torch
 import zoo
 from zoo.bench.backbones import device_name
 from zoo.data.synthetic import digits_folder
-from zoo.train import train
+from zoo.train.run import train
 
 CUT = {3: 0.1, 8: 0.1, 9: 0.1}
 CONFIGS = [("none", "random"), ("balanced", "random"), ("none", "balanced"), ("balanced", "balanced")]

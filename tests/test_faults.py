@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo.cli import main as cli
-from zoo.train import main as train_main
+from zoo.cli.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["cat", "dog", "eel"]
@@ -38,11 +38,17 @@ def _json(path: Path, **changes) -> None:
     path.write_text(json.dumps(data))
 
 
-def _weights(folder: Path, change) -> None:
+def _weights(folder: Path, change, record: bool = True) -> None:
+    """Rewrite the weights; ``record`` also records their new sha256 in zoo.json (as a tool that rewrote
+    the folder would), so the load reaches the shape and name checks behind the integrity check."""
     path = folder / "model.safetensors"
     tensors = load_file(str(path))
     change(tensors)
     save_file(tensors, str(path))
+    if record:
+        meta = json.loads((folder / "zoo.json").read_text())
+        meta["files"]["model.safetensors"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (folder / "zoo.json").write_text(json.dumps(meta))
 
 
 def _truncate(path: Path, keep: float) -> None:
@@ -66,7 +72,7 @@ BROKEN_FOLDERS = {
     "no config": (lambda f: (f / "config.json").unlink(), "missing file"),
     "empty folder": (lambda f: [p.unlink() for p in f.iterdir()], "missing file"),
     "weights zero bytes": (lambda f: (f / "model.safetensors").write_bytes(b""), "model.safetensors"),
-    "weights truncated": (lambda f: _truncate(f / "model.safetensors", 0.5), "not a readable safetensors"),
+    "weights truncated": (lambda f: _truncate(f / "model.safetensors", 0.5), "is corrupt: its sha256"),
     "weights header only": (lambda f: _truncate(f / "model.safetensors", 0.01), "model.safetensors"),
     "weights are text": (lambda f: (f / "model.safetensors").write_text("not weights\n"), "model.safetensors"),
     "header claims 1 TB": (lambda f: (f / "model.safetensors").write_bytes(struct.pack("<Q", 2**40) + b"{}"),

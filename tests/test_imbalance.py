@@ -21,7 +21,7 @@ from zoo.data.mixing import build_loss
 from zoo.data.synthetic import digits_folder
 from zoo.errors import ConfigError, DataError
 from zoo.metrics import classification_metrics, selection_score
-from zoo.recipe import load_recipe
+from zoo.train.recipe import load_recipe
 
 
 # ---- data sets that cannot teach -----------------------------------------------------------------------------
@@ -38,7 +38,7 @@ def test_one_class_through_zoo_train_is_one_clear_error(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"model: {{name: 'timm:test_resnet', pretrained: false}}\ndata: {{spec: '{tmp_path / 'f'}'}}\n"
                       f"output: {{dir: '{tmp_path / 'runs'}'}}\n")
-    from zoo.train import main as train_main
+    from zoo.cli.train import main as train_main
 
     assert train_main([str(recipe)]) != 0
     err = capsys.readouterr().err
@@ -231,7 +231,7 @@ def test_balanced_options_raise_balanced_accuracy_on_an_imbalanced_digits_folder
     """Real digits as PNG folders, 3, 8 and 9 cut to a tenth of their training images (test stays balanced):
     the class-weighted loss and the balanced sampler each raise test balanced accuracy well above plain
     training (benchmarks/results/imbalance_digits_cpu.csv has the same over seeds and a pretrained probe)."""
-    from zoo.train import train
+    from zoo.train.run import train
 
     data = digits_folder(tmp_path / "digits", cut={3: 0.1, 8: 0.1, 9: 0.1})
     base = {"model": {"name": "timm:test_resnet", "pretrained": False}, "strategy": {"name": "scratch"},
