@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
 from safetensors.torch import save_file
@@ -105,7 +105,9 @@ class Trainer:
 
     def _start(self) -> Path | None:
         """Decide, before anything is loaded or written, whether this run resumes; say which, first."""
-        r, main = self.recipe, PartialState().is_main_process
+        # the launcher's RANK, not PartialState(): a PartialState made here, before the Accelerator, fixes the
+        # process-wide state without ACCELERATE_USE_CPU, and CPU ranks then each run alone
+        r, main = self.recipe, int(os.environ.get("RANK", "0")) == 0
         state: Path | None = None
         if r.resume == "auto":
             found = complete_states(self.run_dir)
