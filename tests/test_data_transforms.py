@@ -153,9 +153,10 @@ def test_tensor_store_mixed_sizes_needs_size(tmp_path):
     from PIL import Image
 
     for i, s in enumerate((20, 30)):
-        (tmp_path / "a").mkdir(exist_ok=True)
-        Image.new("RGB", (s, s)).save(tmp_path / "a" / f"{i}.png")
-        Image.new("RGB", (s, s)).save(tmp_path / "a" / f"{i}b.png")
+        for c in ("a", "b"):  # two classes: one is an error since a classifier cannot learn from it
+            (tmp_path / c).mkdir(exist_ok=True)
+            Image.new("RGB", (s, s)).save(tmp_path / c / f"{i}.png")
+            Image.new("RGB", (s, s)).save(tmp_path / c / f"{i}b.png")
     ds = load_dataset(str(tmp_path), val_size=1, progress=False)
     with pytest.raises(DataError, match=r"images of different sizes need TensorStore.from_split\(split, size=S\)"):
         TensorStore.from_split(ds["train"], progress=False)

@@ -11,7 +11,9 @@ import torch
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
                            prefix: str = "") -> dict[str, Any]:
-    """top-1, top-5, loss, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
+    """top-1, top-5, loss, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix (rows:
+    true, columns: predicted). On imbalanced data top-1 rewards predicting the big classes; balanced accuracy
+    (the mean recall over the classes present) and macro-F1 (the mean F1 over the same classes) do not."""
     logits, labels = logits.float().cpu(), labels.long().cpu()
     k = min(5, num_classes)
     topk = logits.topk(k, dim=1).indices
@@ -20,10 +22,15 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
     support = cm.sum(1)
     per_class = (cm.diag().float() / support.clamp(min=1)).tolist()
     n = max(len(labels), 1)
+    present = support > 0
+    tp = cm.diag().float()
+    f1 = 2 * tp / (support + cm.sum(0)).float().clamp(min=1)  # 2TP / (2TP + FP + FN)
     return {
         f"{prefix}top1": float((pred == labels).sum()) / n,
         f"{prefix}top5": float((topk == labels[:, None]).any(1).sum()) / n,
         f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan"),
+        f"{prefix}balanced_acc": float((tp / support.clamp(min=1))[present].mean()) if present.any() else float("nan"),
+        f"{prefix}macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         f"{prefix}per_class_acc": [round(a, 4) if s else None for a, s in zip(per_class, support.tolist())],
         f"{prefix}confusion": cm.tolist(),
         f"{prefix}n": len(labels),
@@ -89,3 +96,16 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+# the validation metrics a recipe may select the best epoch by (train.select_by); loss is the one to minimise
+SELECTABLE = {"val_top1": "top1", "val_balanced_acc": "balanced_acc", "val_macro_f1": "macro_f1", "val_loss": "loss"}
+
+
+def selection_score(val: dict[str, Any], select_by: str) -> float:
+    """The score of a validation result under ``train.select_by``, higher is better (val_loss is negated);
+    NaN (an empty split) scores lowest so it never becomes the best epoch."""
+    value = float(val[SELECTABLE[select_by]])
+    if value != value:
+        return float("-inf")
+    return -value if select_by == "val_loss" else value

@@ -61,6 +61,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_report(report)
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if problems and failed:
         print(f"zoo: error: {len(problems)} problem(s) in {args.spec}:", file=sys.stderr)
         for item in problems:

@@ -137,7 +137,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from zoo.cli.output import print_table
 
     print(f"{args.model} on {args.data} [{split}], {result['n']} images: top-1 {result['top1']:.4f}, "
-          f"top-5 {result['top5']:.4f}")
+          f"top-5 {result['top5']:.4f}, balanced accuracy {result['balanced_acc']:.4f}, "
+          f"macro-F1 {result['macro_f1']:.4f}")
     print_table(["class", "accuracy"], [[n, "-" if a is None else f"{a:.4f}"]
                                         for n, a in zip(result["label_names"], result["per_class_acc"])])
     print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")

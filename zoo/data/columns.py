@@ -67,10 +67,33 @@ def label_names_of(dd: Any, label_column: str, what: str) -> list[str]:
                     "values; use a ClassLabel, integer or string column")
 
 
+def is_image_struct(feature: Any) -> bool:
+    """The Hub's image layout written without ``datasets``' metadata (e.g. by plain pyarrow): a struct of
+    ``bytes`` (binary) and ``path`` (string). ``datasets`` then sees a dict, not an Image feature."""
+    import datasets
+
+    if not isinstance(feature, dict) or set(feature) != {"bytes", "path"}:
+        return False
+    b, p = feature["bytes"], feature["path"]
+    return (isinstance(b, datasets.Value) and b.dtype in ("binary", "large_binary")
+            and isinstance(p, datasets.Value) and p.dtype in ("string", "large_string"))
+
+
+def _cast_image_structs(ds: Any) -> Any:
+    """Read ``{bytes, path}`` struct columns as the Image feature they are (a cast, no copy of the bytes)."""
+    import datasets
+
+    if not any(is_image_struct(f) for f in ds.features.values()):
+        return ds
+    return ds.cast(datasets.Features({c: datasets.Image() if is_image_struct(f) else f
+                                      for c, f in ds.features.items()}))
+
+
 def normalise(dd: Any, image_column: str | None, label_column: str | None, what: str) -> tuple[Any, list[str], dict]:
     """Rename/cast every split to exactly ``image`` (Image(mode='RGB')) and ``label`` (ClassLabel)."""
     import datasets
 
+    dd = datasets.DatasetDict({name: _cast_image_structs(ds) for name, ds in dd.items()})
     first = next(iter(dd.values()))
     img_col, lab_col = detect_columns(first.features, image_column, label_column, what)
     for name, ds in dd.items():

@@ -13,7 +13,7 @@ from typing import Any
 from zoo.data.columns import check_labels, normalise
 from zoo.data.progress import datasets_progress
 from zoo.data.specs import hub_dataset_id, load_source, parse_spec
-from zoo.data.splits import canonical_splits, carve_validation
+from zoo.data.splits import canonical_splits, carve_validation, check_classes
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError
 
@@ -146,10 +146,13 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
         dd[split] = ds
     if not len(dd["train"]):
         raise DataError(f"no usable training images in {what}")
+    check_classes(dd["train"], list(names), what)
 
     validation: dict[str, Any] = {"carved": False}
     if "validation" not in dd:
-        train, val, validation = carve_validation(dd["train"], val_size, seed)
+        train, val, validation = carve_validation(dd["train"], val_size, seed, list(names))
+        if validation.get("unstratified_classes"):
+            notes.append(f"too few images to stratify, no validation image: {validation['unstratified_classes']}")
         dd["train"], dd["validation"] = train, val
     import datasets
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.data.balance import imbalance_warning
 from zoo.data.dataset import ImageDataset, load_dataset
 
 THUMB = 64
@@ -65,6 +66,10 @@ def inspect_dataset(spec: str, out_dir: str | os.PathLike | None = None, per_cla
     report["bad_files"] = [{"path": w, "reason": r} for w, r in ds.bad_images
                            if not r.startswith("empty class folder")]
     report["empty_classes"] = [w for w, r in ds.bad_images if r.startswith("empty class folder")]
+    # the whole labelled training pool (train + carved validation): what the user's folder holds
+    pool = dict(zip(ds.label_names, np.add(counts["train"], counts["validation"]) if ds.validation.get("carved")
+                    else counts["train"]))
+    report["warnings"] = [w for w in [imbalance_warning({k: int(v) for k, v in pool.items()})] if w]
     if out_dir is not None and len(ds["train"]):
         report["thumbnails"] = thumbnail_grid(ds, Path(out_dir) / "thumbnails.png", per_class=per_class)
     return report, ds

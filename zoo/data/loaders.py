@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from zoo.data.balance import train_sampler
+
 log = logging.getLogger("zoo.data")
 
 
@@ -71,13 +73,16 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     eval_batch_size = data_cfg.eval_batch_size or 2 * batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
     generator = torch.Generator().manual_seed(seed)
+    # data.sampler: random shuffles; balanced draws classes equally (zoo.data.balance, DDP-safe)
+    sampler = train_sampler(ds["train"]["label"], data_cfg.sampler, seed)
+    order: dict[str, Any] = {"sampler": sampler} if sampler is not None else {"shuffle": True, "generator": generator}
 
     if data_cfg.fast:
         # shared by the runs of one output folder (the variants of a recipe decode the images once)
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
         stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
         # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
-        train = stores["train"].loader(batch_size, shuffle=True, drop_last=True, generator=generator)
+        train = stores["train"].loader(batch_size, drop_last=True, **order)
         plain = stores["train"].loader(eval_batch_size)
         evals = {s: stores[s].loader(eval_batch_size) for s in eval_splits}
         train_tf: nn.Module = BatchTransform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
@@ -88,8 +93,8 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
     workers = dict(num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
                    collate_fn=_pixel_collate)
-    train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, shuffle=True, drop_last=True,
-                       generator=generator, **workers)
+    train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, drop_last=True, **order,
+                       **workers)
     plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size, **workers)
     evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size, **workers)
              for s in eval_splits}

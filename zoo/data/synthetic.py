@@ -98,3 +98,38 @@ def make_cifar_like(
         for split, ds in dd.items():
             ds.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
     return str(out)
+
+
+def digits_folder(root: str | os.PathLike, cut: dict[int, float] | None = None, seed: int = 0,
+                  upscale: int = 1) -> Path:
+    """scikit-learn's 1,797 real 8x8 digits written as PNG image folders (``train/<digit>/*.png`` and
+    ``test/<digit>/*.png``, the same stratified 80/20 test split as the ``sklearn:digits`` spec).
+
+    ``cut`` keeps only a fraction of some classes' *training* images ({digit: fraction}, a seeded choice,
+    at least one image each): a real folder made imbalanced, while the test split stays balanced, so a
+    model that neglects the small classes shows it there. ``upscale`` enlarges each image (nearest)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images * (255.0 / 16.0)).round().clip(0, 255).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    idx_train, idx_test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels, random_state=0)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(10):
+        rows = np.sort(idx_train[labels[idx_train] == c])
+        if cut and c in cut:
+            rows = np.sort(rng.choice(rows, max(1, round(cut[c] * len(rows))), replace=False))
+        keep.append(rows)
+    root = Path(root)
+    for split, idx in (("train", np.concatenate(keep)), ("test", idx_test)):
+        for i in idx:
+            folder = root / split / str(labels[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            img = Image.fromarray(images[i])
+            if upscale > 1:
+                img = img.resize((8 * upscale, 8 * upscale), Image.NEAREST)
+            img.save(folder / f"{i:04d}.png")
+    return root

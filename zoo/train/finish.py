@@ -68,7 +68,7 @@ def finish_run(trainer: Any) -> RunSummary:
     seconds = p.train_seconds + extra_seconds
     summary = RunSummary(
         name=t.recipe.name, strategy=t.recipe.strategy.name, model=t.recipe.model.name, run_dir=str(t.run_dir),
-        best_epoch=p.best_epoch, val_top1=p.best_score, eval_split=split, epochs_run=p.epoch,
+        best_epoch=p.best_epoch, val_top1=p.best_top1, eval_split=split, epochs_run=p.epoch,
         train_seconds=round(seconds, 3),
         # over all training time, feature extraction included: a probe's head epochs alone would
         # report feature vectors per second, not images
@@ -112,8 +112,9 @@ def final_evaluation(t: Any, split: str) -> dict[str, Any]:
 def write_outputs(t: Any, summary: RunSummary, final: dict[str, Any], in_sync: bool) -> None:
     """metrics.jsonl's final line, curve.png, confusion.png and the model folder."""
     split, p = summary.eval_split, t.progress
-    record = {"kind": "final", "split": split, **final, "best_epoch": p.best_epoch, "best_val_top1": p.best_score,
-              "train_seconds": summary.train_seconds, "images_per_sec": summary.images_per_sec,
+    record = {"kind": "final", "split": split, **final, "best_epoch": p.best_epoch, "best_val_top1": p.best_top1,
+              "select_by": t.recipe.train.select_by, "train_seconds": summary.train_seconds,
+              "images_per_sec": summary.images_per_sec,
               "peak_mem_mb": summary.peak_mem_mb, "num_processes": t.accelerator.num_processes,
               "ranks_in_sync": in_sync, "environment": environment(t.accelerator)}
     with open(t.run_dir / "metrics.jsonl", "a") as f:
@@ -122,7 +123,8 @@ def write_outputs(t: Any, summary: RunSummary, final: dict[str, Any], in_sync: b
                         title=f"{t.recipe.name} ({t.recipe.strategy.name})")
     plot_confusion(final["confusion"], t.ds.label_names, t.run_dir / "confusion.png",
                    title=f"{t.recipe.name}: {split} confusion matrix")
-    metrics = {f"{split}_top1": final["top1"], f"{split}_top5": final["top5"], "best_val_top1": p.best_score,
+    metrics = {f"{split}_top1": final["top1"], f"{split}_top5": final["top5"], "best_val_top1": p.best_top1,
+               f"{split}_balanced_acc": final["balanced_acc"], f"{split}_macro_f1": final["macro_f1"],
                "best_epoch": p.best_epoch, "per_class_acc": dict(zip(t.ds.label_names, final["per_class_acc"])),
                "train_seconds": summary.train_seconds}
     dataset = {**t.ds.info(), "eval_split": split}

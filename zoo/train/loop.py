@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from zoo.data import load_dataset
+from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.loaders import build_loaders
 from zoo.data.mixing import build_loss, build_mixup
 from zoo.errors import ConfigError
 from zoo.fsutil import atomic_write_with
-from zoo.metrics import classification_metrics, read_metrics
+from zoo.metrics import classification_metrics, read_metrics, selection_score
 from zoo.registry import create_model
 from zoo.train.feature_cache import FeatureCache, feature_key
 from zoo.train.features import extract_features
@@ -79,6 +80,11 @@ def _new_accelerator(recipe: Any, run_dir: Path) -> Accelerator:
             f"to use the CPU). For CPU ranks set ACCELERATE_USE_CPU=1, e.g. `ACCELERATE_USE_CPU=1 accelerate "
             f"launch --config_file recipes/accelerate/cpu-2proc.yaml -m zoo.train RECIPE`."
         )
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != "FSDP":
+        # accelerate turns an FSDP config into FSDP only on accelerators; CPU ranks silently get plain DDP
+        log.warning(f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
+                    f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
+                    "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs.")
     return accelerator
 
 
@@ -101,8 +107,8 @@ class Trainer:
 
     def _start(self) -> Path | None:
         """Decide, before anything is loaded or written, whether this run resumes; say which, first."""
-        # the launcher's RANK, not accelerate's state: creating that here would fix its settings before the
-        # trainer's Accelerator chooses them (it broke two CPU ranks)
+        # the launcher's RANK, not PartialState(): a PartialState made here, before the Accelerator, fixes the
+        # process-wide state without ACCELERATE_USE_CPU, and CPU ranks then each run alone
         r, main = self.recipe, int(os.environ.get("RANK", "0")) == 0
         state: Path | None = None
         if r.resume == "auto":
@@ -157,7 +163,8 @@ class Trainer:
         with acc.main_process_first():
             self.loaders = build_loaders(self.ds, self.model.data_config, r.data, self.run_dir, seed=r.data.seed)
         self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
-        self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing)
+        weights = loss_weights(self.ds["train"]["label"], self.ds.num_classes, r.train.class_weights)
+        self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing, weights).to(acc.device)
         if r.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
@@ -231,8 +238,9 @@ class Trainer:
         self.ema = None
         optimizer = self._optimizer()
         generator = torch.Generator().manual_seed(r.data.seed)
-        loader = DataLoader(TensorDataset(feats, labels), batch_size=r.data.batch_size, shuffle=True,
-                            generator=generator)
+        sampler = train_sampler(labels, r.data.sampler, r.data.seed)
+        loader = DataLoader(TensorDataset(feats, labels), batch_size=r.data.batch_size, sampler=sampler,
+                            shuffle=sampler is None, generator=generator)
         head, optimizer, loader = acc.prepare(model.get_classifier(), optimizer, loader)
 
         def evaluate(split: str) -> dict[str, Any]:
@@ -366,12 +374,14 @@ class Trainer:
         seen = max(p.ep_seen, 1.0)
         record = {"kind": "epoch", "epoch": epoch, "step": p.global_step, "train_loss": p.ep_loss / seen,
                   "train_top1": p.ep_correct / seen, "val_top1": val["top1"], "val_top5": val["top5"],
-                  "val_loss": val["loss"], "lr": self.scheduler.get_last_lr()[-1],
+                  "val_loss": val["loss"], "val_balanced_acc": val["balanced_acc"], "val_macro_f1": val["macro_f1"],
+                  "lr": self.scheduler.get_last_lr()[-1],
                   "train_seconds": round(p.train_seconds, 3), "lr_groups": getattr(self, "_lr_groups", {}),
                   # wall clock since this process started the run: set-up, extraction and evaluation too
                   "elapsed_seconds": round(time.perf_counter() - self._started, 3)}
-        if val["top1"] > p.best_score:
-            p.best_score, p.best_epoch, p.bad_epochs = val["top1"], epoch, 0
+        score = selection_score(val, r.train.select_by)
+        if score > p.best_score or p.best_epoch < 0:
+            p.best_score, p.best_top1, p.best_epoch, p.bad_epochs = score, val["top1"], epoch, 0
             if r.train.select_best and acc.is_main_process:
                 self._save_best()
         else:
@@ -382,7 +392,7 @@ class Trainer:
         if r.output.trackers:
             acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=p.global_step)
         self._print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  val top-1 {val['top1']:.4f}  "
-                    f"val top-5 {val['top5']:.4f}")
+                    f"val top-5 {val['top5']:.4f}  balanced {val['balanced_acc']:.4f}  macro-F1 {val['macro_f1']:.4f}")
         if r.hub.repo_id and r.hub.push_checkpoints and acc.is_main_process:
             push_checkpoint(self, epoch, record)
         p.end_epoch()

@@ -25,7 +25,8 @@ class Progress:
     epoch: int = 0  # epochs completed
     batch_in_epoch: int = 0  # batches of the current epoch already trained
     global_step: int = 0  # optimizer steps
-    best_score: float = -math.inf  # the selection metric's best value (higher is better)
+    best_score: float = -math.inf  # the selection metric's best value (train.select_by; higher is better)
+    best_top1: float = -1.0  # validation top-1 of that best epoch
     best_epoch: int = -1
     bad_epochs: int = 0  # epochs since the best, for early stopping
     train_seconds: float = 0.0
@@ -43,6 +44,8 @@ class Progress:
         values = {k: v for k, v in data.items() if k in known}
         if "best_top1" in data and "best_score" not in data:  # states written by zoo before this field
             values["best_score"] = data["best_top1"]
+        if "best_score" in data and "best_top1" not in data:  # states written before train.select_by
+            values["best_top1"] = data["best_score"]
         return cls(**values)
 
     def end_epoch(self) -> None:

@@ -26,6 +26,9 @@ AugmentName = Literal[PRESETS]  # type: ignore[valid-type]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 OnBadImage = Literal[ON_BAD_IMAGE]  # type: ignore[valid-type]
 TrackerName = Literal["tensorboard", "trackio", "wandb"]
+SamplerName = Literal["random", "balanced"]
+ClassWeights = Literal["none", "balanced"]
+SelectBy = Literal["val_top1", "val_balanced_acc", "val_macro_f1", "val_loss"]
 
 INTERNAL = {"internal": True}  # field metadata: bookkeeping, not a recipe key (never read from or written to YAML)
 
@@ -54,6 +57,7 @@ class DataConfig:
     eval_batch_size: int | None = None  # None: 2 x batch_size (no gradients, so twice fits)
     num_workers: int = 2
     limit: int | None = None  # use only the first N training images (smoke runs)
+    sampler: SamplerName = "random"  # balanced: every class equally likely per draw (imbalanced data; DDP-safe)
 
 
 @dataclass
@@ -99,6 +103,8 @@ class TrainConfig:
     seed: int = 0
     early_stopping: int | None = None  # patience in epochs
     select_best: bool = True  # the final model is the best validation epoch
+    select_by: SelectBy = "val_top1"  # the validation metric that picks the best epoch (and early stopping)
+    class_weights: ClassWeights = "none"  # balanced: loss weight n / (k * n_class) per class (imbalanced data)
     save_every_steps: int = 0  # resumable state every N optimizer steps (0 = only at epoch ends)
     keep_last: int = 2  # resumable states kept
     log_every: int = 20
