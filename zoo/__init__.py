@@ -23,7 +23,7 @@ _EXPORTS = {
     "Recipe": "zoo.recipe",
     "load_recipe": "zoo.recipe",
     "expand_variants": "zoo.recipe",
-    "benchmark_backbones": "zoo.bench.backbones",
+    "benchmark_backbones": "zoo.bench.runs",
     "save": "zoo.checkpoint",
     "load": "zoo.checkpoint",
     "push_to_hub": "zoo.hub",
