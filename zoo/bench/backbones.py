@@ -438,6 +438,11 @@ def device_name(device: str) -> str:
     return f"{model or 'CPU'} ({cpu_cores()} cores)"
 
 
+def load_average() -> str | None:
+    """The 1/5/15-minute load averages: how busy a shared machine was when a result was written."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
 def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -475,7 +480,7 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
         compile=cfg.compile, batch_size=cfg.batch_size, threads=cfg.threads or "torch default",
         timing=f"{cfg.runs} fresh processes per model and tool (zoo, timm, zoo, timm, ...), each {cfg.warmup} "
                f"warm-up steps then {cfg.iters} timed steps; median [min, max] over the runs",
-        load_average_at_write=" ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        load_average_at_write=load_average(),
         timm_script_sha256=next((r["timm_script_sha256"] for r in rows if r.get("timm_script_sha256")), None),
         command=f"`{command}`" if command else None)
     png = out.with_suffix(".png")
