@@ -36,8 +36,8 @@ if [[ $QUICK == 1 ]]; then
     OUT=runs/gpu-quick_$SLUG
     MODELS="timm:resnet18 timm:efficientnet_b0"
     COMPILE_MODELS="timm:resnet18"
-    BB=(--img-size 64 --batch-size 4 --warmup 1 --iters 2 --runs "${RUNS:-1}")
-    BB_COMPILE=(--img-size 64 --batch-size 4 --warmup 1 --iters 2 --runs "${COMPILE_RUNS:-1}")
+    BB=(--img-size 64 --batch-size 4 --warmup 1 --iters 5 --runs "${RUNS:-1}")
+    BB_COMPILE=(--img-size 64 --batch-size 4 --warmup 1 --iters 5 --runs "${COMPILE_RUNS:-1}")
     DATA=(--quick --sources cifar32)
     QS=(train.epochs=1)
 else

@@ -111,6 +111,8 @@ def test_fp16_training_on_cuda_is_refused_not_printed():
     with pytest.raises(ConfigError, match="GradScaler"):
         bench_runs.refuse_unlike(bb.BenchConfig(device="cuda", precision="fp16"))
     bench_runs.refuse_unlike(bb.BenchConfig(device="cuda", precision="fp16", train=False))
+    with pytest.raises(ConfigError, match="at least 5 timed steps"):  # timm's script divides by iters // 5
+        bench_runs.refuse_unlike(bb.BenchConfig(iters=4))
 
 
 # ---- the interleaved protocol and its summary ------------------------------------------------------------
@@ -161,7 +163,40 @@ def test_threads_reach_every_process_through_one_environment():
     assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
 
 
-''' + open('/tmp/cli_test.py').read() + '''
+def test_bench_backbones_cli_writes_csv_markdown_and_plot(tmp_path, capsys, fake_timm, monkeypatch):
+    # zoo's runs measured in this process to stay fast (the subprocess itself: the slow test below and
+    # test_bench.py's failing-model test); timm's side is a real process of the stand-in script
+    monkeypatch.setattr(bench_runs, "run_worker", bb.measure_model)
+    out = tmp_path / "bb.csv"
+    rc = main(["bench", "backbones", "timm:test_resnet", "--img-size", "32", "--warmup", "1",
+               "--iters", "5", "--runs", "2", "--batch-size", "2", "--out", str(out),
+               "--timm-compare", "--timm-script", str(fake_timm), "--note", "the machine was shared"])
+    assert rc == 0
+    [row] = report.read_csv(out)
+    assert list(row)[: len(bb.COLUMNS)] == list(bb.COLUMNS)
+    model = zoo.create_model("timm:test_resnet", pretrained=False)
+    assert row["param_count"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6, abs=0.006)
+    assert row["infer_gmacs"] == pytest.approx(bb.count_gmacs(model, (3, 32, 32)), abs=0.0006)
+    assert row["infer_img_size"] == 32 and row["infer_batch_size"] == 2 and row["train_batch_size"] == 2
+    assert row["runs"] == 2 and row["warmup"] == 1 and row["iters"] == 5 and row["threads"] >= 1
+    for phase in ("infer", "train"):
+        runs = json.loads(row[f"{phase}_runs_samples_per_sec"])
+        assert len(runs) == 2  # one fresh process per run
+        assert row[f"{phase}_samples_per_sec_min"] <= row[f"{phase}_samples_per_sec"] <= row[f"{phase}_samples_per_sec_max"]
+        assert row[f"{phase}_samples_per_sec"] * row[f"{phase}_step_time"] / 1000 == pytest.approx(2, rel=0.01)
+        assert row[f"timm_{phase}_samples_per_sec"] == 50.0  # what the stand-in reports
+        pairs = [r / 50.0 for r in runs]
+        assert row[f"{phase}_vs_timm"] == pytest.approx(sorted(pairs)[0] / 2 + sorted(pairs)[1] / 2, abs=1e-3)
+    assert row["timm_script_sha256"] == ta.sha256_of(fake_timm)
+    assert row["error"] is None and row["device"] == "cpu" and row["precision"] == "fp32"
+    md = out.with_suffix(".md").read_text()
+    assert "| timm:test_resnet |" in md and f"**torch**: {torch.__version__}" in md
+    assert ta.sha256_of(fake_timm) in md and "the machine was shared" in md and "BELOW THE PROTOCOL" in md
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "timm:test_resnet" in printed and "train zoo/timm" in printed
+
+
 
 @pytest.mark.slow
 @needs_real_script

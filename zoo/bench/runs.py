@@ -28,6 +28,9 @@ def refuse_unlike(cfg: BenchConfig) -> None:
     if cfg.precision == "fp16" and cfg.train and cfg.device.startswith("cuda"):
         raise ConfigError("refusing to compare fp16 training with timm's benchmark.py: zoo scales the loss "
                           "(GradScaler), timm's script does not. Fix: --precision bf16 (or fp32), or --no-train.")
+    if cfg.iters < 5:  # it logs every iters // 5 steps: fewer than 5 divides by zero
+        raise ConfigError(f"timm's benchmark.py needs at least 5 timed steps; got --iters {cfg.iters}. "
+                          f"Fix: --iters 20 (the protocol's minimum), or 5 for a smoke run.")
     size = cfg.img_size or 224
     check_comparable(timm_argv("model", cfg.batch_size, size, cfg), cfg.batch_size, size, cfg)
 
