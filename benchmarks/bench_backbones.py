@@ -2,7 +2,7 @@
 """The backbone table of issue 6: a thin wrapper over `zoo bench backbones`.
 
 With no model names it runs the acceptance set (timm:resnet18 timm:efficientnet_b0 tv:resnet18) on the CPU
-with timm's own benchmark.py interleaved (batch 8 at 160 px, one torch thread per process on both sides,
+with timm's own benchmark.py interleaved (batch 8 at 128 px, one torch thread per process on both sides,
 so a shared 2-core machine disturbs them less); any other options are passed through unchanged.
 
     python benchmarks/bench_backbones.py                           # CPU acceptance run, --timm-compare
@@ -20,7 +20,7 @@ GPU_MODELS = ["timm:resnet18", "timm:resnet50", "timm:efficientnet_b0", "timm:co
               "timm:vit_small_patch16_224", "timm:vit_base_patch16_224"]
 GPU_OPTIONS = ["--device", "cuda", "--precision", "bf16", "--channels-last", "--compile", "--img-size", "224",
                "--batch-size", "256", "--warmup", "10", "--iters", "50", "--runs", "5"]
-CPU_OPTIONS = ["--device", "cpu", "--batch-size", "8", "--img-size", "160", "--threads", "1"]
+CPU_OPTIONS = ["--device", "cpu", "--batch-size", "8", "--img-size", "128", "--threads", "1"]
 
 
 def build_argv(argv: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,11 @@ def _bar(total: int, enabled: bool) -> Any:
 
 
 def benchmark_backbones(models: Sequence[str], config: BenchConfig | None = None, timm_compare: bool = False,
-                        timm_script: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+                        timm_script: str | Path | None = None, progress: bool = True,
+                        on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """One row per model (see ``COLUMNS``). With ``timm_compare``, timm's script runs after each of
-    zoo's runs on the model's timm architecture; rows record the script's sha256."""
+    zoo's runs on the model's timm architecture; rows record the script's sha256. ``on_row(rows so far)``
+    is called after each model, so a long run that is stopped keeps its finished rows."""
     cfg = (config or BenchConfig()).validate()
     if not models:
         raise ConfigError("no models given. Fix: zoo bench backbones timm:resnet18 tv:resnet18 ...")
@@ -120,10 +122,12 @@ def benchmark_backbones(models: Sequence[str], config: BenchConfig | None = None
             timm_runs.append(t)
         if error is not None:
             rows.append({**(zoo_runs[0] if zoo_runs else {}), **error})
-            continue
-        row = summarize(zoo_runs, timm_runs, phases)
-        if timm_runs:
-            row["timm_script_sha256"] = digest
-        rows.append(row)
+        else:
+            row = summarize(zoo_runs, timm_runs, phases)
+            if timm_runs:
+                row["timm_script_sha256"] = digest
+            rows.append(row)
+        if on_row is not None:
+            on_row(rows)
     bar.close()
     return rows

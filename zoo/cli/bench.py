@@ -106,10 +106,16 @@ def run_backbones(args: argparse.Namespace) -> int:
     if cfg.protocol_shortfalls():
         print("note: below the protocol (" + ", ".join(cfg.protocol_shortfalls()) + "): a smoke run, "
               "not a table to quote", file=sys.stderr)
-    rows = benchmark_backbones(args.models, cfg, timm_compare=args.timm_compare, timm_script=args.timm_script)
     out = args.out or default_output(cfg)
-    paths = write_backbone_results(rows, out, cfg, plot=not args.no_plot, command=_command(args, out),
-                                   notes=args.note)
+
+    def write(rows: list[dict]) -> list[Path]:
+        return write_backbone_results(rows, out, cfg, plot=not args.no_plot, command=_command(args, out),
+                                      notes=args.note)
+
+    # the files are rewritten after every model: a long run that is stopped keeps its finished rows
+    rows = benchmark_backbones(args.models, cfg, timm_compare=args.timm_compare, timm_script=args.timm_script,
+                               on_row=write)
+    paths = write(rows)
 
     # The terminal gets the headline columns (short headers, so model names fit); the CSV has them all.
     # Rates and ratios as "median (min-max)" over the runs.
@@ -149,6 +155,7 @@ def _command(args: argparse.Namespace, out: Path) -> str:
     parts += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
     parts += ["--img-size", str(args.img_size)] if args.img_size else []
     parts += ["--threads", str(args.threads)] if args.threads else []
+    parts += [f"--note={n}" for n in args.note]
     parts += [f"--timm-args={args.timm_args}"] if args.timm_args else []
     parts += ["--no-train"] * args.no_train + ["--timm-compare"] * args.timm_compare
     return " ".join(shlex.quote(p) for p in [*parts, "--out", str(out)])
