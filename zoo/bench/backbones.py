@@ -367,7 +367,8 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     if cfg.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {cfg.device} but torch sees no CUDA device. Fix: --device cpu.")
-        torch.backends.cudnn.benchmark = True  # as timm's benchmark.py
+        torch.backends.cudnn.benchmark = True  # as timm's benchmark.py, which also allows TF32 matmuls:
+        torch.backends.cuda.matmul.allow_tf32 = True  # the same on both sides of a comparison
     backbone = create_model(name, pretrained=False)  # throughput does not depend on the weights
     input_size = tuple(backbone.data_config["input_size"])
     if cfg.img_size:
