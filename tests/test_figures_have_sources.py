@@ -102,7 +102,7 @@ def source_files(context: str, results: Path) -> list[Path]:
         stem = Path(name).stem if name.endswith(".md") else None
         files += sorted(p for p in results.glob(f"{stem}.*") if p.suffix in (".csv", ".json")) if stem \
             else [results / name]
-    return files
+    return list(dict.fromkeys(files))
 
 
 def matches(token: str, values: list[float]) -> bool:
