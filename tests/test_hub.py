@@ -17,7 +17,7 @@ import yaml
 
 import zoo
 from zoo.errors import CheckpointError
-from zoo.hub import PushError
+from zoo.artifact.hub import PushError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402

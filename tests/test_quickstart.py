@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.train import train
+from zoo.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,6 +24,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.data.transforms import build_transform
+from zoo.registry import create_model
+
 
 @dataclass
 class BaselineResult:
@@ -72,9 +75,7 @@ def _accuracy(model: nn.Module, loader: DataLoader) -> float:
 
 
 def _backbone(model_name: str, num_classes: int, image_size: int | None) -> Any:
-    import zoo
-
-    model = zoo.create_model(model_name, pretrained=True)
+    model = create_model(model_name, pretrained=True)
     model.reset_classifier(num_classes)
     if image_size:
         model.data_config["input_size"] = (3, image_size, image_size)
@@ -91,8 +92,6 @@ def probe_variant_name(bn_eval: bool, preprocessing: str) -> str:
 def tutorial_linear_probe(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: float,
                           image_size: int | None = None, num_workers: int = 0, eval_split: str = "validation",
                           seed: int = 0, bn_eval: bool = False, preprocessing: str = "tutorial") -> BaselineResult:
-    from zoo.data.transforms import build_transform
-
     if preprocessing not in ("tutorial", "zoo"):
         raise ValueError(f"preprocessing={preprocessing!r}: use 'tutorial' or 'zoo'")
     torch.manual_seed(seed)

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, metavar="SPEC",
                    help="dataset spec: cifar10, hf:<repo>, imagefolder:<dir>, sklearn:digits, ...")
     e.add_argument("--split", help="split to evaluate (default: test, else validation)")
-    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    e.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: zoo.inference.EVAL_BATCH_SIZE, as in training's final evaluation)")
     e.add_argument("--out", default="eval", help="folder for metrics.json and confusion.png (default: ./eval)")
     e.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -74,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from zoo.predict import open_model, predict
+    from zoo.inference import open_model, predict
 
     model = open_model(args.model, revision=args.revision)
     results = predict(model, [Path(p) for p in args.images], top_k=args.top_k)
@@ -93,7 +93,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from zoo.data import load_dataset
     from zoo.data.transforms import build_transform
     from zoo.metrics import plot_confusion
-    from zoo.predict import evaluate, open_model
+    from zoo.inference import EVAL_BATCH_SIZE, evaluate, open_model
 
     model = open_model(args.model, revision=args.revision)
     data = load_dataset(args.data, progress=sys.stderr.isatty())
@@ -103,7 +103,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         raise DataError(f"{args.data!r} has no test or validation split ({data.keys()}); pass --split")
     result = evaluate(model, data[split], transform=build_transform(model.data_config, train=False),
-                      batch_size=args.batch_size, label_names=data.label_names, progress=sys.stderr.isatty())
+                      batch_size=args.batch_size or EVAL_BATCH_SIZE, label_names=data.label_names, progress=sys.stderr.isatty())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"model": args.model, "data": args.data, "split": split, **result}
@@ -124,7 +124,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from zoo.hub import push_to_hub
+    from zoo.artifact.hub import push_to_hub
 
     url = push_to_hub(args.directory, args.repo_id, private=args.private, revision=args.revision,
                       create_pr=args.create_pr, token=args.token, commit_message=args.message)
@@ -133,7 +133,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from zoo.checkpoint import convert_pickle
+    from zoo.artifact.convert import convert_pickle
 
     print(convert_pickle(args.file, args.out))
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.columns import check_labels, normalise
-from zoo.data.specs import load_source, parse_spec
+from zoo.data.specs import hub_dataset_id, load_source, parse_spec
 from zoo.data.splits import canonical_splits, carve_validation
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError
@@ -58,7 +58,9 @@ class ImageDataset:
     def info(self) -> dict[str, Any]:
         """A JSON-able record: enough to check that a later run sees the same data and split."""
         return {
+            "name": self.spec,
             "spec": self.spec,
+            "hub_id": hub_dataset_id(self.spec),
             "fingerprint": self.fingerprint,
             "source_fingerprint": self.source_fingerprint,
             "label_names": list(self.label_names),

@@ -18,6 +18,7 @@ import numpy as np
 
 Source = Union[str, bytes, dict]  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+ON_BAD_IMAGE = ("error", "skip")  # an unreadable image: stop with the list of them, or leave it out
 
 
 @dataclass

@@ -8,6 +8,7 @@ one ``batch_transform`` to apply on the device (identity on the reference path).
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+log = logging.getLogger("zoo.data")
 
 
 @dataclass
@@ -60,7 +63,11 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     from zoo.data.fast import BatchTransform
     from zoo.data.transforms import build_transform
 
-    batch_size = data_cfg.batch_size
+    batch_size = min(data_cfg.batch_size, len(ds["train"]))  # train batches drop the last short one (timm's
+    # drop_last): a split smaller than one batch would otherwise give no batch at all
+    if batch_size < data_cfg.batch_size:
+        log.warning("data.batch_size=%d is larger than the train split (%d images); using %d",
+                    data_cfg.batch_size, len(ds["train"]), batch_size)
     eval_batch_size = data_cfg.eval_batch_size or 2 * batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
     generator = torch.Generator().manual_seed(seed)
@@ -70,7 +77,7 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
         stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
         # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
-        train = stores["train"].loader(batch_size, shuffle=True, generator=generator)
+        train = stores["train"].loader(batch_size, shuffle=True, drop_last=True, generator=generator)
         plain = stores["train"].loader(eval_batch_size)
         evals = {s: stores[s].loader(eval_batch_size) for s in eval_splits}
         train_tf: nn.Module = BatchTransform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
@@ -81,7 +88,7 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
     workers = dict(num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
                    collate_fn=_pixel_collate)
-    train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, shuffle=True,
+    train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, shuffle=True, drop_last=True,
                        generator=generator, **workers)
     plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size, **workers)
     evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size, **workers)

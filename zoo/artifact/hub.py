@@ -9,6 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+)
+
+from zoo.artifact.files import CONFIG_NAME, WEIGHTS_NAME, pickle_refused
+from zoo.artifact.modelcard import card_for_repo
 from zoo.errors import CheckpointError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
@@ -20,18 +27,11 @@ class PushError(ZooError, RuntimeError):
 
 
 def endpoint() -> str:
-    from huggingface_hub import constants
-
     return constants.ENDPOINT
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision`` (from the cache when offline)."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
-
     where = f"{repo_id}@{revision or 'main'}"
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
@@ -55,10 +55,6 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
 def _refuse_remote_pickles(repo_id: str, revision: str | None, folder: Path) -> None:
     """A repo with only pickle weights gets the same refusal (and convert hint) as a local folder."""
-    from huggingface_hub import HfApi, constants
-
-    from zoo.checkpoint import pickle_refused
-
     if constants.is_offline_mode():
         return
     try:
@@ -85,10 +81,6 @@ def push_to_hub(
     ``revision`` names a branch (created from main if missing): the trainer pushes checkpoints there.
     ``create_pr`` opens a pull request instead of committing to the branch.
     """
-    from huggingface_hub import HfApi, constants
-
-    from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-
     folder = Path(directory).expanduser()
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if not (folder / n).is_file()]
     if not folder.is_dir() or missing:
@@ -122,10 +114,6 @@ def push_to_hub(
 def _operations(folder: Path, repo_id: str) -> list:
     """One add per file (hidden files and pickles skipped); README.md is re-rendered in memory with the
     repo id in its usage snippets, so the local folder is only ever read."""
-    from huggingface_hub import CommitOperationAdd
-
-    from zoo.modelcard import card_for_repo
-
     ops = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
