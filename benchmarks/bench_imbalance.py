@@ -62,7 +62,13 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="seeds for every model (default: 0 1 2 for the tiny "
                    "CNN, 0 for the slower pretrained probe)")
     p.add_argument("--out", default="benchmarks/results/imbalance_digits_cpu.csv")
+    p.add_argument("--summary-only", action="store_true",
+                   help="only (re)write the means file from the runs already in --out")
     args = p.parse_args()
+    if args.summary_only:
+        with open(args.out, newline="") as f:
+            write_summary([dict(r) for r in csv.DictReader(f)], Path(args.out))
+        return
     logging.basicConfig(level=logging.ERROR)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,14 +94,29 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\nmean over seeds ({out}):")
-    for model in args.models:
-        for class_weights, sampler in CONFIGS:
-            sel = [r for r in rows if r["model"] == model and (r["class_weights"], r["sampler"]) == (class_weights, sampler)]
-            print(f"  {model:24s} class_weights={class_weights:8s} sampler={sampler:8s} "
-                  f"balanced acc {statistics.mean(r['test_balanced_acc'] for r in sel):.4f}  "
-                  f"macro-F1 {statistics.mean(r['test_macro_f1'] for r in sel):.4f}  "
-                  f"cut classes recall {statistics.mean(r['cut_classes_recall'] for r in sel):.4f}")
+    write_summary(rows, out)
+
+
+MEANS = ("test_top1", "test_balanced_acc", "test_macro_f1", "cut_classes_recall")
+
+
+def write_summary(rows: list[dict], out: Path) -> Path:
+    """The mean over seeds of each (model, class_weights, sampler): what benchmarks/README.md's table shows."""
+    path = out.with_name(out.stem + "_means.csv")
+    keys = list(dict.fromkeys((r["model"], r["class_weights"], r["sampler"]) for r in rows))
+    means = []
+    for model, class_weights, sampler in keys:
+        sel = [r for r in rows if (r["model"], r["class_weights"], r["sampler"]) == (model, class_weights, sampler)]
+        means.append({"model": model, "class_weights": class_weights, "sampler": sampler, "seeds": len(sel),
+                      **{k: round(statistics.mean(float(r[k]) for r in sel), 3) for k in MEANS}})
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(means[0]))
+        writer.writeheader()
+        writer.writerows(means)
+    print(f"\nmean over seeds ({path}):")
+    for m in means:
+        print("  " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    return path
 
 
 if __name__ == "__main__":

@@ -18,10 +18,6 @@ from zoo.cli import main
 from zoo.errors import ConfigError
 
 TINY = dict(img_size=32, warmup=1, iters=1, runs=2, batch_size=2)
-TIMM_SCRIPT = bb.default_timm_script()
-needs_timm_script = pytest.mark.skipif(
-    not TIMM_SCRIPT.is_file(), reason="timm's benchmark.py not fetched: python benchmarks/third_party/"
-                                      "fetch_timm_benchmark.py")
 
 
 # ---- median, timing, OOM --------------------------------------------------------------------------
@@ -173,21 +169,6 @@ def test_scatter_plot_writes_a_png_and_refuses_nothing_to_plot(tmp_path):
         report.scatter_plot(ROWS, "nope", "ips", tmp_path / "q.png")
 
 
-FAKE_TIMM = """\
-import argparse, json
-parser = argparse.ArgumentParser()
-for opt in ("--model", "--bench", "--batch-size", "--img-size", "--precision", "--num-warm-iter",
-            "--num-bench-iter"):
-    parser.add_argument(opt)
-parser.add_argument("--channels-last", action="store_true")
-
-def main():
-    args = parser.parse_args()
-    print("log line before the result")
-    print("--result\\n" + json.dumps({"model": args.model, "infer_samples_per_sec": 50.0, "argv": vars(args)}))
-"""
-
-
 # ---- the command --------------------------------------------------------------------------------
 def test_bench_backbones_help_reads_well(capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -199,38 +180,6 @@ def test_bench_backbones_help_reads_well(capsys):
         assert word in text
 
 
-def test_bench_backbones_cli_writes_csv_markdown_and_plot(tmp_path, capsys):
-    out = tmp_path / "bb.csv"
-    fake_timm = tmp_path / "fake_benchmark.py"
-    fake_timm.write_text(FAKE_TIMM)
-    rc = main(["bench", "backbones", "timm:test_resnet", "tv:resnet18", "--img-size", "32", "--warmup", "1",
-               "--iters", "1", "--runs", "2", "--batch-size", "2", "--out", str(out),
-               "--timm-compare", "--timm-script", str(fake_timm)])
-    assert rc == 0
-    rows = report.read_csv(out)
-    assert [r["model"] for r in rows] == ["timm:test_resnet", "tv:resnet18"]
-    assert list(rows[0])[: len(bb.COLUMNS)] == list(bb.COLUMNS)
-    for row in rows:
-        model = zoo.create_model(row["model"], pretrained=False)
-        assert row["param_count"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6, abs=0.006)
-        assert row["infer_gmacs"] == pytest.approx(bb.count_gmacs(model, (3, 32, 32)), abs=0.0006)
-        assert row["infer_img_size"] == 32 and row["infer_batch_size"] == 2 and row["train_batch_size"] == 2
-        for phase in ("infer", "train"):
-            assert row[f"{phase}_samples_per_sec"] > 0 and row[f"{phase}_peak_mem_mb"] >= 0
-            # the two columns describe the same median run: images/s x s/step = batch
-            assert row[f"{phase}_samples_per_sec"] * row[f"{phase}_step_time"] / 1000 == pytest.approx(2, rel=0.01)
-        assert row["error"] is None and row["device"] == "cpu" and row["precision"] == "fp32"
-    timm_row, tv_row = rows
-    assert timm_row["timm_model"] == "test_resnet" and timm_row["timm_infer_samples_per_sec"] == 50.0
-    assert timm_row["infer_vs_timm"] == pytest.approx(timm_row["infer_samples_per_sec"] / 50.0, abs=6e-4)
-    assert tv_row["timm_model"] is None and tv_row["infer_vs_timm"] is None  # no timm counterpart
-    md = out.with_suffix(".md").read_text()
-    assert "| tv:resnet18 |" in md and f"**torch**: {torch.__version__}" in md and "**device**:" in md
-    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-    printed = capsys.readouterr().out
-    assert "timm:test_resnet" in printed and "tv:resnet18" in printed  # model names never fold
-
-
 def test_a_model_that_fails_gets_an_error_row_and_a_nonzero_exit(tmp_path, capsys):
     row = bb.run_worker("timm:no_such_model", bb.BenchConfig(**TINY))
     assert row["model"] == "timm:no_such_model" and "no_such_model" in row["error"]
@@ -238,40 +187,13 @@ def test_a_model_that_fails_gets_an_error_row_and_a_nonzero_exit(tmp_path, capsy
     assert "'tpu'" in capsys.readouterr().err
 
 
-# ---- the timm comparison --------------------------------------------------------------------------
-def test_timm_compare_passes_our_settings_to_timms_script(tmp_path):
-    """A stand-in with timm's interface (its parser, main() and '--result' JSON) checks the plumbing;
-    the CLI test above checks the parsed result lands in the row, the real script is run below."""
-    script = tmp_path / "fake_benchmark.py"
-    script.write_text(FAKE_TIMM)
-    cfg = bb.BenchConfig(img_size=48, warmup=3, iters=6, runs=2, channels_last=True, precision="bf16")
-    result = bb.run_timm_benchmark("resnet18", 12, 48, cfg, script)
-    assert result["infer_runs_samples_per_sec"] == [50.0, 50.0]  # one process per run, as ours: median kept
-    argv = result["argv"]
-    assert argv["model"] == "resnet18" and argv["bench"] == "inference" and argv["batch_size"] == "12"
-    assert argv["img_size"] == "48" and argv["precision"] == "bfloat16" and argv["channels_last"] is True
-    assert argv["num_warm_iter"] == "3" and argv["num_bench_iter"] == "6"  # same steps per run as ours
-    assert argv["device"] == "cpu"  # the option run_timm_script adds
-
-
-def test_timm_output_parsing_and_missing_script_error(tmp_path):
-    assert bb.parse_timm_output('x\n--result\n{"infer_samples_per_sec": 3.5}')["infer_samples_per_sec"] == 3.5
-    assert "boom" in bb.parse_timm_output("no marker", "Traceback\nRuntimeError: boom")["error"]
-    with pytest.raises(ConfigError, match="fetch_timm_benchmark.py"):
-        bb.benchmark_backbones(["timm:test_resnet"], timm_compare=True, timm_script=tmp_path / "missing.py")
-
-
-@needs_timm_script
-def test_real_timm_benchmark_runs_on_cpu_and_agrees_in_kind():
-    cfg = bb.BenchConfig(img_size=32, warmup=1, iters=5, runs=1, batch_size=4)
-    result = bb.run_timm_benchmark("test_resnet", 4, 32, cfg, TIMM_SCRIPT)
-    assert "error" not in result, result
-    assert result["infer_batch_size"] == 4 and result["infer_img_size"] == 32
-    assert result["infer_samples_per_sec"] > 0
-    assert math.isclose(result["param_count"], 0.47, abs_tol=0.01)
-
-
 def test_worker_prints_one_json_result_line(capsys):
     assert bb._worker_main(["--worker", "timm:no_such_model", "--config", json.dumps(TINY)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(bb.RESULT_PREFIX) and "error" in json.loads(line[len(bb.RESULT_PREFIX):])
+
+
+def test_protocol_defaults_and_shortfalls():
+    cfg = bb.BenchConfig()
+    assert (cfg.warmup, cfg.iters, cfg.runs) == (10, 20, 5) and cfg.protocol_shortfalls() == []
+    assert bb.BenchConfig(**TINY).protocol_shortfalls() == ["warmup 1 < 10", "iters 1 < 20", "runs 2 < 5"]

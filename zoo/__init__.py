@@ -23,7 +23,7 @@ _EXPORTS = {
     "Recipe": "zoo.train.recipe",
     "load_recipe": "zoo.train.recipe",
     "expand_variants": "zoo.train.recipe",
-    "benchmark_backbones": "zoo.bench.backbones",
+    "benchmark_backbones": "zoo.bench.runs",
     "rank": "zoo.bench.rank",
     "save": "zoo.artifact.save",
     "load": "zoo.artifact.load",

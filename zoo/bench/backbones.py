@@ -5,11 +5,13 @@ Method, kept comparable to timm's ``benchmark.py`` so that the two can be checke
 - inference: ``model.eval()`` under ``torch.no_grad()``; training: ``model.train()``, cross-entropy on
   random targets, ``backward()`` and an SGD step (timm's default optimizer: momentum 0.9, Nesterov);
 - the input is ``torch.randn((B, 3, H, W))`` made once on the device (``channels_last`` when asked);
-- ``warmup`` untimed steps, then ``runs`` timed runs of ``iters`` steps each; the MEDIAN run is
-  reported, so one run disturbed by another process does not move the table;
+- one fresh process per (model, run) (``python -m zoo.bench.backbones --worker NAME``), so no run
+  inherits another's allocator caches, compiled graphs or thread pools; each process makes ``warmup``
+  untimed steps, then one timed run of ``iters`` steps; the MEDIAN of ``runs`` processes is reported
+  with the min and max, so one run disturbed by another process does not move the table;
+- with the timm comparison, timm's own script runs right after each of ours (zoo, timm, zoo, timm, ...),
+  see ``zoo.bench.runs``;
 - ``torch.cuda.synchronize()`` closes every timed run on a GPU (kernels are asynchronous);
-- one fresh process per model (``python -m zoo.bench.backbones --worker NAME``), so one model's
-  allocator caches, compiled graphs or thread pools never skew the next;
 - on out-of-memory the batch is halved and the phase retried; the batch actually used is recorded.
 """
 from __future__ import annotations
@@ -19,13 +21,12 @@ import contextlib
 import gc
 import json
 import os
-import runpy
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,17 +41,24 @@ COLUMNS = (
     "model", "param_count", "infer_gmacs", "infer_img_size",
     "infer_batch_size", "infer_samples_per_sec", "infer_step_time", "infer_peak_mem_mb",
     "train_batch_size", "train_samples_per_sec", "train_step_time", "train_peak_mem_mb",
-    "timm_model", "timm_infer_samples_per_sec", "infer_vs_timm",
-    "device", "precision", "channels_last", "compile", "error",
+    "timm_model", "timm_infer_samples_per_sec", "infer_vs_timm", "timm_train_samples_per_sec", "train_vs_timm",
+    "device", "precision", "channels_last", "compile", "threads", "warmup", "iters", "runs", "error",
 )
+# The Markdown table: every figure with its spread; the CSV has every column.
+TABLE_COLUMNS = ("model", "param_count", "infer_gmacs", "infer_img_size", "infer_batch_size",
+                 *(f"{pre}{p}_samples_per_sec{suf}" for p in ("infer", "train") for pre in ("", "timm_")
+                   for suf in ("", "_min", "_max")),
+                 *(f"{p}_vs_timm{suf}" for p in ("infer", "train") for suf in ("", "_min", "_max")),
+                 "infer_peak_mem_mb", "train_peak_mem_mb", "runs", "error")
+# The protocol every committed comparison follows (below it a row is marked, not refused: tests and --quick).
+PROTOCOL_MIN = {"warmup": 10, "iters": 20, "runs": 5}
 RESULT_PREFIX = "ZOO_BENCH_RESULT "
-TIMM_RESULT_MARKER = "--result\n"  # timm's benchmark.py prints this line, then the JSON results
 
 
 @dataclass
 class BenchConfig:
-    """How to measure. The defaults keep a three-model CPU run with the timm check to a few minutes on
-    two cores; on a GPU pass a realistic batch (256) and more iterations."""
+    """How to measure. The step counts are the protocol's minimum (PROTOCOL_MIN); ``runs`` is the number
+    of fresh processes per model. On a GPU pass a realistic batch (256) and more iterations."""
 
     device: str = "cpu"
     batch_size: int = 16
@@ -58,11 +66,17 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     img_size: int | None = None
-    warmup: int = 2
-    iters: int = 5
-    runs: int = 3
+    warmup: int = 10
+    iters: int = 20
+    runs: int = 5
     train: bool = True
     timeout_s: float = 1800.0
+    threads: int | None = None  # torch threads in every process (OMP_NUM_THREADS); None: torch's default
+    timm_args: tuple[str, ...] = ()  # extra options for timm's script; refused if they change a setting
+
+    def protocol_shortfalls(self) -> list[str]:
+        """Settings below the protocol's minimum steps and runs (fine for a smoke run, never for a table)."""
+        return [f"{k} {getattr(self, k)} < {v}" for k, v in PROTOCOL_MIN.items() if getattr(self, k) < v]
 
     def validate(self) -> "BenchConfig":
         if self.precision not in PRECISIONS:
@@ -73,6 +87,8 @@ class BenchConfig:
         for key in ("batch_size", "iters", "runs"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be at least 1.")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads={self.threads} must be at least 1. Fix: --threads 2, or leave it out.")
         if self.warmup < 0:
             raise ConfigError(f"warmup={self.warmup} must be 0 or more.")
         if self.img_size is not None and self.img_size < 8:
@@ -86,6 +102,8 @@ class BenchConfig:
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown benchmark settings {sorted(unknown)}; known: {sorted(names)}")
+        if "timm_args" in data:
+            data = {**data, "timm_args": tuple(data["timm_args"])}
         return cls(**data).validate()
 
 
@@ -291,7 +309,7 @@ def measure_inference(model: Any, batch: int, input_size: Sequence[int], cfg: Be
             with _autocast(cfg.device, cfg.precision):
                 model(x)
 
-        seconds = timed_runs(step, cfg.warmup, cfg.iters, cfg.runs, _sync_fn(cfg.device))
+        seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x
     rate, step_ms = median_rate(seconds, batch, cfg.iters)
     return {"samples_per_sec": round(rate, 2), "step_time": round(step_ms, 3), "peak_mem_mb": round(mem.peak_mb, 1),
@@ -325,7 +343,7 @@ def measure_training(model: Any, batch: int, input_size: Sequence[int], num_clas
                 loss.backward()
                 opt.step()
 
-        seconds = timed_runs(step, cfg.warmup, cfg.iters, cfg.runs, _sync_fn(cfg.device))
+        seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x, target, opt
     rate, step_ms = median_rate(seconds, batch, cfg.iters)
     return {"samples_per_sec": round(rate, 2), "step_time": round(step_ms, 3), "peak_mem_mb": round(mem.peak_mb, 1),
@@ -349,7 +367,8 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     if cfg.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {cfg.device} but torch sees no CUDA device. Fix: --device cpu.")
-        torch.backends.cudnn.benchmark = True  # as timm's benchmark.py
+        torch.backends.cudnn.benchmark = True  # as timm's benchmark.py, which also allows TF32 matmuls:
+        torch.backends.cuda.matmul.allow_tf32 = True  # the same on both sides of a comparison
     backbone = create_model(name, pretrained=False)  # throughput does not depend on the weights
     input_size = tuple(backbone.data_config["input_size"])
     if cfg.img_size:
@@ -361,7 +380,8 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
         "infer_img_size": input_size[-1],
         "timm_model": timm_counterpart(backbone),
         "device": cfg.device, "precision": cfg.precision,
-        "channels_last": cfg.channels_last, "compile": cfg.compile,
+        "channels_last": cfg.channels_last, "compile": cfg.compile, "threads": torch.get_num_threads(),
+        "warmup": cfg.warmup, "iters": cfg.iters,
     }
     backbone.to(cfg.device)
     if cfg.channels_last:
@@ -371,21 +391,24 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     infer, batch = with_oom_halving(lambda b: measure_inference(model, b, input_size, cfg), cfg.batch_size)
     row.update({"infer_batch_size": batch, "infer_samples_per_sec": infer["samples_per_sec"],
                 "infer_step_time": infer["step_time"], "infer_peak_mem_mb": infer["peak_mem_mb"],
-                "infer_run_seconds": infer["run_seconds"], "mem_method": infer["mem_method"]})
+                "mem_method": infer["mem_method"]})
     if cfg.train:
         _free_memory()
         train, batch = with_oom_halving(
             lambda b: measure_training(model, b, input_size, backbone.num_classes, cfg), cfg.batch_size)
         row.update({"train_batch_size": batch, "train_samples_per_sec": train["samples_per_sec"],
                     "train_step_time": train["step_time"], "train_peak_mem_mb": train["peak_mem_mb"],
-                    "train_run_seconds": train["run_seconds"]})
+                    "train_img_size": input_size[-1]})
     return row
 
 
 # ---- the parent: one subprocess per model ----------------------------------------------------------
-def _child_env() -> dict[str, str]:
+def child_env(cfg: BenchConfig) -> dict[str, str]:
+    """The environment of every measured process, zoo's and timm's alike (same thread count)."""
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")  # pretrained=False never needs the Hub; do not wait on it
+    if cfg.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cfg.threads)
     return env
 
 
@@ -393,7 +416,7 @@ def run_worker(name: str, cfg: BenchConfig) -> dict[str, Any]:
     """Measure one model in a fresh Python process and return its row (with ``error`` on failure)."""
     cmd = [sys.executable, "-m", "zoo.bench.backbones", "--worker", name, "--config", json.dumps(asdict(cfg))]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=_child_env())
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=child_env(cfg))
     except subprocess.TimeoutExpired:
         return {"model": name, "error": f"timed out after {cfg.timeout_s:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
@@ -401,122 +424,6 @@ def run_worker(name: str, cfg: BenchConfig) -> dict[str, Any]:
             return json.loads(line[len(RESULT_PREFIX):])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"model": name, "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-
-
-TIMM_PRECISION = {"fp32": "float32", "fp16": "amp", "bf16": "bfloat16"}
-
-
-def default_timm_script() -> Path:
-    """benchmarks/third_party/timm_benchmark.py, in the current folder's checkout or zoo's own."""
-    rel = Path("benchmarks") / "third_party" / "timm_benchmark.py"
-    candidates = [Path.cwd() / rel, Path(__file__).resolve().parents[2] / rel]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[-1]
-
-
-def require_timm_script(script: str | Path | None = None) -> Path:
-    """The path of timm's benchmark.py, or a ConfigError that says how to get it."""
-    path = Path(script) if script else default_timm_script()
-    if not path.is_file():
-        raise ConfigError(
-            f"timm's benchmark.py was not found at {path}. It is not part of the timm pip package. "
-            f"Fix: python benchmarks/third_party/fetch_timm_benchmark.py, or pass --timm-script PATH "
-            f"to a copy (e.g. benchmark.py of a pytorch-image-models checkout).")
-    return path
-
-
-def run_timm_benchmark(timm_model: str, batch_size: int, img_size: int, cfg: BenchConfig,
-                       script: str | Path | None = None) -> dict[str, Any]:
-    """timm's own benchmark.py for one model, inference only, with our batch, size, precision and device.
-
-    It is run ``cfg.runs`` times, each a fresh process with ``warmup`` warm-up and ``iters`` timed steps,
-    and the median ``infer_samples_per_sec`` is kept: the same estimator as ours, so a burst of load on
-    a shared machine moves neither side more than the other. Each run goes through
-    :func:`run_timm_script`, which only adds a ``--device`` option.
-    """
-    script = require_timm_script(script)
-    # timm logs every num_bench_iter // 5 steps and divides by zero below 5 steps: never ask for fewer.
-    argv = ["--model", timm_model, "--bench", "inference", "--batch-size", str(batch_size),
-            "--img-size", str(img_size), "--precision", TIMM_PRECISION[cfg.precision],
-            "--num-warm-iter", str(cfg.warmup), "--num-bench-iter", str(max(5, cfg.iters)),
-            "--device", cfg.device]
-    if cfg.channels_last:
-        argv.append("--channels-last")
-    cmd = [sys.executable, "-m", "zoo.bench.backbones", "--timm-script", str(script), "--", *argv]
-    results = []
-    for _ in range(cfg.runs):
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=_child_env())
-        except subprocess.TimeoutExpired:
-            return {"error": f"timm benchmark.py timed out after {cfg.timeout_s:.0f} s"}
-        result = parse_timm_output(proc.stdout, proc.stderr)
-        if "infer_samples_per_sec" not in result:
-            return result if "error" in result else {"error": f"no infer_samples_per_sec in {result}"}
-        results.append(result)
-    rates = [r["infer_samples_per_sec"] for r in results]
-    return {**results[0], "infer_samples_per_sec": statistics.median(rates), "infer_runs_samples_per_sec": rates}
-
-
-def parse_timm_output(stdout: str, stderr: str = "") -> dict[str, Any]:
-    """The JSON that timm's benchmark.py prints after its ``--result`` line."""
-    if TIMM_RESULT_MARKER not in stdout:
-        tail = " | ".join(stderr.strip().splitlines()[-3:])
-        return {"error": f"timm benchmark.py printed no result: {tail}"}
-    result = json.loads(stdout.split(TIMM_RESULT_MARKER, 1)[1])
-    return result if isinstance(result, dict) else {"error": f"unexpected timm result {result!r}"}
-
-
-def run_timm_script(script: str | Path, argv: Sequence[str]) -> None:
-    """Run timm's benchmark.py unchanged, adding the ``--device`` option that old revisions lack.
-
-    Older revisions always build on 'cuda'; their ``benchmark()`` forwards every parsed option to the
-    runner, whose ``device`` argument is then set. Newer revisions already have ``--device``.
-    """
-    namespace = runpy.run_path(str(script), run_name="timm_benchmark")
-    with contextlib.suppress(argparse.ArgumentError):
-        namespace["parser"].add_argument("--device", default="cuda", type=str, help="device to run on")
-    sys.argv = [str(script), *argv]
-    namespace["main"]()
-
-
-def _progress(items: Sequence[str], enabled: bool) -> Iterator[str]:
-    """Models one by one under a progress bar (each takes seconds to minutes on a CPU)."""
-    from tqdm.auto import tqdm
-
-    bar = tqdm(items, desc="benchmark", unit="model", disable=not enabled, file=sys.stderr)
-    for item in bar:
-        bar.set_postfix_str(item)
-        yield item
-    bar.close()
-
-
-def benchmark_backbones(models: Sequence[str], config: BenchConfig | None = None, timm_compare: bool = False,
-                        timm_script: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """One row per model (see ``COLUMNS``), each measured in its own process.
-
-    With ``timm_compare``, timm's own benchmark.py measures the same timm architecture right after
-    ours (same batch, size, precision, device, step counts, median of as many runs), and
-    ``infer_vs_timm`` is ours / timm's.
-    """
-    cfg = (config or BenchConfig()).validate()
-    if not models:
-        raise ConfigError("no models given. Fix: zoo bench backbones timm:resnet18 tv:resnet18 ...")
-    script = require_timm_script(timm_script) if timm_compare else None
-    rows = []
-    for name in _progress(list(models), progress):
-        row = run_worker(name, cfg)
-        if timm_compare and row.get("timm_model") and not row.get("error"):
-            timm = run_timm_benchmark(row["timm_model"], row["infer_batch_size"], row["infer_img_size"], cfg, script)
-            if "infer_samples_per_sec" in timm:
-                row["timm_infer_samples_per_sec"] = timm["infer_samples_per_sec"]
-                row["infer_vs_timm"] = round(row["infer_samples_per_sec"] / timm["infer_samples_per_sec"], 3)
-                row["timm_infer_runs_samples_per_sec"] = timm["infer_runs_samples_per_sec"]
-            else:
-                row["error"] = f"timm: {timm.get('error', 'no infer_samples_per_sec in its result')}"
-        rows.append(row)
-    return rows
 
 
 def device_name(device: str) -> str:
@@ -530,6 +437,11 @@ def device_name(device: str) -> str:
         with open("/proc/cpuinfo") as fh:
             model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
     return f"{model or 'CPU'} ({cpu_cores()} cores)"
+
+
+def load_average() -> str | None:
+    """The 1/5/15-minute load averages: how busy a shared machine was when a result was written."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def cpu_cores() -> int:
@@ -554,8 +466,9 @@ def default_output(cfg: BenchConfig) -> Path:
 
 
 def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg: BenchConfig,
-                           plot: bool = True, command: str | None = None) -> list[Path]:
-    """CSV at ``out``, a Markdown table (``.md``) and a throughput-vs-GMACs plot (``.png``) beside it."""
+                           plot: bool = True, command: str | None = None, notes: Sequence[str] = ()) -> list[Path]:
+    """CSV at ``out``, a Markdown table (``.md``) and a throughput-vs-GMACs plot (``.png``) beside it.
+    ``notes`` (e.g. "the machine was shared") go into the Markdown as they are."""
     from zoo.bench import report
 
     out = Path(out)
@@ -565,8 +478,11 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
     paths = [report.write_csv(rows, out, columns)]
     meta = report.run_metadata(
         device=device_name(cfg.device), precision=cfg.precision, channels_last=cfg.channels_last,
-        compile=cfg.compile, batch_size=cfg.batch_size,
-        timing=f"{cfg.warmup} warm-up steps, then the median of {cfg.runs} runs x {cfg.iters} steps",
+        compile=cfg.compile, batch_size=cfg.batch_size, threads=cfg.threads or "torch default",
+        timing=f"{cfg.runs} fresh processes per model and tool (zoo, timm, zoo, timm, ...), each {cfg.warmup} "
+               f"warm-up steps then {cfg.iters} timed steps; median [min, max] over the runs",
+        load_average_at_write=load_average(),
+        timm_script_sha256=next((r["timm_script_sha256"] for r in rows if r.get("timm_script_sha256")), None),
         command=f"`{command}`" if command else None)
     png = out.with_suffix(".png")
     if plot and any(isinstance(r.get("infer_samples_per_sec"), (int, float)) for r in rows):
@@ -578,19 +494,23 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
     else:
         png = None
     notes = [
+        *notes,
         "GMACs: torch.utils.flop_counter FLOPs of one image / 2 (matmul, conv and attention ops).",
         "Peak memory: CUDA max_memory_allocated (weights included); on CPU the peak RSS added by the "
         "phase on top of the built model (Linux VmHWM).",
-        "Each model ran in its own process; *_batch_size is the batch used after any out-of-memory halving.",
+        "*_batch_size is the batch used after any out-of-memory halving.",
     ]
+    if cfg.protocol_shortfalls():
+        notes.append("BELOW THE PROTOCOL (a smoke run, not a table): " + ", ".join(cfg.protocol_shortfalls()))
     if any(r.get("infer_vs_timm") is not None for r in rows):
-        notes.append("infer_vs_timm = infer_samples_per_sec / timm_infer_samples_per_sec, timm's own "
-                     "benchmark.py run in the same invocation with the same batch, size and step counts.")
+        notes.append("*_vs_timm = zoo images/s / timm benchmark.py images/s of the adjacent run pair; median "
+                     "[min, max] over the pairs. timm's script (sha256 in the header, unchanged) ran with the "
+                     "same model, batch, --img-size, precision, memory format, compile, steps and threads. "
+                     "Inference grad mode differs by design: zoo's path uses torch.no_grad (as zoo.predict), "
+                     "timm's script torch.inference_mode.")
     if not cfg.device.startswith("cuda"):
         notes.append("CPU figures from a shared machine: use them for ratios between rows, not as absolutes.")
-    table_cols = [c for c in columns if c not in ("device", "precision", "channels_last", "compile")
-                  and not c.endswith("_run_seconds") and "_runs_" not in c and c != "mem_method"
-                  and any(r.get(c) is not None for r in rows)]
+    table_cols = [c for c in TABLE_COLUMNS if any(r.get(c) is not None for r in rows)]
     paths.append(report.write_markdown(rows, out.with_suffix(".md"), table_cols, title="Backbone benchmark",
                                        meta=meta, notes=notes, image=png))
     if png is not None:
@@ -600,17 +520,10 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
 
 def _worker_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m zoo.bench.backbones",
-                                     description="Internal: measure one model (--worker) or run timm's "
-                                                 "benchmark.py with a --device option (--timm-script).")
-    parser.add_argument("--worker", metavar="MODEL", help="measure MODEL and print one result line")
+                                     description="Internal: measure one model in this process (one run).")
+    parser.add_argument("--worker", metavar="MODEL", required=True, help="measure MODEL, print one result line")
     parser.add_argument("--config", default="{}", help="BenchConfig as JSON")
-    parser.add_argument("--timm-script", metavar="PATH", help="run timm's benchmark.py; its options follow --")
-    args, rest = parser.parse_known_args(argv)
-    if args.timm_script:
-        run_timm_script(args.timm_script, [a for a in rest if a != "--"])
-        return 0
-    if not args.worker:
-        parser.error("give --worker MODEL or --timm-script PATH")
+    args = parser.parse_args(argv)
     try:
         row = measure_model(args.worker, BenchConfig.from_dict(json.loads(args.config)))
     except Exception as exc:  # noqa: BLE001 - the parent records the error in the model's row

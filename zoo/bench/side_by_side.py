@@ -2,19 +2,26 @@
 
 Two comparisons, each a ratio:
 - linear probe: zoo (features cached once) vs the tutorials' loop (frozen backbone run every epoch):
-  time to the same held-out accuracy;
+  the speed ratio after 1, 3 and 10 epochs and the time to the same held-out accuracy; beside it the
+  tutorial loop with each cause of its accuracy gap removed alone (BatchNorm in eval mode; zoo's exact
+  preprocessing) and both together;
 - fine-tune: zoo (uint8 tensor store + on-device batch transforms) vs the Hugging Face example path
   (``with_transform`` per-sample PIL transforms + a plain Accelerate loop): training images/s and time per epoch.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.bench.baselines import hf_finetune, time_to_accuracy, tutorial_linear_probe
+from zoo.bench.baselines import hf_finetune, probe_variant_name, time_to_accuracy, tutorial_linear_probe
 from zoo.registry import create_model
+
+# (bn_eval, preprocessing) of the tutorial loop: as written, each fix alone, both fixes
+PROBE_VARIANTS = ((False, "tutorial"), (True, "tutorial"), (False, "zoo"), (True, "zoo"))
+RATIO_EPOCHS = (1, 3, 10)
 
 
 @dataclass
@@ -30,6 +37,7 @@ class SideBySideConfig:
     num_workers: int = 0
     seed: int = 0
     out_dir: str = "runs/bench-side-by-side"
+    probe_variants: bool = True  # also the tutorial loop with each cause of its accuracy gap removed
 
 
 def _zoo_run(cfg: SideBySideConfig, strategy: dict[str, Any], epochs: int, lr: float, augment: str
@@ -51,6 +59,8 @@ def _zoo_run(cfg: SideBySideConfig, strategy: dict[str, Any], epochs: int, lr: f
         "output": {"dir": cfg.out_dir},
         "resume": "never",
     })
+    # no run may reuse another's decoded store or cached features: the cache lives under out_dir
+    shutil.rmtree(cfg.out_dir, ignore_errors=True)
     start = time.perf_counter()
     summary = Trainer(recipe).fit()
     wall = time.perf_counter() - start
@@ -90,9 +100,15 @@ def run_side_by_side(cfg: SideBySideConfig) -> dict[str, Any]:
 
     zoo_probe, zoo_probe_wall, zoo_probe_curve = _zoo_run(
         cfg, {"name": "linear_probe", "cache_features": True}, cfg.probe_epochs, cfg.probe_lr, augment="none")
-    tutorial = tutorial_linear_probe(cfg.model, ds, epochs=cfg.probe_epochs, lr=cfg.probe_lr, **common)
+    variants = {v: tutorial_linear_probe(cfg.model, ds, epochs=cfg.probe_epochs, lr=cfg.probe_lr, bn_eval=v[0],
+                                         preprocessing=v[1], **common)
+                for v in (PROBE_VARIANTS if cfg.probe_variants else PROBE_VARIANTS[:1])}
+    tutorial = variants[PROBE_VARIANTS[0]]
     tutorial_wall = tutorial.seconds + load_seconds
     tutorial_curve = [(t + load_seconds, a) for t, a in tutorial.curve]
+    # elapsed time (load included on both sides) after k epochs: tutorial / zoo
+    ratio_at = {k: tutorial_curve[k - 1][0] / zoo_probe_curve[k - 1][0] for k in RATIO_EPOCHS
+                if k <= min(len(tutorial_curve), len(zoo_probe_curve))}
     # time to the same accuracy: the best the tutorial loop reaches (or zoo's best, if lower), first epoch
     # at which each gets there
     target = min(max(a for _, a in tutorial_curve), max(a for _, a in zoo_probe_curve))
@@ -104,15 +120,17 @@ def run_side_by_side(cfg: SideBySideConfig) -> dict[str, Any]:
                                                  augment="flip-crop")
     hf = hf_finetune(cfg.model, ds, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, **common)
 
-    def row(name: str, kind: str, top1: float, wall: float, train_s: float, ips: float, epochs: int) -> dict:
-        return {"run": name, "kind": kind, "val_top1": top1, "wall_seconds": wall, "train_seconds": train_s,
-                "seconds_per_epoch": train_s / max(epochs, 1), "train_images_per_sec": ips}
+    def row(name: str, kind: str, top1: float, wall: float, train_s: float, ips: float, epochs: int,
+            bn: str = "", prep: str = "") -> dict:
+        return {"run": name, "kind": kind, "batchnorm": bn, "preprocessing": prep, "val_top1": top1,
+                "wall_seconds": wall, "train_seconds": train_s, "seconds_per_epoch": train_s / max(epochs, 1),
+                "train_images_per_sec": ips}
 
     rows = [
         row("zoo linear probe (cached features)", "linear probe", zoo_probe_curve[-1][1], zoo_probe_wall,
-            zoo_probe.train_seconds, zoo_probe.images_per_sec, cfg.probe_epochs),
-        row(tutorial.name, "linear probe", tutorial.final_top1, tutorial_wall, tutorial.train_seconds,
-            tutorial.images_per_sec, cfg.probe_epochs),
+            zoo_probe.train_seconds, zoo_probe.images_per_sec, cfg.probe_epochs, "eval", "zoo"),
+        *(row(probe_variant_name(*v), "linear probe", r.final_top1, r.seconds + load_seconds, r.train_seconds,
+              r.images_per_sec, cfg.probe_epochs, "eval" if v[0] else "train", v[1]) for v, r in variants.items()),
         row("zoo fine-tune (fast path)", "fine-tune", zoo_ft_curve[-1][1], zoo_ft_wall, zoo_ft.train_seconds,
             zoo_ft.images_per_sec, cfg.finetune_epochs),
         row(hf.name, "fine-tune", hf.final_top1, hf.seconds + load_seconds, hf.train_seconds, hf.images_per_sec,
@@ -122,6 +140,7 @@ def run_side_by_side(cfg: SideBySideConfig) -> dict[str, Any]:
         "rows": rows,
         "dataset_load_seconds": load_seconds,
         "probe_wall_ratio": tutorial_wall / zoo_probe_wall,
+        "probe_ratio_after_epochs": ratio_at,
         "probe_speedup_to_same_accuracy": tutorial_to_target / zoo_to_target,
         "probe_target_accuracy": target,
         "probe_accuracy": {"zoo": zoo_probe_curve[-1][1], "tutorial": tutorial.final_top1},
