@@ -17,7 +17,6 @@ import json
 import logging
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch

