@@ -70,3 +70,16 @@ def test_resume_refuses_changed_settings_and_names_them(photos, tmp_path, capsys
     assert "resuming from" in out and "states/state-" in out
     epochs = [m["epoch"] for m in read_metrics(tmp_path / "r" / "metrics.jsonl") if m["kind"] == "epoch"]
     assert epochs == [0, 1]
+
+
+def test_hub_license_is_a_recipe_key_that_reaches_the_model_card(tmp_path):
+    from zoo.artifact.modelcard import render
+    from zoo.train.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml", ["hub.license=mit"])
+    assert recipe.hub.license == "mit"
+    model = zoo.create_model("timm:test_resnet", num_classes=2, pretrained=False)
+    folder = zoo.save(model, tmp_path / "m", recipe=recipe.to_dict())
+    card = (folder / "README.md").read_text()
+    assert "\nlicense: mit\n" in card
+    assert "license: mit" in render(json.loads((folder / "zoo.json").read_text()))

@@ -37,27 +37,38 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
     }
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
-                   title: str = "confusion matrix") -> Path:
+def draw_confusion(matrix: Sequence[Sequence[int]], names: Sequence[str], title: str) -> Any:
+    """A matplotlib figure: counts in the cells, colour by the share of the true class (row), so rare classes
+    show too. The run's confusion.png and the run report draw the same picture."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(label_names)
-    fig, ax = plt.subplots(figsize=(min(2 + 0.5 * n, 14), min(2 + 0.5 * n, 14)))
-    ax.imshow(confusion, cmap="Blues")
+    n = len(names)
+    side = min(3 + 0.45 * n, 14)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if n <= 40:
-        ax.set_xticks(range(n), label_names, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), label_names, fontsize=8)
+        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
         for i in range(n):
             for j in range(n):
-                if confusion[i][j]:
-                    ax.text(j, i, str(confusion[i][j]), ha="center", va="center", fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
+                if matrix[i][j]:
+                    ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
+                            color="white" if shares[i][j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
+                   title: str = "confusion matrix") -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = draw_confusion(confusion, label_names, title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)

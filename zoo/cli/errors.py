@@ -25,26 +25,24 @@ class ZooArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE, f"zoo: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1 (a top-k, a batch size)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(low: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (``what`` names it in --help's error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an int >= 0 (a head size, where 0 means 'features only')."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+positive_int = int_at_least(1, "positive_int")  # a top-k, a batch size
+non_negative_int = int_at_least(0, "non_negative_int")  # a head size, where 0 means 'features only'
 
 
 def fail(message: str, code: int) -> int:

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from zoo.metrics import draw_confusion  # noqa: E402
 from zoo.report.run import RunData  # noqa: E402
 
 
@@ -70,20 +71,5 @@ def learning_rates(run: RunData) -> str:
 
 
 def confusion(matrix: list[list[int]], names: Sequence[str], title: str) -> str:
-    """Counts in the cells, colour by the share of the true class (row), so rare classes show too."""
-    n = len(names)
-    side = min(3 + 0.45 * n, 14)
-    fig, ax = plt.subplots(figsize=(side, side * 0.9))
-    shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
-    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    if n <= 40:
-        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), names, fontsize=8)
-        for i in range(n):
-            for j in range(n):
-                if matrix[i][j]:
-                    ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
-                            color="white" if shares[i][j] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    return _data_uri(fig)
+    """The run's confusion matrix, drawn as its confusion.png is (zoo.metrics.draw_confusion)."""
+    return _data_uri(draw_confusion(matrix, names, title))

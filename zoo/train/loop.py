@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import set_seed
 from safetensors.torch import save_file
 from timm.utils import ModelEmaV3
 from torch import nn
@@ -42,6 +40,7 @@ from zoo.fsutil import atomic_write_with
 from zoo.metrics import classification_metrics, read_metrics, selection_score
 from zoo.registry import create_model
 from zoo.train.feature_cache import FeatureCache, feature_key
+from zoo.train.accelerator import flat_scalars, new_accelerator
 from zoo.train.features import extract_features
 from zoo.train.finish import RunSummary, finish_run, push_checkpoint
 from zoo.train.progress import Progress, changed_keys, refuse_changed_resume
@@ -53,39 +52,6 @@ log = logging.getLogger("zoo.train")
 BEST_WEIGHTS = "best.safetensors"
 
 __all__ = ["Trainer", "RunSummary"]
-
-
-def _new_accelerator(recipe: Any, run_dir: Path) -> Accelerator:
-    """A fresh Accelerator per run: several variants may run in one process."""
-    # accelerate keeps its state in process-wide singletons; reset the per-run parts (keeping the
-    # distributed process group) so a second variant may choose its own precision or accumulation.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    accelerator = Accelerator(
-        mixed_precision=recipe.train.mixed_precision,
-        gradient_accumulation_steps=recipe.train.grad_accum,
-        log_with=list(recipe.output.trackers) or None,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        # a seedable sampler gives each epoch the same order after a resume, so skipping the batches
-        # already seen continues the epoch exactly where it stopped
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-        step_scheduler_with_optimizer=False,
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and accelerator.num_processes == 1:
-        # accelerate's torchrun path on a machine without GPUs runs each worker alone unless told to use
-        # the CPU: N copies of the same run writing to one folder. Refuse rather than do that.
-        raise ConfigError(
-            f"{launched} processes were launched but each sees only itself (no GPU, and accelerate was not told "
-            f"to use the CPU). For CPU ranks set ACCELERATE_USE_CPU=1, e.g. `ACCELERATE_USE_CPU=1 accelerate "
-            f"launch --config_file recipes/accelerate/cpu-2proc.yaml -m zoo.train RECIPE`."
-        )
-    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != "FSDP":
-        # accelerate turns an FSDP config into FSDP only on accelerators; CPU ranks silently get plain DDP
-        log.warning(f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
-                    f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
-                    "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs.")
-    return accelerator
 
 
 class Trainer:
@@ -132,7 +98,7 @@ class Trainer:
     def _setup(self) -> None:
         """Accelerator, data, model with its new head, strategy, loaders, mixup and loss."""
         r = self.recipe
-        self.accelerator = acc = _new_accelerator(r, self.run_dir)
+        self.accelerator = acc = new_accelerator(r, self.run_dir)
         if acc.num_processes > 1:  # one write per line: ranks share stdout
             sys.stdout.write(f"[{r.name}] rank {acc.process_index} of {acc.num_processes}\n")
             sys.stdout.flush()
@@ -276,7 +242,7 @@ class Trainer:
                                           int(r.schedule.warmup_epochs * steps_per_epoch), r.schedule.min_lr)
         acc.register_for_checkpointing(self.scheduler)
         if r.output.trackers:
-            acc.init_trackers(r.name, config=_flat_scalars(r.to_dict()))
+            acc.init_trackers(r.name, config=flat_scalars(r.to_dict()))
         self._restore(resume_from)
         self.net, self.optimizer, self.train_loader = net, optimizer, train_loader
         self.prepare_batch, self.evaluate = prepare_batch, evaluate
@@ -421,13 +387,3 @@ class Trainer:
         if self.accelerator.is_main_process:
             log.warning(message)
             tqdm.write(f"[{self.recipe.name}] warning: {message}")
-
-
-def _flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat_scalars(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[f"{prefix}{k}"] = v
-    return out
