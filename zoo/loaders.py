@@ -8,6 +8,8 @@ one ``batch_transform`` to apply on the device (identity on the reference path).
 """
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+
+from zoo.errors import DataError
 
 
 @dataclass
@@ -54,14 +58,39 @@ def _store(split: Any, data_config: dict[str, Any], cache_dir: Path | None) -> A
         return TensorStore.from_split(split, size=size, cache_dir=cache_dir)
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _default(section: Any, key: str) -> Any:
+    """The schema's default of a recipe key, read from the section's own dataclass (no import of the
+    schema from this lower layer)."""
+    return next(f.default for f in dataclasses.fields(section) if f.name == key)
+
+
+def train_batch_size(n_train: int, batch_size: int, warn: Callable[[str], None] = _warn) -> int:
+    """The train loader drops its last short batch (as timm's does: every step sees a full batch, and
+    mixup, which pairs samples, always gets an even one), so a train split smaller than a batch would give
+    no batch at all: use the largest even batch that fits instead, and say so."""
+    if n_train >= batch_size:
+        return batch_size
+    if n_train < 2:
+        raise DataError(f"the train split has {n_train} image(s): training needs at least 2")
+    fit = n_train - n_train % 2
+    warn(f"the train split has {n_train} images, fewer than data.batch_size={batch_size}: training on batches "
+         f"of {fit} (set data.batch_size={fit} or lower to silence this)")
+    return fit
+
+
 def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: Path | None = None,
-                  seed: int = 0) -> Loaders:
-    """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section."""
+                  seed: int = 0, warn: Callable[[str], None] = _warn) -> Loaders:
+    """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
+    notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning)."""
     from zoo.data.fast import BatchTransform
     from zoo.data.transforms import build_transform
 
-    batch_size = data_cfg.batch_size
-    eval_batch_size = data_cfg.eval_batch_size or 2 * batch_size
+    batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
+    eval_batch_size = data_cfg.eval_batch_size or 2 * data_cfg.batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
     generator = torch.Generator().manual_seed(seed)
 
@@ -70,7 +99,11 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
         stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
         # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
-        train = stores["train"].loader(batch_size, shuffle=True, generator=generator)
+        if data_cfg.num_workers != _default(data_cfg, "num_workers"):  # left alone: nothing to tell
+            warn(f"data.num_workers={data_cfg.num_workers} is ignored on the fast path (data.fast: true): images "
+                 "are decoded once into a tensor store and batched in this process; data.fast=false uses "
+                 "DataLoader workers")
+        train = stores["train"].loader(batch_size, shuffle=True, generator=generator, drop_last=True)
         plain = stores["train"].loader(eval_batch_size)
         evals = {s: stores[s].loader(eval_batch_size) for s in eval_splits}
         train_tf: nn.Module = BatchTransform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
@@ -82,7 +115,7 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     workers = dict(num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
                    collate_fn=_pixel_collate)
     train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, shuffle=True,
-                       generator=generator, **workers)
+                       generator=generator, drop_last=True, **workers)
     plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size, **workers)
     evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size, **workers)
              for s in eval_splits}

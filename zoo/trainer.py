@@ -141,10 +141,12 @@ class Trainer:
         self.strategy.apply(r.train.epochs)
 
         with acc.main_process_first():
-            self.loaders = build_loaders(self.ds, model.data_config, r.data, self.run_dir, seed=r.data.seed)
-        from zoo.data.mixing import build_loss, build_mixup
+            self.loaders = build_loaders(self.ds, model.data_config, r.data, self.run_dir, seed=r.data.seed,
+                                         warn=self._warn)
+        from zoo.data.mixing import build_loss, build_mixup, check_even_batch
 
         self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
+        check_even_batch(self.mixup, self.loaders.train.batch_size)
         self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing)
         if r.train.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -315,10 +317,8 @@ class Trainer:
             for i, (x, y) in enumerate(bar, start=skip):
                 x = prepare_batch(x)
                 target = y
-                if self.mixup is not None and len(y) % 2 == 0:
+                if self.mixup is not None:  # train batches are full and even (loaders drop the short last one)
                     x, target = self.mixup(x, y)
-                elif self.mixup is not None:  # timm's Mixup needs an even batch; smooth the odd last one
-                    target = _one_hot_smooth(y, self.ds.num_classes, r.train.label_smoothing)
                 with acc.accumulate(net):
                     logits = net(x)
                     loss = self.criterion(logits, target)
@@ -481,11 +481,6 @@ class Trainer:
         if self.accelerator.is_main_process:
             log.warning(message)
             tqdm.write(f"[{self.recipe.name}] warning: {message}")
-
-
-def _one_hot_smooth(y: torch.Tensor, n: int, smoothing: float) -> torch.Tensor:
-    off = smoothing / n
-    return torch.full((len(y), n), off, device=y.device).scatter_(1, y[:, None], 1 - smoothing + off)
 
 
 def _flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -29,6 +29,14 @@ def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float 
                  num_classes=num_classes)
 
 
+def check_even_batch(mix: Any, batch_size: int) -> None:
+    """Mixup/CutMix pair each sample with another of its batch (timm's ``Mixup`` refuses odd batches);
+    train batches are always full, so an even ``data.batch_size`` is all it takes."""
+    if mix is not None and batch_size % 2:
+        raise ConfigError(f"train.mixup/train.cutmix need an even data.batch_size, got {batch_size}: "
+                          f"use data.batch_size={batch_size - 1} or {batch_size + 1}")
+
+
 def build_loss(mix: Any, label_smoothing: float = 0.0) -> nn.Module:
     """The training loss that goes with ``build_mixup``'s result: soft-target cross-entropy when mixing
     (targets are then probability vectors), else cross-entropy with label smoothing."""
