@@ -99,7 +99,8 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
         stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
         # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
-        if data_cfg.num_workers != _default(data_cfg, "num_workers"):  # left alone: nothing to tell
+        # 0 is what happens anyway, and the default was not asked for: nothing to tell
+        if data_cfg.num_workers not in (0, _default(data_cfg, "num_workers")):
             warn(f"data.num_workers={data_cfg.num_workers} is ignored on the fast path (data.fast: true): images "
                  "are decoded once into a tensor store and batched in this process; data.fast=false uses "
                  "DataLoader workers")

@@ -33,8 +33,9 @@ def check_even_batch(mix: Any, batch_size: int) -> None:
     """Mixup/CutMix pair each sample with another of its batch (timm's ``Mixup`` refuses odd batches);
     train batches are always full, so an even ``data.batch_size`` is all it takes."""
     if mix is not None and batch_size % 2:
+        fix = " or ".join(str(b) for b in (batch_size - 1, batch_size + 1) if b > 0)
         raise ConfigError(f"train.mixup/train.cutmix need an even data.batch_size, got {batch_size}: "
-                          f"use data.batch_size={batch_size - 1} or {batch_size + 1}")
+                          f"use data.batch_size={fix}")
 
 
 def build_loss(mix: Any, label_smoothing: float = 0.0) -> nn.Module:
