@@ -179,7 +179,7 @@ def test_every_interpolation_matches_pil(photos, interpolation):
     """Each interpolation a data config can name (hf backbones report ``hamming``) is PIL's, not bilinear."""
     split = photos["train"].select(range(8))
     cfg = make_data_config(64, interpolation=interpolation, crop_pct=0.9)
-    store = TensorStore.from_split(split, size=store_size(cfg), progress=False)
+    store = TensorStore.from_split(split, size=200, progress=False)  # downscaled ~3x: the filters differ
     fast = BatchTransform(cfg, train=False)(store.images)
     ref = torch.stack([build_transform(cfg, train=False)(Image.fromarray(x.permute(1, 2, 0).numpy()))
                        for x in store.images])
