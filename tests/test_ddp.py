@@ -36,3 +36,6 @@ def test_two_cpu_ranks_freeze_then_unfreeze(tmp_path):
     for name in ("curve.png", "model/model.safetensors", "model/config.json"):
         assert (run / name).is_file(), name
     assert "epoch 2: training blocks.5, blocks.6, head" in done.stdout
+    for rank in (0, 1):  # each rank introduces itself once
+        assert done.stdout.count(f"[ddp] rank {rank} of 2") == 1, done.stdout
+    assert done.stdout.count(f"[ddp] starting fresh in {run} (resume: never)") == 1

@@ -17,7 +17,7 @@ import yaml
 
 import zoo
 from zoo.errors import CheckpointError
-from zoo.hub import PushError
+from zoo.artifact.hub import PushError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402
@@ -143,8 +143,7 @@ def test_failed_push_leaves_folder_intact_and_says_how_to_retry(artifact, tmp_pa
     expected = {
         "auth": f"push to 'user/repo' at {url} failed while trying to create the repo: HTTP 401, authentication "
                 f"refused: log in with `hf auth login` or pass a valid token (HF_TOKEN)",
-        "network": f"push to 'user/repo' at {url} failed while trying to create the repo: the Hub could not be "
-                   f"reached (ConnectError",
+        "network": f"cannot push to 'user/repo': the Hub at {url} cannot be reached (Connection refused).",
         "no-repo": f"push to 'user/repo' at {url} failed while trying to create the repo: HTTP 403, permission "
                    f"denied: the token cannot write to this namespace or repo",
         "offline": "cannot push to 'user/repo': HF_HUB_OFFLINE is set. Unset it and retry.",

@@ -18,9 +18,9 @@ from zoo.data.fast import BatchTransform, TensorStore, store_size
 from zoo.data.resample import FILTERS
 from zoo.data.transforms import PRESETS, build_transform
 from zoo.errors import ConfigError, DataError
-from zoo.loaders import build_loaders
-from zoo.recipe_schema import DataConfig
-from zoo.train import train
+from zoo.data.loaders import build_loaders
+from zoo.train.schema import DataConfig
+from zoo.train.run import train
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from PIL import Image
 import zoo
 from zoo.cli import main as cli
 from zoo.errors import DataError
-from zoo.predict import evaluate, eval_transform, preprocess
+from zoo.inference import evaluate, eval_transform, preprocess
 
 LABELS = ["cat", "dog", "eel"]
 
@@ -36,17 +36,17 @@ def test_predict_takes_paths_pil_and_arrays_and_returns_label_probabilities(mode
     for i, arr in enumerate(arrays):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(arr).save(paths[-1])
-    by_path = model.predict(paths, top_k=2)
-    assert model.predict([Image.fromarray(a) for a in arrays], top_k=2) == by_path
-    assert model.predict(arrays, top_k=2) == by_path
-    assert model.predict(str(paths[0]), top_k=2) == by_path[:1]  # one image -> a list of one
+    by_path = zoo.predict(model, paths, top_k=2)
+    assert zoo.predict(model, [Image.fromarray(a) for a in arrays], top_k=2) == by_path
+    assert zoo.predict(model, arrays, top_k=2) == by_path
+    assert zoo.predict(model, str(paths[0]), top_k=2) == by_path[:1]  # one image -> a list of one
     x = preprocess(paths, model.data_config)
     with torch.no_grad():
         probs = model(x).softmax(-1)
     for row, p in zip(by_path, probs):
         assert len(row) == 2 and row[0][1] >= row[1][1]
         assert row[0] == (LABELS[int(p.argmax())], pytest.approx(float(p.max()), abs=1e-6))
-    assert len(model.predict(paths[0], top_k=10)[0]) == 3  # capped at the number of classes
+    assert len(zoo.predict(model, paths[0], top_k=10)[0]) == 3  # capped at the number of classes
 
 
 def test_preprocessing_is_timms_eval_transform_of_the_model(model):
@@ -59,12 +59,12 @@ def test_preprocessing_is_timms_eval_transform_of_the_model(model):
 
 def test_bad_images_are_named(model, tmp_path):
     with pytest.raises(DataError, match=re.escape(f"image file not found: {tmp_path / 'nope.png'}")):
-        model.predict(tmp_path / "nope.png")
+        zoo.predict(model, tmp_path / "nope.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=re.escape(f"cannot read image {tmp_path / 'bad.png'}: ")):
-        model.predict(tmp_path / "bad.png")
+        zoo.predict(model, tmp_path / "bad.png")
     with pytest.raises(DataError, match=re.escape("image array has shape (4, 4, 5); expected HxW, HxWx3 or HxWx4")):
-        model.predict(np.zeros((4, 4, 5), dtype=np.uint8))
+        zoo.predict(model, np.zeros((4, 4, 5), dtype=np.uint8))
 
 
 def _dataset(images: list[np.ndarray], labels: list[int], names: list[str]) -> datasets.Dataset:
@@ -75,7 +75,7 @@ def _dataset(images: list[np.ndarray], labels: list[int], names: list[str]) -> d
 
 def test_evaluate_scores_against_the_models_own_predictions(model):
     images = _images(12)
-    preds = [LABELS.index(p[0][0]) for p in model.predict(images, top_k=1)]
+    preds = [LABELS.index(p[0][0]) for p in zoo.predict(model, images, top_k=1)]
     right = evaluate(model, _dataset(images, preds, LABELS), progress=False)
     assert right["top1"] == 1.0 and right["n"] == 12
     assert np.trace(np.array(right["confusion"])) == 12
@@ -100,7 +100,7 @@ def test_cli_predict_json_prints_labels_and_probabilities(model, tmp_path, capsy
     Image.fromarray(_images(1)[0]).save(img)
     assert cli(["predict", str(path), str(img), "--json", "--top-k", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    expected = model.predict(img, top_k=2)[0]
+    expected = zoo.predict(model, img, top_k=2)[0]
     assert out == [{"image": str(img), "predictions": [{"label": n, "probability": round(p, 6)} for n, p in expected]}]
 
 
@@ -131,7 +131,7 @@ def test_cli_eval_writes_metrics_and_confusion_png(model, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == metrics
     test_files = sorted((root / "test").rglob("*.png"))
     truth = [p.parent.name for p in test_files]
-    predicted = [p[0][0] for p in model.predict(test_files, top_k=1)]
+    predicted = [p[0][0] for p in zoo.predict(model, test_files, top_k=1)]
     assert metrics["split"] == "test" and metrics["n"] == len(test_files)
     assert metrics["top1"] == pytest.approx(np.mean([t == p for t, p in zip(truth, predicted)]))
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ from conftest import free_port
 import yaml
 
 from zoo.errors import ConfigError
-from zoo.recipe import Recipe, expand_variants, load_recipe, recipe_keys
+from zoo.train.recipe import Recipe, expand_variants, load_recipe, recipe_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if p.parent.name != "accelerate")

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from conftest import write_tiny_hf
-from zoo.recipe import read_recipe_file
-from zoo.train import train
+from zoo.train.recipe import read_recipe_file
+from zoo.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # recipes/accelerate/ holds launcher configs, not recipes

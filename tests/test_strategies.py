@@ -6,8 +6,9 @@ import torch
 
 import zoo
 from zoo.errors import ConfigError
-from zoo.schedule import GroupLRScheduler, schedule_factor
-from zoo.strategies import Strategy, StrategyConfig, describe_phases
+from zoo.train.schedule import GroupLRScheduler, schedule_factor
+from zoo.train.schema import StrategyConfig
+from zoo.train.strategies import Strategy, describe_phases
 
 RESNET_GROUPS = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
 

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 import zoo
 from zoo.data.synthetic import make_cifar_like
-from zoo.train import main, train
+from zoo.cli.train import main
+from zoo.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

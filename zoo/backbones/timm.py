@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import timm
 import torch
-from timm.models import get_pretrained_cfg, split_model_name_tag
-from timm.models._manipulate import group_parameters
+from timm.models import get_pretrained_cfg, group_parameters, save_for_hf, split_model_name_tag
 from torch import nn
 
-from zoo.backbones.base import Backbone, common_prefix_name, group_by_stage_regex
-from zoo.backbones.weights import wrap_weight_errors
-from zoo.registry import ModelInfo, Source, filter_ids, register_source, unknown_model
+from zoo.backbones.base import (
+    CONFIG_NAME, DATA_CONFIG_KEYS, GENERIC_LAYOUT, WEIGHTS_NAME, Backbone, common_prefix_name, group_by_stage_regex,
+)
+from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
+from zoo.backbones.weights import load_weights, wrap_weight_errors
+from zoo.errors import CheckpointError, UnknownModelError
+
+TIMM_LAYOUT = "timm"
+HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 
 # Fallback for timm models without a group_matcher: the usual stage containers.
 GENERIC_STAGE_REGEX = r"^(layer\d+|layers\.\d+|stages?\.\d+|blocks\.\d+|features\.\d+)\."
@@ -34,9 +42,23 @@ class TimmBackbone(Backbone):
             pretrained_tag=(getattr(model, "pretrained_cfg", None) or {}).get("tag"),
         )
 
+    layout = TIMM_LAYOUT
+
     @property
     def architecture(self) -> str:
-        return self.model.pretrained_cfg.get("architecture") or type(self.model).__name__.lower()
+        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(self.model).__name__.lower()
+
+    def base_model(self) -> str | None:
+        ident = self.name.split(":", 1)[1] if self.name.startswith("timm:") else ""
+        if ident.startswith(HUB_PREFIXES):
+            return ident.split(":", 1)[1]
+        hub = (getattr(self.model, "pretrained_cfg", None) or {}).get("hf_hub_id")
+        if hub and "." in ident:  # an explicit 'arch.tag' name: timm's Hub repo for exactly those weights
+            return hub if hub.rstrip("/") != "timm" else f"timm/{ident}"
+        return None
+
+    def write_layout(self, folder: Path) -> None:
+        write_timm_layout(self.model, folder, self.label_names, self.data_config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
@@ -74,6 +96,40 @@ class TimmBackbone(Backbone):
         return named + [("head", ordered_head)]
 
 
+def write_timm_layout(net: nn.Module, folder: Path, label_names: list[str] | None, data_config: Mapping[str, Any],
+                      drop_pretrained_fields: tuple[str, ...] = ()) -> None:
+    """timm's own public writer (``save_for_hf``: model.safetensors + config.json), then the one fix
+    transformers' TimmWrapper needs: no num_classes inside model_args (it passes num_classes itself)."""
+    if any(not p.is_contiguous() for p in net.state_dict().values()):
+        net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only (channels_last)
+    save_for_hf(net, str(folder), model_config={"label_names": list(label_names)} if label_names else None,
+                safe_serialization=True, data_config={k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config})
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config.get("model_args", {}).pop("num_classes", None)
+    for key in drop_pretrained_fields:
+        config["pretrained_cfg"].pop(key, None)
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def read_timm_net(folder: Path, config: Mapping[str, Any]) -> nn.Module:
+    """The timm model a timm-layout folder describes, with its weights loaded strictly."""
+    path = folder / CONFIG_NAME
+    arch, num_classes = config.get("architecture"), config.get("num_classes")
+    if not isinstance(arch, str):
+        raise CheckpointError(f"{path}: required field 'architecture' is missing or not a string")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        raise CheckpointError(f"{path}: field 'num_classes' = {num_classes!r} must be an integer")
+    if not timm.is_model(arch):
+        raise CheckpointError(f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
+                              f"(timm {timm.__version__}); upgrade timm or fix the field")
+    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+    pretrained_cfg = {**(config.get("pretrained_cfg") or {}), "architecture": arch}
+    net = timm.create_model(arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg,
+                            **model_args)
+    load_weights(net, folder / WEIGHTS_NAME, config_hint=f"{path} (architecture {arch!r}, num_classes {num_classes})")
+    return net
+
+
 @functools.lru_cache(maxsize=4096)
 def _param_count_millions(arch: str) -> float | None:
     """Parameter count without allocating memory: build the model on the meta device."""
@@ -85,7 +141,6 @@ def _param_count_millions(arch: str) -> float | None:
         return None
 
 
-@register_source("timm")
 class TimmSource(Source):
     description = "PyTorch Image Models (timm): ~1,300 architectures, pretrained tags as 'arch.tag'"
     max_param_rows = 120  # param counts cost ~20 ms per architecture; skip them in huge listings
@@ -112,11 +167,24 @@ class TimmSource(Source):
     def known_ids(self) -> list[str]:
         return timm.list_models() + timm.list_models(pretrained=True)
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> TimmBackbone:
+    def check_id(self, model_id: str) -> None:
+        kind, _, rest = model_id.partition(":")
+        if kind == "local-dir" and not Path(rest).expanduser().is_dir():
+            raise UnknownModelError(f"timm:{model_id}: no such folder {rest!r}")
         native = model_id.split(":", 1)[0] in ("hf-hub", "hf_hub", "local-dir")
         if not native and not timm.is_model(split_model_name_tag(model_id)[0]):
             raise unknown_model("timm", model_id, self.known_ids())
+
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
+                    ) -> Backbone:
+        if layout == GENERIC_LAYOUT:
+            return super().read_layout(folder, layout, config, meta)
+        net = read_timm_net(folder, config)
+        return TimmBackbone(str(meta.get("model") or f"timm:{config['architecture']}"), net)
+
+    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
+               **kwargs: Any) -> TimmBackbone:
+        self.check_id(model_id)
         if num_classes is not None:
             kwargs["num_classes"] = num_classes
         with wrap_weight_errors(f"timm:{model_id}", pretrained):

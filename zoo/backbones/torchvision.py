@@ -1,18 +1,33 @@
 """torchvision backbones: ``tv:resnet18`` (default weights) or ``tv:resnet50.IMAGENET1K_V2`` (named weights)."""
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 import torchvision
+from safetensors.torch import save_file
 from torch import nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from zoo.backbones.base import Backbone, group_by_stage_regex, make_data_config
-from zoo.backbones.weights import hub_offline, wrap_weight_errors
-from zoo.errors import UnknownModelError, WeightsUnavailableError
-from zoo.registry import ModelInfo, Source, filter_ids, register_source, unknown_model
+from zoo.backbones.base import (
+    CONFIG_NAME, GENERIC_LAYOUT, WEIGHTS_NAME, Backbone, group_by_stage_regex, make_data_config, state_dict_for_saving,
+)
+from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
+from zoo.backbones.timm import write_timm_layout
+from zoo.backbones.weights import hub_offline, load_weights, wrap_weight_errors
+from zoo.errors import CheckpointError, UnknownModelError, WeightsUnavailableError
+
+TORCHVISION_LAYOUT = "torchvision"
+# torchvision families whose state dicts are identical (keys, shapes, computation) to timm's model of the
+# same name; checked per model on the meta device as well, so a family member that differs falls back.
+TIMM_COMPATIBLE = ("resnet", "resnext", "wide_resnet", "densenet")
+# pretrained_cfg fields that describe timm's own weights, wrong for a torchvision-trained model
+_TIMM_WEIGHT_FIELDS = ("tag", "license", "origin_url", "paper_ids", "paper_name", "notes", "hf_hub_id", "url")
 
 # Stage containers across torchvision's classifier families (ResNet layerN, EfficientNet/MobileNet/
 # ConvNeXt/Swin/VGG features.N, DenseNet denseblockN, ViT encoder_layer_N, RegNet blockN, ...).
@@ -65,6 +80,25 @@ class TorchvisionBackbone(Backbone):
         self.arch = arch
         self.head_path = head_path
 
+    layout = TORCHVISION_LAYOUT
+
+    @property
+    def architecture(self) -> str:
+        return self.arch
+
+    def write_layout(self, folder: Path) -> None:
+        """ResNets and DenseNets are written in timm's layout (timm has them with identical keys), so plain
+        timm and transformers load them too; other torchvision models get a small config of their own."""
+        twin = timm_twin(self)
+        if twin is not None:
+            write_timm_layout(twin, folder, self.label_names, self.data_config, _TIMM_WEIGHT_FIELDS)
+            return
+        save_file(state_dict_for_saving(self.model), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        config = {"library_name": "torchvision", "torchvision_arch": self.arch, "num_classes": self.num_classes,
+                  "label_names": self.label_names,
+                  "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}}
+        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         captured: list[torch.Tensor] = []
         hook = self.get_classifier().register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
@@ -89,9 +123,48 @@ class TorchvisionBackbone(Backbone):
         return group_by_stage_regex(self.model.named_parameters(), STAGE_REGEX, self.head_param_names())
 
 
-@register_source("tv")
+def timm_twin(model: TorchvisionBackbone) -> nn.Module | None:
+    """timm's model of the same architecture holding this model's weights, when the state-dict keys and
+    shapes are identical (checked on the meta device first), else None."""
+    if not model.arch.startswith(TIMM_COMPATIBLE) or not timm.is_model(model.arch):
+        return None
+    with torch.device("meta"):
+        probe = timm.create_model(model.arch, pretrained=False, num_classes=model.num_classes)
+    mine = {k: tuple(v.shape) for k, v in model.model.state_dict().items()}
+    if mine != {k: tuple(v.shape) for k, v in probe.state_dict().items()}:
+        return None
+    twin = timm.create_model(model.arch, pretrained=False, num_classes=model.num_classes)
+    twin.load_state_dict(model.model.state_dict(), strict=True)
+    return twin
+
+
 class TorchvisionSource(Source):
     description = "torchvision classification models, with torchvision's ImageNet weights"
+
+    def check_id(self, model_id: str) -> None:
+        arch = model_id.partition(".")[0]
+        if arch not in self._archs():
+            raise unknown_model("tv", model_id, self.known_ids())
+
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
+                    ) -> Backbone:
+        if layout == GENERIC_LAYOUT:
+            return super().read_layout(folder, layout, config, meta)
+        where = folder / ("zoo.json" if meta else CONFIG_NAME)
+        arch = meta.get("architecture") or config.get("torchvision_arch") or config.get("architecture")
+        num_classes = meta.get("num_classes", config.get("num_classes"))
+        if not isinstance(arch, str) or not isinstance(num_classes, int) or isinstance(num_classes, bool):
+            raise CheckpointError(f"{where}: fields 'architecture' ({arch!r}) and 'num_classes' ({num_classes!r}) "
+                                  f"must name a torchvision model and an integer")
+        try:
+            model = self.create(arch, num_classes=num_classes, pretrained=False)
+        except UnknownModelError as exc:
+            raise CheckpointError(f"{where}: field 'architecture' = {arch!r} is not a torchvision model") from exc
+        load_weights(model.model, folder / WEIGHTS_NAME,
+                     config_hint=f"{where} (architecture {arch!r}, num_classes {num_classes})")
+        model.name = str(meta.get("model") or f"tv:{arch}")
+        model.pretrained_tag = meta.get("pretrained_tag")
+        return model
 
     def _archs(self) -> list[str]:
         return [a for a in list_models(module=torchvision.models) if a not in UNSUPPORTED]
@@ -119,9 +192,8 @@ class TorchvisionSource(Source):
 
     def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
                **kwargs: Any) -> TorchvisionBackbone:
+        self.check_id(model_id)
         arch, _, tag = model_id.partition(".")
-        if arch not in self._archs():
-            raise unknown_model("tv", model_id, self.known_ids())
         enum = _weights_enum(arch)
         try:
             weights = (enum[tag] if tag else enum.DEFAULT) if enum is not None else None
@@ -141,7 +213,7 @@ class TorchvisionSource(Source):
                     f"is set and {cached} is not cached. Fix: download it once with network access, or "
                     f"pass pretrained=False."
                 )
-        with wrap_weight_errors(name, pretrained):
+        with wrap_weight_errors(name, pretrained, hub=False):  # download.pytorch.org, not the Hub
             model = get_model(arch, weights=weights if pretrained else None, **kwargs)
         backbone = TorchvisionBackbone(name, arch, model, data_config_from_weights(weights),
                                        weights.name if (pretrained and weights is not None) else None)

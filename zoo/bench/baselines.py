@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.registry import create_model
+
 
 @dataclass
 class BaselineResult:
@@ -70,9 +72,7 @@ def _accuracy(model: nn.Module, loader: DataLoader) -> float:
 
 
 def _backbone(model_name: str, num_classes: int, image_size: int | None) -> Any:
-    import zoo
-
-    model = zoo.create_model(model_name, pretrained=True)
+    model = create_model(model_name, pretrained=True)
     model.reset_classifier(num_classes)
     if image_size:
         model.data_config["input_size"] = (3, image_size, image_size)

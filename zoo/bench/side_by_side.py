@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.bench.baselines import hf_finetune, time_to_accuracy, tutorial_linear_probe
+from zoo.registry import create_model
 
 
 @dataclass
@@ -35,8 +36,8 @@ def _zoo_run(cfg: SideBySideConfig, strategy: dict[str, Any], epochs: int, lr: f
              ) -> tuple[Any, float, list[tuple[float, float]]]:
     """A zoo run; returns its summary, wall seconds and per-epoch (elapsed seconds, validation top-1)."""
     from zoo.metrics import read_metrics
-    from zoo.recipe import load_recipe
-    from zoo.trainer import Trainer
+    from zoo.train.recipe import load_recipe
+    from zoo.train.loop import Trainer
 
     recipe = load_recipe({
         "name": f"zoo-{strategy['name']}",
@@ -62,9 +63,7 @@ def _warm_up(cfg: SideBySideConfig) -> None:
     one-time costs (oneDNN kernel selection, allocator growth) inside its timing."""
     import torch
 
-    import zoo
-
-    model = zoo.create_model(cfg.model, num_classes=10, pretrained=False)
+    model = create_model(cfg.model, num_classes=10, pretrained=False)
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
     for _ in range(3):
         model(x).logsumexp(1).mean().backward()

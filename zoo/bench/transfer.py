@@ -54,8 +54,8 @@ def _worker(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Runs in a fresh process: one training run, its summary as a dict."""
     import time
 
-    from zoo.recipe import load_recipe
-    from zoo.trainer import Trainer
+    from zoo.train.recipe import load_recipe
+    from zoo.train.loop import Trainer
 
     start = time.perf_counter()
     summary = Trainer(load_recipe(recipe, overrides)).fit()
@@ -104,7 +104,7 @@ def run_transfer(cfg: TransferConfig, progress: bool = True) -> tuple[list[dict[
     """All cells, then the aggregated rows."""
     from tqdm.auto import tqdm
 
-    from zoo.recipe import load_recipe
+    from zoo.train.recipe import load_recipe
 
     base = yaml.safe_load(Path(cfg.recipe).read_text())
     base = {**base, "output": {**(base.get("output") or {}), "dir": cfg.out_dir}}

@@ -7,7 +7,7 @@ import sys
 from importlib import import_module
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.cli.errors import USAGE, ZooArgumentParser, run_handler
 
 # One module per command group, in the order `zoo --help` lists them.
 COMMAND_MODULES = [
@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "zoo.cli.train",  # zoo train
     "zoo.cli.hub",  # zoo predict, zoo eval, zoo push, zoo convert
     "zoo.cli.bench",  # zoo bench backbones, zoo bench transfer
+    "zoo.cli.report",  # zoo report
+    "zoo.cli.serve",  # zoo serve
 ]
 
 EPILOG = """\
@@ -26,6 +28,8 @@ examples:
   zoo info tv:resnet18 --json              features, preprocessing and layer groups of a model
   zoo data inspect sklearn:digits          splits, classes, image sizes, bad files, a thumbnail grid
   zoo predict runs/quickstart-finetune/model img.png    label names and probabilities
+  zoo report runs/quickstart-finetune      curves, confusion matrix, top losses as one HTML file
+  zoo serve runs/quickstart-finetune/model  a local prediction page (drop images, see top-k)
 
 Model names are 'source:id' (timm:, hf:, tv:, pypi:); a bare name means timm.
 Run 'zoo COMMAND --help' for the options of one command.
@@ -33,7 +37,7 @@ Run 'zoo COMMAND --help' for the options of one command.
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="zoo",
         description="Transfer learning for image classification over timm, Hugging Face and torchvision.",
         epilog=EPILOG,
@@ -47,19 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad usage exits 2, failed work 1, each with one `zoo: error:` line (zoo.cli.errors)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # usage errors: one line and SystemExit(2), as argparse does. KEY=VALUE overrides may come after an
+    # option (`zoo train R --check k=v`): argparse leaves them over, the command takes them back.
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "func"):
         parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ZooError as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("zoo: interrupted", file=sys.stderr)
-        return 130
+        return USAGE
+    return run_handler(args.func, args)
 
 
 if __name__ == "__main__":  # python -m zoo.cli

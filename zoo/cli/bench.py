@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_backbones_parser(bench_sub)
     for name in BENCH_MODULES:
         import_module(name).add_bench_parser(bench_sub)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: p.error(f"choose a benchmark: {', '.join(bench_sub.choices)}"))
 
 
 def add_backbones_parser(bench_sub: argparse._SubParsersAction) -> None:

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from zoo.bench.report import run_metadata, write_csv
     from zoo.bench.transfer import COLUMNS, TransferConfig, run_transfer
     from zoo.cli.output import print_table
+    from zoo.recipe import load_recipe
 
+    load_recipe(args.recipe, args.overrides)  # a missing file or a bad key fails now, not in the first run
     cfg = TransferConfig(recipe=args.recipe, models=args.models, strategies=args.strategies, seeds=args.seeds,
                          spec=args.data, overrides=args.overrides)
     runs, rows = run_transfer(cfg)

@@ -6,12 +6,14 @@ import json
 import sys
 from typing import Any
 
+from zoo.cli.errors import positive_int
+from zoo.cli.inputs import RUNS, data_name, output_dir
 from zoo.cli.output import print_table
 
 EPILOG = """\
 examples:
   zoo data inspect cifar10                         splits, classes, sizes and a thumbnail grid
-  zoo data inspect ~/photos --out inspect/         an image folder (train/ val/ test/ or class folders)
+  zoo data inspect ~/photos                        an image folder (train/ val/ test/ or class folders)
   zoo data inspect ~/photos --on-bad-image skip    load what is readable, count the rest
   zoo data inspect sklearn:digits --json
 
@@ -33,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("spec", help="dataset spec or path (see below)")
-    q.add_argument("--out", default="zoo-inspect", metavar="DIR",
-                   help="where thumbnails.png and bad_images.txt go (default: ./zoo-inspect)")
+    q.add_argument("--out", metavar="DIR",
+                   help=f"where thumbnails.png and bad_images.txt go (default: {RUNS}/inspect-<name>)")
     q.add_argument("--json", action="store_true", help="print the report as JSON")
     q.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
                    help="error (default): exit 1 listing bad files; skip: load the rest and report the count")
@@ -42,15 +44,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the validation carving")
     q.add_argument("--image-column", help="image column, if it cannot be detected")
     q.add_argument("--label-column", help="label column, if it cannot be detected (e.g. coarse_label)")
-    q.add_argument("--per-class", type=int, default=6, help="thumbnails per class (default 6)")
+    q.add_argument("--per-class", type=positive_int, default=6, help="thumbnails per class (default 6)")
     q.set_defaults(func=run_inspect)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: p.error("choose a command: inspect"))
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     from zoo.data.inspect import inspect_dataset
 
-    report, _ = inspect_dataset(args.spec, out_dir=args.out, per_class=args.per_class, val_size=args.val_size,
+    out = args.out or output_dir("inspect", data_name(args.spec))
+    report, _ = inspect_dataset(args.spec, out_dir=out, per_class=args.per_class, val_size=args.val_size,
                                 seed=args.seed, image_column=args.image_column, label_column=args.label_column)
     problems = report["bad_files"] + [{"path": p, "reason": "empty class folder"} for p in report["empty_classes"]]
     failed = bool(problems) and args.on_bad_image == "error"
@@ -58,15 +61,15 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_report(report)
-    if problems:
-        stream = sys.stderr if failed else sys.stdout
-        if failed:
-            print(f"\n{len(problems)} problem(s) in {args.spec}:", file=stream)
-            for item in problems:
-                print(f"  {item['path']}: {item['reason']}", file=stream)
-            print("Fix or remove them, or pass --on-bad-image skip to train on the rest.", file=stream)
-        else:
-            print(f"\nskipped {len(problems)} bad file(s)/folder(s); list: {report['bad_images_list']}")
+    if problems and failed:
+        print(f"zoo: error: {len(problems)} problem(s) in {args.spec}:", file=sys.stderr)
+        for item in problems:
+            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+        print("Fix or remove them, or pass --on-bad-image skip to inspect the rest (zoo train: "
+              "data.on_bad_image=skip).", file=sys.stderr)
+    elif problems:  # stdout holds only the report (pure JSON with --json)
+        print(f"\nskipped {len(problems)} bad file(s)/folder(s); list: {report['bad_images_list']}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

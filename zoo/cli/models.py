@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import Any
 
+from zoo.cli.errors import non_negative_int
 from zoo.cli.output import print_table
 
 
@@ -27,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "layer-wise learning rates work on.",
     )
     q.add_argument("name", help="model name, e.g. timm:resnet18, tv:resnet18, hf:google/vit-base-patch16-224")
-    q.add_argument("--num-classes", type=int, default=None, help="size of the head (default: the source's)")
+    q.add_argument("--num-classes", type=non_negative_int, default=None,
+                   help="size of the head (default: the source's)")
     q.add_argument("--json", action="store_true", help="print JSON instead of text")
     q.set_defaults(func=run_info)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.columns import check_labels, normalise
-from zoo.data.specs import load_source, parse_spec
+from zoo.data.progress import datasets_progress
+from zoo.data.specs import hub_dataset_id, load_source, parse_spec
 from zoo.data.splits import canonical_splits, carve_validation
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError
@@ -58,7 +59,9 @@ class ImageDataset:
     def info(self) -> dict[str, Any]:
         """A JSON-able record: enough to check that a later run sees the same data and split."""
         return {
+            "name": self.spec,
             "spec": self.spec,
+            "hub_id": hub_dataset_id(self.spec),
             "fingerprint": self.fingerprint,
             "source_fingerprint": self.source_fingerprint,
             "label_names": list(self.label_names),
@@ -106,6 +109,16 @@ def load_dataset(
     if on_bad_image not in BAD_MODES:
         raise DataError(f"on_bad_image={on_bad_image!r}: use 'error' or 'skip'")
     parsed = parse_spec(spec)
+    # datasets' own bars only where the work may be long (reading a Hub/disk/parquet source); zoo's image
+    # check has its own bar for large folders
+    with datasets_progress(None if progress and parsed.kind in ("hf", "disk", "parquet") else 0):
+        return _load(parsed, val_size, seed, image_column, label_column, on_bad_image, run_dir, check_images,
+                     progress)
+
+
+def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, label_column: str | None,
+          on_bad_image: str, run_dir: str | os.PathLike | None, check_images: bool, progress: bool
+          ) -> ImageDataset:
     raw = load_source(parsed, seed=seed)
     what = repr(parsed.text)
     dd = canonical_splits(raw.splits, what)
@@ -122,8 +135,8 @@ def load_dataset(
             problems += scans[split].bad
     if problems and on_bad_image == "error":
         raise DataError(f"{len(problems)} unusable file(s) or folder(s) in {what}:\n{format_bad(problems)}\n"
-                        "Fix or remove them, or pass on_bad_image='skip' (--on-bad-image skip) to load the rest "
-                        "and list them in the run directory.")
+                        "Fix or remove them, or skip them (recipe key data.on_bad_image=skip; on_bad_image='skip' in "
+                        "Python) to load the rest and list them in the run directory.")
     for split, result in scans.items():
         ds = dd[split]
         ds = apply_replacements(ds, result.replacements)

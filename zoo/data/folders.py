@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from zoo.data.specs import RawSource
+from zoo.data.raw import RawSource
 from zoo.data.splits import split_alias
 from zoo.data.validate import ScanResult, scan
 from zoo.errors import DataError

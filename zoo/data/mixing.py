@@ -13,12 +13,8 @@ def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float 
                 num_classes: int = 0) -> Any:
     """timm's ``Mixup`` when mixup or cutmix is on (it also applies label smoothing to the soft targets),
     else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs (see build_loss).
-    ``mixup``/``cutmix`` are the Beta-distribution alphas (0 = off); both on means one or the other per batch."""
-    for name, value in (("mixup", mixup), ("cutmix", cutmix)):
-        if value < 0:
-            raise ConfigError(f"{name}={value} must be >= 0 (0 turns it off; 0.2-1.0 are usual)")
-    if not 0 <= label_smoothing < 1:
-        raise ConfigError(f"label_smoothing={label_smoothing} must be in [0, 1) (0.1 is usual)")
+    ``mixup``/``cutmix`` are the Beta-distribution alphas (0 = off); both on means one or the other per batch.
+    Their ranges are the recipe schema's to check (zoo.train.schema), once, before anything is built."""
     if mixup == 0 and cutmix == 0:
         return None
     if num_classes < 2:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.data.folders import load_image_folder
+from zoo.data.raw import RawSource
+from zoo.data.splits import split_alias
 from zoo.errors import DataError
 
 # Hub shortcuts: spec -> (repo, config, default label column)
@@ -38,19 +41,6 @@ class Spec:
     location: str
     config: str | None = None
     label_column: str | None = None
-
-
-@dataclass
-class RawSource:
-    """What a source gave before column normalisation. ``problems`` are bad files found while listing a
-    folder (path, reason); ``fingerprint`` identifies the source content for caches and records."""
-
-    splits: Any  # datasets.DatasetDict
-    fingerprint: str
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    empty_classes: list[str] = field(default_factory=list)
-    label_names: list[str] | None = None
-    scan: Any = None  # a validate.ScanResult when the loader already checked every image
 
 
 def _hash(*parts: Any) -> str:
@@ -113,12 +103,22 @@ def parse_spec(spec: str) -> Spec:
     raise DataError(f"dataset spec {text!r} is not a known dataset, a Hub repo or an existing path; {SPEC_HELP}")
 
 
+def hub_dataset_id(spec: str) -> str | None:
+    """The Hub dataset repo a spec reads (model card ``datasets:``), or None for local data."""
+    try:
+        parsed = parse_spec(spec)
+    except DataError:
+        return None
+    if parsed.kind == "hf" and not Path(parsed.location).exists():
+        return parsed.location
+    return None
+
+
 # ---- loaders, one per kind ------------------------------------------------------------------------
 def load_source(spec: Spec, seed: int = 0) -> RawSource:
     """Load the raw splits of a parsed spec (columns not yet normalised)."""
     loaders = {"hf": _load_hf, "disk": _load_disk, "parquet": _load_parquet, "sklearn": _load_digits}
     if spec.kind == "imagefolder":
-        from zoo.data.folders import load_image_folder
 
         return load_image_folder(Path(spec.location))
     return loaders[spec.kind](spec)
@@ -180,7 +180,6 @@ def _parquet_files(location: str) -> dict[str, list[str]]:
     files = [f for f in files if Path(f).is_file()]
     if not files:
         raise DataError(f"no parquet files match {location!r}")
-    from zoo.data.splits import split_alias
 
     groups: dict[str, list[str]] = {}
     for f in files:

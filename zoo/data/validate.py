@@ -16,8 +16,19 @@ from typing import Any, Union
 
 import numpy as np
 
+from zoo.errors import DataError
+
 Source = Union[str, bytes, dict]  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+ON_BAD_IMAGE = ("error", "skip")  # an unreadable image: stop with the list of them, or leave it out
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What PIL raises on a bad file: UnidentifiedImageError and truncation are OSErrors, some decoders raise
+    SyntaxError or ValueError, and DecompressionBombError derives from Exception alone."""
+    from PIL import Image
+
+    return (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 @dataclass
@@ -60,8 +71,6 @@ def _open(src: Source) -> Any:
 
 def check_image(src: Source) -> tuple[str | None, str | None, tuple[int, int] | None, bytes | None]:
     """(reason it is unusable or None, mode, (width, height), 8-bit PNG replacement for 16-bit images)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with _open(src) as img:
             mode, size = img.mode, img.size
@@ -76,12 +85,40 @@ def check_image(src: Source) -> tuple[str | None, str | None, tuple[int, int] | 
         if size[0] < 1 or size[1] < 1:
             return f"empty image {size}", mode, size, None
         return None, mode, size, replacement
-    except UnidentifiedImageError:
-        return "not an image PIL can read", None, None, None
-    except Image.DecompressionBombError as exc:
-        return f"too large: {exc}", None, None, None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated/corrupt data, missing file
-        return f"corrupt or truncated: {exc}", None, None, None
+    except _decode_errors() as exc:
+        return decode_failure(exc), None, None, None
+
+
+def decode_failure(exc: BaseException) -> str:
+    """Why PIL could not decode an image, in the words every input path uses."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image PIL can read"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"too large: {exc}"
+    return f"corrupt or truncated: {exc}"  # truncated/corrupt data, missing file
+
+
+def read_image(src: Source) -> Any:
+    """Decode one image fully, as RGB, with the same checks as :func:`scan` (truncation is an error,
+    16-bit images are rescaled, decompression bombs are refused). Raises DataError naming the reason."""
+    from PIL import ImageFile
+
+    where = os.fspath(src) if isinstance(src, (str, os.PathLike)) else "image"
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must be reported, not silently padded
+    try:
+        with _open(src) as img:
+            img.load()
+            rgb = to_rgb(img)
+    except _decode_errors() as exc:
+        raise DataError(f"cannot read image {where}: {decode_failure(exc)}") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    if rgb.size[0] < 1 or rgb.size[1] < 1:
+        raise DataError(f"cannot read image {where}: empty image {rgb.size}")
+    return rgb
 
 
 def scan(sources: Sequence[Source], names: Sequence[str], desc: str = "checking images",

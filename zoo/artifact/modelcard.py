@@ -100,7 +100,7 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
               f"mean {dc.get('mean')}, std {dc.get('std')} |"]
     dataset = meta.get("dataset") or {}
     if dataset:
-        lines.append(f"| dataset | {dataset.get('name', '?')}"
+        lines.append(f"| dataset | {dataset.get('name') or dataset.get('spec') or 'unknown'}"
                      + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else "") + " |")
     lines.append("")
     if names:
@@ -115,7 +115,7 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
     if has_curve:
         lines += ["## Training curve", "", f"![training curve]({CURVE_NAME})", ""]
     lines += ["## Usage", "", "With zoo:", "", "```python", "import zoo", "",
-              f'model = zoo.load("{repo}")', 'print(model.predict("image.jpg", top_k=5))  # [[(label, probability), ...]]',
+              f'model = zoo.load("{repo}")', 'print(zoo.predict(model, "image.jpg", top_k=5))  # [[(label, probability), ...]]',
               "```", ""]
     lib = library_name(meta, config)
     if lib in ("timm", "transformers"):

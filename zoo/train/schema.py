@@ -1,7 +1,7 @@
 """The recipe schema: one typed dataclass per YAML section, defaults included, and the rules on values.
 
 The shape (names, types, defaults, allowed values) and the value rules (ranges, impossible combinations)
-live here; reading YAML, coercing values, overrides and variants live in :mod:`zoo.recipe`. The trainer and
+live here; reading YAML, coercing values, overrides and variants live in :mod:`zoo.train.recipe`. The trainer and
 the strategies read these attributes directly (``recipe.optim.lr``), so a renamed field breaks them.
 ``Literal[...]`` marks an enumerated field: the loader rejects any other value and lists the valid ones.
 """
@@ -13,14 +13,18 @@ from typing import Any, Literal
 
 import yaml
 
+from zoo.data.transforms import PRESETS
+from zoo.data.validate import ON_BAD_IMAGE
 from zoo.errors import ConfigError, UnknownModelError
+from zoo.registry import parse_name
 
+# Enumerated values that a lower layer defines are read from it, so each list is written once.
 StrategyName = Literal["linear_probe", "finetune", "partial", "freeze_then_unfreeze", "llrd", "lp_ft", "scratch"]
 OptimizerName = Literal["adamw", "sgd"]
 ScheduleName = Literal["cosine", "onecycle", "constant"]
-AugmentName = Literal["none", "flip-crop", "randaugment", "trivialaugment"]
+AugmentName = Literal[PRESETS]  # type: ignore[valid-type]
 MixedPrecision = Literal["no", "fp16", "bf16"]
-OnBadImage = Literal["error", "skip"]
+OnBadImage = Literal[ON_BAD_IMAGE]  # type: ignore[valid-type]
 TrackerName = Literal["tensorboard", "trackio", "wandb"]
 
 INTERNAL = {"internal": True}  # field metadata: bookkeeping, not a recipe key (never read from or written to YAML)
@@ -112,6 +116,7 @@ class HubConfig:
     private: bool = False
     revision: str | None = None
     push_checkpoints: bool = False
+    license: str | None = None  # model card license (an SPDX id such as apache-2.0); default: the weights' own
 
 
 @dataclass
@@ -170,8 +175,6 @@ def _check_name(key: str, value: str | None) -> None:
 
 def check_values(r: Recipe) -> None:
     """Each value in its own range."""
-    from zoo.registry import parse_name
-
     _check_name("name", r.name)
     try:
         _, model_id = parse_name(r.model.name)

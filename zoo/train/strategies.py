@@ -14,44 +14,22 @@ frozen so running statistics don't drift.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from torch import nn
 
 from zoo.backbones.base import Backbone, LayerGroup
 from zoo.errors import ConfigError, did_you_mean
+from zoo.train.schema import StrategyConfig, StrategyName
 
-STRATEGIES = ("linear_probe", "finetune", "partial", "freeze_then_unfreeze", "llrd", "lp_ft", "scratch")
-
-
-@dataclass(frozen=True)
-class StrategyConfig:
-    """The strategy section of a recipe (the recipe's own dataclass has the same fields)."""
-
-    name: str = "finetune"
-    unfreeze_stages: int = 1
-    unfreeze_epoch: int = 1
-    llrd_decay: float = 0.75
-    probe_epochs: int = 3
-    cache_features: bool = True
-    head_lr_scale: float = 1.0
-
-    @classmethod
-    def from_any(cls, cfg: Any) -> "StrategyConfig":
-        if isinstance(cfg, cls):
-            return cfg
-        fields = cls.__dataclass_fields__
-        if isinstance(cfg, dict):
-            return cls(**{k: v for k, v in cfg.items() if k in fields})
-        return cls(**{k: getattr(cfg, k) for k in fields if hasattr(cfg, k)})
+STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 
 
 class Strategy:
     """Which layer groups train, and at what learning-rate scale, epoch by epoch."""
 
-    def __init__(self, model: Backbone, cfg: StrategyConfig | Any) -> None:
-        self.cfg = StrategyConfig.from_any(cfg)
+    def __init__(self, model: Backbone, cfg: StrategyConfig) -> None:
+        self.cfg = cfg
         if self.cfg.name not in STRATEGIES:
             raise ConfigError(f"unknown strategy {self.cfg.name!r}; choose one of {', '.join(STRATEGIES)}."
                               f"{did_you_mean(self.cfg.name, STRATEGIES)}")

@@ -9,7 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zoo.errors import CheckpointError, ZooError
+from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+)
+
+from zoo.artifact.files import CONFIG_NAME, HUB_ID, WEIGHTS_NAME, pickle_refused
+from zoo.artifact.modelcard import card_for_repo
+from zoo.backbones.weights import hub_access, hub_unreachable
+from zoo.errors import ArtifactUnavailableError, CheckpointError, ConfigError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
 PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.tar", "*.h5", "*.msgpack"]
@@ -18,23 +26,19 @@ PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.t
 class PushError(ZooError, RuntimeError):
     """Uploading to the Hub failed; the local artifact is untouched."""
 
+    exit_code = 1
+
 
 def endpoint() -> str:
-    from huggingface_hub import constants
-
     return constants.ENDPOINT
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
     """The local snapshot folder of ``repo_id`` at ``revision`` (from the cache when offline)."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )
-
     where = f"{repo_id}@{revision or 'main'}"
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
+        with hub_access() as unreachable:  # an unreachable Hub fails in seconds, not after retries
+            folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
     except RevisionNotFoundError as exc:
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {revision!r} ({endpoint()}); "
                               f"check the branch, tag or commit name") from exc
@@ -42,9 +46,10 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise CheckpointError(f"Hub repo {repo_id!r} not found or not accessible at {endpoint()}; check the id, "
                               f"or log in (`hf auth login` / HF_TOKEN) if it is private or gated") from exc
     except LocalEntryNotFoundError as exc:
-        why = ("HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
+        why = (f"{unreachable} and it is not in the local cache" if unreachable
+               else "HF_HUB_OFFLINE=1 is set and it is not in the local cache" if constants.is_offline_mode()
                else f"{endpoint()} could not be reached and it is not in the local cache")
-        raise CheckpointError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
+        raise ArtifactUnavailableError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
                               f"HF_HOME to a cache that has it, or pass a local artifact folder.") from exc
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot download {where} from {endpoint()}: {_reason(exc)}") from exc
@@ -55,10 +60,6 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
 def _refuse_remote_pickles(repo_id: str, revision: str | None, folder: Path) -> None:
     """A repo with only pickle weights gets the same refusal (and convert hint) as a local folder."""
-    from huggingface_hub import HfApi, constants
-
-    from zoo.checkpoint import pickle_refused
-
     if constants.is_offline_mode():
         return
     try:
@@ -85,10 +86,8 @@ def push_to_hub(
     ``revision`` names a branch (created from main if missing): the trainer pushes checkpoints there.
     ``create_pr`` opens a pull request instead of committing to the branch.
     """
-    from huggingface_hub import HfApi, constants
-
-    from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-
+    if not HUB_ID.match(str(repo_id)):
+        raise ConfigError(f"{repo_id!r} is not a Hub repo id; write it as user/name or org/name")
     folder = Path(directory).expanduser()
     missing = [n for n in (WEIGHTS_NAME, CONFIG_NAME) if not (folder / n).is_file()]
     if not folder.is_dir() or missing:
@@ -98,6 +97,10 @@ def push_to_hub(
              f"{' --revision ' + revision if revision else ''}{' --create-pr' if create_pr else ''}`")
     if constants.is_offline_mode():
         raise PushError(f"cannot push to {repo_id!r}: HF_HUB_OFFLINE is set. Unset it and retry. {retry}.")
+    unreachable = hub_unreachable()  # fail in seconds, not after the client's retries
+    if unreachable:
+        raise PushError(f"cannot push to {repo_id!r}: the Hub at {endpoint()} cannot be reached ({unreachable}). "
+                        f"{retry}.")
     api = HfApi(token=token)
     step = "create the repo"
     try:
@@ -122,10 +125,6 @@ def push_to_hub(
 def _operations(folder: Path, repo_id: str) -> list:
     """One add per file (hidden files and pickles skipped); README.md is re-rendered in memory with the
     repo id in its usage snippets, so the local folder is only ever read."""
-    from huggingface_hub import CommitOperationAdd
-
-    from zoo.modelcard import card_for_repo
-
     ops = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()

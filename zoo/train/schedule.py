@@ -7,11 +7,13 @@ unfreezes at epoch E: its lr goes from 0 to its share), and an exact, small stat
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
-SCHEDULES = ("cosine", "onecycle", "constant")
+from zoo.train.schema import ScheduleName
+
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 
 
 def schedule_factor(name: str, step: int, total: int, warmup: int, min_ratio: float) -> float:

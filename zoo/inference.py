@@ -1,7 +1,8 @@
 """Inference on a ready classifier: images in, label names and probabilities out; and evaluation on a split.
 
-Preprocessing is timm's eval transform built from the model's own ``data_config`` (resize, center crop,
-normalise), so predictions match what the model saw in training and what plain timm would do.
+Preprocessing is one transform everywhere: the data layer's evaluation transform built from the model's own
+``data_config`` (resize to input/crop_pct, center crop, normalise, as timm's eval transform does), used by
+``zoo predict``, ``zoo eval``, ``zoo serve`` and the final evaluation of every training run.
 """
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tqdm.auto import tqdm
+
+from zoo.artifact.files import HUB_ID
+from zoo.artifact.load import load
 from zoo.backbones.base import Backbone
-from zoo.errors import DataError
+from zoo.data.transforms import build_transform
+from zoo.data.validate import read_image
+from zoo.errors import ConfigError, DataError
+from zoo.metrics import classification_metrics
+from zoo.registry import create_model
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
 Prediction = list[tuple[str, float]]
@@ -27,11 +36,7 @@ def to_pil(image: ImageInput) -> Image.Image:
         path = Path(image)
         if not path.is_file():
             raise DataError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from exc
+        return read_image(path)  # the data layer's checks: bombs, truncation, non-images, 16-bit
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, torch.Tensor):
@@ -60,12 +65,12 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return list(images)
 
 
-def eval_transform(data_config: Mapping[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
-    """timm's evaluation transform for this data config (the model's own preprocessing)."""
-    from timm.data import create_transform
+EVAL_BATCH_SIZE = 64  # zoo eval's default and the final evaluation's: the same batches, the same float sums
 
-    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-    return create_transform(**{k: data_config[k] for k in keys if k in data_config}, is_training=False)
+
+def eval_transform(data_config: Mapping[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """The evaluation transform for this data config (the model's own preprocessing)."""
+    return build_transform(dict(data_config), train=False)
 
 
 def preprocess(images: ImageInput | Sequence[ImageInput], data_config: Mapping[str, Any]) -> torch.Tensor:
@@ -80,12 +85,12 @@ def label_names_of(model: Backbone) -> list[str]:
 
 @torch.no_grad()
 def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: int = 5,
-            batch_size: int = 32) -> list[Prediction]:
+            batch_size: int = EVAL_BATCH_SIZE) -> list[Prediction]:
     """For each image, the ``top_k`` (label name, probability) pairs, most likely first."""
     if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
     if model.num_classes < 1:
-        raise ValueError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
+        raise ConfigError(f"{model.name} has no classifier head (num_classes=0); nothing to predict")
     items = as_list(images)
     names = label_names_of(model)
     k = min(top_k, model.num_classes)
@@ -130,14 +135,10 @@ def label_mapping(model_names: Sequence[str] | None, data_names: Sequence[str] |
 
 @torch.no_grad()
 def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
-             batch_size: int = 64, label_names: Sequence[str] | None = None, progress: bool = True
+             batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None, progress: bool = True
              ) -> dict[str, Any]:
     """top-1/top-5, loss, per-class accuracy and the confusion matrix of ``model`` on a dataset with
     ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split."""
-    from tqdm.auto import tqdm
-
-    from zoo.metrics import classification_metrics
-
     columns = getattr(dataset, "column_names", None)
     if columns is not None and not {"image", "label"} <= set(columns):
         raise DataError(f"evaluation needs 'image' and 'label' columns, the dataset has {columns}")
@@ -168,12 +169,8 @@ def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], t
 def open_model(spec: str, revision: str | None = None) -> Backbone:
     """What the CLI's MODEL argument names: an artifact folder, a Hub repo id, or a registry 'source:id'
     (pretrained weights)."""
-    from zoo.checkpoint import HUB_ID, load
-
     if Path(spec).expanduser().exists() or HUB_ID.match(spec) or spec.startswith(("hf-hub:", "hf_hub:")):
         return load(spec, revision=revision)
-    from zoo.registry import create_model
-
     model = create_model(spec, pretrained=True)
     model.eval()
     return model

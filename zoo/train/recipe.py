@@ -12,25 +12,23 @@ their errors as it takes to check the few dozen keys directly against the datacl
 from __future__ import annotations
 
 import copy
-import math
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import is_dataclass, replace
 from functools import cache
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
 from zoo.errors import ConfigError, closest
-from zoo.recipe_schema import Recipe, check_combinations, check_values, recipe_fields
+from zoo.train.coerce import coerce, is_text, split_optional, type_error
+from zoo.train.schema import Recipe, check_combinations, check_values, recipe_fields
 
 __all__ = ["Recipe", "load_recipe", "expand_variants", "recipe_keys", "parse_override"]
 
 DEFAULT_NAME = "run"  # run name of a recipe given as a mapping without `name` (files use their stem)
 _NULL_WORDS = {"null", "Null", "NULL", "~", ""}
-_BOOL_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 
 # Spellings from other trainers (timm, HF Trainer, Lightning) -> our key, so 'did you mean' finds keys
 # that no string-similarity measure would ('learning_rate' and 'lr' share two letters).
@@ -94,143 +92,6 @@ def _unknown_key(full_key: str, cls: type, prefix: str) -> ConfigError:
     return ConfigError(f"unknown recipe key '{full_key}'.{hint}")
 
 
-# ---- types: describe and coerce --------------------------------------------------------------------------------
-def _split_optional(tp: Any) -> tuple[Any, bool]:
-    if get_origin(tp) in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        optional = len(args) < len(get_args(tp))
-        return (args[0] if len(args) == 1 else Union[tuple(args)]), optional
-    return tp, False
-
-
-def _describe(tp: Any) -> str:
-    inner, optional = _split_optional(tp)
-    origin = get_origin(inner)
-    if inner is bool:
-        text = "true or false"
-    elif inner is int:
-        text = "an integer"
-    elif inner is float or (origin in (Union, types.UnionType) and set(get_args(inner)) == {int, float}):
-        text = "a number"
-    elif inner is str:
-        text = "a string"
-    elif origin is Literal:
-        text = "one of " + ", ".join(get_args(inner))
-    elif origin is list:
-        text = f"a list of {_describe(get_args(inner)[0]).removeprefix('one of ')}"
-    elif origin is tuple:
-        text = f"a list of {len(get_args(inner))} numbers"
-    else:
-        text = "a mapping"
-    return text + (" or null" if optional else "")
-
-
-def _type_error(key: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(f"recipe key '{key}' expects {_describe(tp)}, got {value!r} ({type(value).__name__}).")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _to_float(key: str, value: Any, tp: Any) -> float:
-    if _is_number(value):
-        out = float(value)
-    elif isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string: coerce by the declared type
-        try:
-            out = float(value.strip())
-        except ValueError:
-            raise _type_error(key, value, tp) from None
-    else:
-        raise _type_error(key, value, tp)
-    if not math.isfinite(out):
-        raise ConfigError(f"recipe key '{key}' must be a finite number, got {value!r}.")
-    return out
-
-
-def _to_int(key: str, value: Any, tp: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise _type_error(key, value, tp)
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """``value`` converted to the field type ``tp``, or a ConfigError naming key, value and expected type."""
-    inner, optional = _split_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise _type_error(key, value, tp)
-    origin = get_origin(inner)
-    if inner is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-            return _BOOL_WORDS[value.strip().lower()]
-        raise _type_error(key, value, tp)
-    if inner is int:
-        return _to_int(key, value, tp)
-    if inner is float:
-        return _to_float(key, value, tp)
-    if origin in (Union, types.UnionType):  # float | int (a fraction or a count): keep which one it was
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            return int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        return _to_float(key, value, tp)
-    if inner is str:
-        if isinstance(value, str):
-            return value
-        if _is_number(value):  # `revision: 2024` is meant as text
-            return str(value)
-        raise _type_error(key, value, tp)
-    if origin is Literal:
-        choices = get_args(inner)
-        if value is False and "no" in choices:  # YAML 1.1 reads a bare `no` as false
-            return "no"
-        if isinstance(value, str) and value in choices:
-            return value
-        shown = value if isinstance(value, str) else repr(value)
-        near = closest(shown, choices, n=3)
-        hint = f" Did you mean: {', '.join(near)}?" if near else ""
-        raise ConfigError(f"recipe key '{key}' must be one of {', '.join(choices)}; got {value!r}.{hint}")
-    if origin is list:
-        if isinstance(value, str):  # `trackers: tensorboard` means a list of one
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise _type_error(key, value, tp)
-        return [_coerce(key, item, get_args(inner)[0]) for item in value]
-    if origin is tuple:
-        args = get_args(inner)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _type_error(key, value, tp)
-        return tuple(_coerce(key, item, arg) for item, arg in zip(value, args))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise _type_error(key, value, tp)
-        value_type = get_args(inner)[1]
-        out = {}
-        for k, v in value.items():
-            if get_origin(value_type) is dict:  # variants: {name: {dotted.key: value}}
-                v = {} if v is None else v
-                if not isinstance(v, Mapping):
-                    raise _type_error(f"{key}.{k}", v, value_type)
-            out[str(k)] = copy.deepcopy(dict(v) if isinstance(v, Mapping) else v)
-        return out
-    raise TypeError(f"recipe schema field {key!r} has an unsupported type {tp!r}")  # a schema bug, not user error
-
-
-def _is_text(tp: Any) -> bool:
-    """Fields whose override text is taken verbatim (so `hub.revision=1.10` and `mixed_precision=no` stay text)."""
-    inner, _ = _split_optional(tp)
-    return inner is str or get_origin(inner) is Literal
-
-
 # ---- raw mappings -> dataclasses -------------------------------------------------------------------------------
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
@@ -248,7 +109,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             tp = _hints(cls)[name]
             value = raw[name]
             key = prefix + name
-            kwargs[name] = _build(tp, value, key + ".") if is_dataclass(tp) else _coerce(key, value, tp)
+            kwargs[name] = _build(tp, value, key + ".") if is_dataclass(tp) else coerce(key, value, tp)
     return cls(**kwargs)
 
 
@@ -287,7 +148,7 @@ def _set(raw: dict[str, Any], key: str, value: Any = None, *, text: str | None =
         tp = _hints(cls)[part]
         rest = parts[i + 1:]
         if text is not None and not rest:
-            value = text if _is_text(tp) and text not in _NULL_WORDS else _yaml_value(item or key, text)
+            value = text if is_text(tp) and text not in _NULL_WORDS else _yaml_value(item or key, text)
         if is_dataclass(tp):
             child = node.get(part)
             if not rest:  # a whole section: merge a mapping into it, anything else fails in _build
@@ -300,13 +161,13 @@ def _set(raw: dict[str, Any], key: str, value: Any = None, *, text: str | None =
                 raise ConfigError(f"recipe key '{prefix + part}' expects a mapping of keys, got {child!r}.")
             node, cls = child, tp
             continue
-        inner, _ = _split_optional(tp)
+        inner, _ = split_optional(tp)
         if get_origin(inner) is dict and rest:  # model.kwargs.foo=1, variants.NAME.dotted.key=v
             target = node.get(part)
             if target is None:
                 target = node[part] = {}
             elif not isinstance(target, dict):
-                raise _type_error(prefix + part, target, tp)
+                raise type_error(prefix + part, target, tp)
             if get_origin(get_args(inner)[1]) is dict:  # variants.NAME=mapping or variants.NAME.dotted.key=v
                 parsed = _yaml_value(item or key, text) if text is not None else value
                 if len(rest) == 1:
@@ -316,13 +177,13 @@ def _set(raw: dict[str, Any], key: str, value: Any = None, *, text: str | None =
                 if variant is None:
                     variant = target[rest[0]] = {}
                 elif not isinstance(variant, dict):
-                    raise _type_error(f"{prefix}{part}.{rest[0]}", variant, get_args(inner)[1])
+                    raise type_error(f"{prefix}{part}.{rest[0]}", variant, get_args(inner)[1])
                 variant[".".join(rest[1:])] = parsed
                 return
             for sub in rest[:-1]:
                 target = target.setdefault(sub, {})
                 if not isinstance(target, dict):
-                    raise _type_error(prefix + part, node[part], tp)
+                    raise type_error(prefix + part, node[part], tp)
             target[rest[-1]] = _yaml_value(item or key, text) if text is not None else value
             return
         if rest:

@@ -1,0 +1,1 @@
+"""The artifact: save, load, convert, model card and Hub push/pull of a trained backbone."""

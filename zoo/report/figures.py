@@ -1,0 +1,89 @@
+"""The report's figures, drawn with matplotlib and returned as PNG data URIs (the page stays one file)."""
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from zoo.report.run import RunData  # noqa: E402
+
+
+def _data_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _series(run: RunData, key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["epoch"] + 1, r[key]) for r in run.epochs if r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def curves(runs: Sequence[RunData]) -> str:
+    """Loss and top-1 per epoch, train (dashed) and validation (solid); one colour per run when overlaid."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for n, run in enumerate(runs):
+        colour = f"C{n % 10}"
+        prefix = f"{run.name}: " if len(runs) > 1 else ""
+        for ax, key, label, style in ((loss_ax, "train_loss", "train loss", "--"),
+                                      (loss_ax, "val_loss", "validation loss", "-"),
+                                      (acc_ax, "train_top1", "train top-1", "--"),
+                                      (acc_ax, "val_top1", "validation top-1", "-")):
+            x, y = _series(run, key)
+            if x:
+                ax.plot(x, y, style, marker="o", color=colour, label=prefix + label)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="top-1", title="accuracy", ylim=(0, 1.02))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return _data_uri(fig)
+
+
+def learning_rates(run: RunData) -> str:
+    """The learning rate of each layer group at the end of each epoch (a frozen group sits at 0)."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    if any("lr_groups" in r for r in run.epochs):
+        groups = list(dict.fromkeys(g for r in run.epochs for g in r.get("lr_groups", {})))
+        for n, group in enumerate(groups):
+            pts = [(r["epoch"] + 1, r["lr_groups"][group]) for r in run.epochs if group in r.get("lr_groups", {})]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{n % 10}", label=group)
+    else:  # runs from before per-group logging: the one lr the trainer recorded
+        x, y = _series(run, "lr")
+        ax.plot(x, y, marker="o", label="lr (last group)")
+    ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate per layer group (start of each epoch)")
+    ax.set_ylim(bottom=0)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return _data_uri(fig)
+
+
+def confusion(matrix: list[list[int]], names: Sequence[str], title: str) -> str:
+    """Counts in the cells, colour by the share of the true class (row), so rare classes show too."""
+    n = len(names)
+    side = min(3 + 0.45 * n, 14)
+    fig, ax = plt.subplots(figsize=(side, side * 0.9))
+    shares = [[c / max(sum(row), 1) for c in row] for row in matrix]
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if n <= 40:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
+        for i in range(n):
+            for j in range(n):
+                if matrix[i][j]:
+                    ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
+                            color="white" if shares[i][j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    return _data_uri(fig)
