@@ -69,3 +69,45 @@ def tiny_hf_dir(tmp_path):
         return write_tiny_hf(tmp_path / f"hf-{kind}", kind, **kwargs)
 
     return make
+
+
+# ---- a folder of real photos (tests/photo_corpus.py), generated once and kept in pytest's cache ------
+# (.pytest_cache/d/photo-corpus-*, reused by later sessions)
+PHOTO_CORPORA = {
+    # the default suite: 10 classes x 10 photos, 150-600 px (generated in a few seconds)
+    "small": dict(per_class=10, min_side=150, max_side=600),
+    # the issue's full corpus: 10 classes x 30 photos, 150-1,600 px (about half a minute to generate)
+    "full": dict(per_class=30, min_side=150, max_side=1600),
+}
+
+
+def _photo_corpus(config: pytest.Config, factory: pytest.TempPathFactory, kind: str) -> str:
+    import shutil
+
+    from photo_corpus import VERSION, make_photo_corpus
+
+    params = PHOTO_CORPORA[kind]
+    key = f"photo-corpus-v{VERSION}-{kind}-" + "-".join(f"{v}" for v in params.values())
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider: this session's tmp dir then
+    root = (cache.mkdir(key) if cache else factory.mktemp(key)) / "photos"
+    done = root.with_name("done")  # beside the folder, not in it: it is an image folder
+    if not done.is_file():
+        tmp = root.with_name("partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+        make_photo_corpus(tmp, **params)
+        tmp.rename(root)
+        done.write_text("ok\n")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def photo_corpus(pytestconfig, tmp_path_factory) -> str:
+    """Path of the small photo corpus: ``root/<class>/<i>.jpg|png``, mixed sizes, modes and EXIF rotations."""
+    return _photo_corpus(pytestconfig, tmp_path_factory, "small")
+
+
+@pytest.fixture(scope="session")
+def photo_corpus_full(pytestconfig, tmp_path_factory) -> str:
+    """Path of the full photo corpus (30 photos per class, up to 1,600 px)."""
+    return _photo_corpus(pytestconfig, tmp_path_factory, "full")

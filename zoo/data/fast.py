@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.data.resample import apply_weights, resample_weights, rrc_boxes
-from zoo.data.transforms import (TRAIN_RATIO, TRAIN_SCALE, check_preset, eval_scale_size, resolve_config)
+from zoo.data.decode import decode_split
+from zoo.data.resample import apply_weights, check_interpolation, resample_weights, rrc_boxes
+from zoo.data.transforms import (TRAIN_RATIO, TRAIN_SCALE, augment_op, check_preset, eval_scale_size,
+                                 resolve_config)
 from zoo.errors import DataError
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: the parallel decoder (decode.py)
 
 
 def store_size(data_config: dict[str, Any]) -> int:
     """The side to pre-resize large photos to so the eval crop sees what the reference path sees:
     timm's resize size, floor(input / crop_pct)."""
     return max(eval_scale_size(resolve_config(data_config)))
-
-
-def _shorter_side_resize(img: Any, size: int) -> Any:
-    """Resize so the shorter side is ``size`` and center-crop to size x size (torchvision's rounding)."""
-    from PIL import Image
-
-    w, h = img.size
-    if img.format == "JPEG":
-        img.draft("RGB", (size, size))  # decode at a reduced DCT scale no smaller than needed
-        w, h = img.size
-    if w <= h:
-        nw, nh = size, int(size * h / w)
-    else:
-        nh, nw = size, int(size * w / h)
-    img = img.convert("RGB").resize((nw, nh), Image.BICUBIC)
-    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
 
 
 class TensorStore(torch.utils.data.Dataset):
@@ -90,11 +76,12 @@ class TensorStore(torch.utils.data.Dataset):
 
     @classmethod
     def from_split(cls, split: Any, size: int | None = None, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True) -> "TensorStore":
+                   progress: bool = True, num_proc: int | None = None) -> "TensorStore":
         """Decode a split (``image``/``label`` columns) once. ``size=None`` keeps the native size (all images
         must share it, as CIFAR's do); ``size=S`` resizes the shorter side to S and center-crops S x S.
         With ``cache_dir`` the store is written there (keyed by the split's fingerprint and ``size``) and
-        memory-mapped back by later calls instead of decoding again."""
+        memory-mapped back by later calls instead of decoding again. Decoding runs in ``num_proc`` worker
+        processes (default: all cores for large splits) that stream to the file (see decode.py)."""
         key = cls.cache_key(split, size)
         if cache_dir is not None:
             base = Path(cache_dir) / f"store-{key}"
@@ -103,45 +90,23 @@ class TensorStore(torch.utils.data.Dataset):
                 labels = torch.from_numpy(np.load(base / "labels.npy"))
                 return cls(images, labels, key)
         images, labels = cls._decode(split, size, progress,
-                                     None if cache_dir is None else Path(cache_dir) / f"store-{key}")
+                                     None if cache_dir is None else Path(cache_dir) / f"store-{key}", num_proc)
         return cls(images, labels, key)
 
     @staticmethod
-    def _decode(split: Any, size: int | None, progress: bool, out: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
-        from tqdm.auto import tqdm
-
-        n = len(split)
-        if n == 0:
-            raise DataError("cannot build a TensorStore from an empty split")
+    def _decode(split: Any, size: int | None, progress: bool, out: Path | None,
+                num_proc: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         labels = np.asarray(split["label"], dtype=np.int64)
-        first = split[0]["image"]
-        h, w = (size, size) if size is not None else (first.size[1], first.size[0])
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            arr = np.lib.format.open_memmap(out / "images.npy.tmp", mode="w+", dtype=np.uint8, shape=(n, 3, h, w))
-        else:
-            arr = np.empty((n, 3, h, w), dtype=np.uint8)
-        i = 0
-        with tqdm(total=n, desc="decoding images", unit="img", disable=not progress or n < 5000) as bar:
-            for batch in split.select_columns(["image"]).iter(batch_size=256):
-                for img in batch["image"]:
-                    if size is not None:
-                        img = _shorter_side_resize(img, size)
-                    elif img.size != (w, h):
-                        raise DataError(f"image {i} is {img.size[0]}x{img.size[1]}, image 0 is {w}x{h}: images of "
-                                        "different sizes need TensorStore.from_split(split, size=S)")
-                    a = np.asarray(img.convert("RGB"))
-                    arr[i] = a.transpose(2, 0, 1)
-                    i += 1
-                bar.update(len(batch["image"]))
-        if out is not None:
-            arr.flush()
-            del arr
-            os.replace(out / "images.npy.tmp", out / "images.npy")
-            np.save(out / "labels.npy", labels)
-            (out / "done").write_text("ok\n")
-            arr = np.load(out / "images.npy", mmap_mode="c")
-        return torch.from_numpy(arr), torch.from_numpy(labels)
+        if out is None:  # no cache: a temporary file, unlinked once mapped (the mapping keeps it alive)
+            with tempfile.TemporaryDirectory(prefix="zoo-store-") as tmp:
+                arr = decode_split(split, size, Path(tmp) / "images.npy", num_proc, progress)
+            return torch.from_numpy(arr), torch.from_numpy(labels)
+        out.mkdir(parents=True, exist_ok=True)
+        decode_split(split, size, out / "images.npy.tmp", num_proc, progress)
+        os.replace(out / "images.npy.tmp", out / "images.npy")
+        np.save(out / "labels.npy", labels)
+        (out / "done").write_text("ok\n")
+        return torch.from_numpy(np.load(out / "images.npy", mmap_mode="c")), torch.from_numpy(labels)
 
 
 class BatchTransform(nn.Module):
@@ -149,14 +114,17 @@ class BatchTransform(nn.Module):
 
     Eval: resize to floor(input / crop_pct) and center crop (timm's eval transform). Train presets:
     ``none`` (= eval), ``flip-crop`` (per-sample RandomResizedCrop with timm's scale/ratio + horizontal flip),
-    ``randaugment`` / ``trivialaugment`` (torchvision's RandAugment(2, 9) / TrivialAugmentWide per sample on
-    the uint8 source, then flip-crop). ``upsample=False`` keeps sources smaller than the input at their
-    own size (center square; train: reflect-pad-and-crop + flip, as for CIFAR)."""
+    ``randaugment`` / ``trivialaugment`` (flip-crop to 8-bit images at the input size, then the PIL path's
+    own augmentation per sample: ``transforms.augment_op``). ``upsample=False`` keeps sources smaller than
+    the input at their own size (center square; train: reflect-pad-and-crop + flip, as for CIFAR)."""
+
+    box_cache_bytes = 64 << 20  # the per-box weight cache starts again past this size (see _box_weights)
 
     def __init__(self, data_config: dict[str, Any], train: bool, preset: str = "flip-crop",
                  upsample: bool = True, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cfg = resolve_config(data_config)
+        check_interpolation(self.cfg["interpolation"])
         self.train_mode, self.preset, self.upsample = train, check_preset(preset), upsample
         self.generator = generator
         mean = torch.tensor(self.cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
@@ -164,13 +132,9 @@ class BatchTransform(nn.Module):
         # normalise in one fused step: x * (1 / (255 std)) - mean / std
         self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
         self.register_buffer("shift", mean / std, persistent=False)
-        self._augment: nn.Module | None = None
+        self._augment: nn.Module | None = augment_op(preset, self.cfg["mean"]) if train else None
         self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._box_cache: dict[tuple, dict[int, torch.Tensor]] = {}
-        if train and preset in ("randaugment", "trivialaugment"):
-            from torchvision.transforms import v2
-
-            self._augment = v2.RandAugment(2, 9) if preset == "randaugment" else v2.TrivialAugmentWide()
 
     @property
     def augmenting(self) -> bool:
@@ -188,19 +152,29 @@ class BatchTransform(nn.Module):
             raise DataError(f"BatchTransform wants uint8 [B, 3, h, w], got {x.dtype} {tuple(x.shape)}")
         _, out_h, out_w = self.cfg["input_size"]
         b, _, h, w = x.shape
-        if self._augment is not None:
-            x = torch.stack([self._augment(img) for img in x])
         if not self.upsample and min(h, w) < min(out_h, out_w):
             return self._own_size(x)
         dev = x.device
         if self.augmenting:
-            boxes = rrc_boxes(b, h, w, TRAIN_SCALE, TRAIN_RATIO, self.generator)
-            flip = torch.rand(b, generator=self.generator) < 0.5
+            boxes, flip = self._draw(b, h, w)
             wy = self._box_weights("y", h, boxes[:, 0], boxes[:, 2], torch.zeros_like(flip), out_h, dev)
             wx = self._box_weights("x", w, boxes[:, 1], boxes[:, 3], flip, out_w, dev)
         else:
             wy, wx = self._eval_weights(h, w, dev)
-        return apply_weights(x, wy.to(dev), wx.to(dev), self.scale, self.shift)
+        if self._augment is None:
+            return apply_weights(x, wy.to(dev), wx.to(dev), self.scale, self.shift)
+        # the augmentation sees 8-bit crops at the input size, exactly as on the PIL path
+        crops = apply_weights(x, wy.to(dev), wx.to(dev)).add_(0.5).floor_().to(torch.uint8)  # PIL: half up
+        return self._normalise(self._augment_each(crops))
+
+    def _draw(self, b: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random crop boxes [B, 4] (top, left, height, width) and horizontal flips [B] for a batch."""
+        boxes = rrc_boxes(b, h, w, TRAIN_SCALE, TRAIN_RATIO, self.generator)
+        return boxes, torch.rand(b, generator=self.generator) < 0.5
+
+    def _augment_each(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 [B, 3, H, W] -> float32 0..255, the preset's augmentation drawn per sample."""
+        return torch.stack([self._augment(img) for img in x]).float()
 
     def _box_weights(self, axis: str, size: int, start: torch.Tensor, length: torch.Tensor, flip: torch.Tensor,
                      out: int, dev: torch.device) -> torch.Tensor:
@@ -211,17 +185,21 @@ class BatchTransform(nn.Module):
         time on CIFAR-sized sources. The cache is dropped when it passes ~64 MB (large sources)."""
         key = (start * (size + 1) + length) * 2 + flip.long()
         uniq, inverse = torch.unique(key, return_inverse=True)
+        keys = uniq.tolist()
         cache = self._box_cache.setdefault((axis, size, out, str(dev)), {})
-        missing = [k for k in uniq.tolist() if k not in cache]
+        missing = [k for k in keys if k not in cache]
         if missing:
+            held = sum(len(c) * k[1] * k[2] for k, c in self._box_cache.items()) + len(missing) * size * out
+            if held * 4 > self.box_cache_bytes:  # full: start again, building every box this batch needs
+                for c in self._box_cache.values():
+                    c.clear()
+                missing = keys
             m = torch.tensor(missing)
             bits, box = m % 2, m // 2
             built = resample_weights(size, (box // (size + 1)).to(dev), (box % (size + 1)).to(dev), out,
                                      self.cfg["interpolation"], flip=bits.bool())
-            if sum(len(c) for c in self._box_cache.values()) * out * size * 4 > 64 << 20:
-                cache.clear()
             cache.update(zip(missing, built))
-        return torch.stack([cache[k] for k in uniq.tolist()])[inverse.to(dev)]
+        return torch.stack([cache[k] for k in keys])[inverse.to(dev)]
 
     def _eval_weights(self, h: int, w: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The eval resize + center crop as one [1, out, in] matrix per axis, cached per source size."""
@@ -266,4 +244,6 @@ class BatchTransform(nn.Module):
             x = padded.gather(2, rows)
             cols = torch.where(flip[:, None], ox[:, None] + side - 1 - ar, ox[:, None] + ar)
             x = x.gather(3, cols[:, None, None, :].expand(b, 3, side, side))
+        if self._augment is not None:  # integer pixels so far: the uint8 round trip is exact
+            x = self._augment_each(x.to(torch.uint8))
         return self._normalise(x.contiguous())

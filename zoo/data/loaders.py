@@ -8,7 +8,8 @@ one ``batch_transform`` to apply on the device (identity on the reference path).
 """
 from __future__ import annotations
 
-import logging
+import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from zoo.data.balance import train_sampler
-
-log = logging.getLogger("zoo.data")
+from zoo.errors import DataError
 
 
 @dataclass
@@ -59,18 +59,39 @@ def _store(split: Any, data_config: dict[str, Any], cache_dir: Path | None) -> A
         return TensorStore.from_split(split, size=size, cache_dir=cache_dir)
 
 
+def _warn(message: str) -> None:
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _default(section: Any, key: str) -> Any:
+    """The schema's default of a recipe key, read from the section's own dataclass (no import of the
+    schema from this lower layer)."""
+    return next(f.default for f in dataclasses.fields(section) if f.name == key)
+
+
+def train_batch_size(n_train: int, batch_size: int, warn: Callable[[str], None] = _warn) -> int:
+    """The train loader drops its last short batch (as timm's does: every step sees a full batch, and
+    mixup, which pairs samples, always gets an even one), so a train split smaller than a batch would give
+    no batch at all: use the largest even batch that fits instead, and say so."""
+    if n_train >= batch_size:
+        return batch_size
+    if n_train < 2:
+        raise DataError(f"the train split has {n_train} image(s): training needs at least 2")
+    fit = n_train - n_train % 2
+    warn(f"the train split has {n_train} images, fewer than data.batch_size={batch_size}: training on batches "
+         f"of {fit} (set data.batch_size={fit} or lower to silence this)")
+    return fit
+
+
 def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: Path | None = None,
-                  seed: int = 0) -> Loaders:
-    """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section."""
+                  seed: int = 0, warn: Callable[[str], None] = _warn) -> Loaders:
+    """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
+    notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning)."""
     from zoo.data.fast import BatchTransform
     from zoo.data.transforms import build_transform
 
-    batch_size = min(data_cfg.batch_size, len(ds["train"]))  # train batches drop the last short one (timm's
-    # drop_last): a split smaller than one batch would otherwise give no batch at all
-    if batch_size < data_cfg.batch_size:
-        log.warning("data.batch_size=%d is larger than the train split (%d images); using %d",
-                    data_cfg.batch_size, len(ds["train"]), batch_size)
-    eval_batch_size = data_cfg.eval_batch_size or 2 * batch_size
+    batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
+    eval_batch_size = data_cfg.eval_batch_size or 2 * data_cfg.batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
     generator = torch.Generator().manual_seed(seed)
     # data.sampler: random shuffles; balanced draws classes equally (zoo.data.balance, DDP-safe)
@@ -82,6 +103,11 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
         stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
         # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
+        # 0 is what happens anyway, and the default was not asked for: nothing to tell
+        if data_cfg.num_workers not in (0, _default(data_cfg, "num_workers")):
+            warn(f"data.num_workers={data_cfg.num_workers} is ignored on the fast path (data.fast: true): images "
+                 "are decoded once into a tensor store and batched in this process; data.fast=false uses "
+                 "DataLoader workers")
         train = stores["train"].loader(batch_size, drop_last=True, **order)
         plain = stores["train"].loader(eval_batch_size)
         evals = {s: stores[s].loader(eval_batch_size) for s in eval_splits}

@@ -26,6 +26,15 @@ def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float 
                  num_classes=num_classes)
 
 
+def check_even_batch(mix: Any, batch_size: int) -> None:
+    """Mixup/CutMix pair each sample with another of its batch (timm's ``Mixup`` refuses odd batches);
+    train batches are always full, so an even ``data.batch_size`` is all it takes."""
+    if mix is not None and batch_size % 2:
+        fix = " or ".join(str(b) for b in (batch_size - 1, batch_size + 1) if b > 0)
+        raise ConfigError(f"train.mixup/train.cutmix need an even data.batch_size, got {batch_size}: "
+                          f"use data.batch_size={fix}")
+
+
 class WeightedCrossEntropy(nn.Module):
     """Cross-entropy with per-class weights (``train.class_weights``), for class indices or, when mixing,
     probability targets (torch weighs those per class as well). Computed in float32 whatever the autocast

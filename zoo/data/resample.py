@@ -12,7 +12,9 @@ import math
 
 import torch
 
-# PIL's filters: (support, kernel)
+from zoo.errors import ConfigError
+
+# PIL's filters (Pillow's src/libImaging/Resample.c): (support, kernel)
 
 
 def _bilinear(x: torch.Tensor) -> torch.Tensor:
@@ -34,8 +36,22 @@ def _box(x: torch.Tensor) -> torch.Tensor:
     return ((x >= -0.5) & (x < 0.5)).to(x.dtype)
 
 
+def _hamming(x: torch.Tensor) -> torch.Tensor:
+    """PIL's hamming_filter: sinc windowed by 0.54 + 0.46 cos(pi x) (float constants, as in Pillow)."""
+    return torch.where(x.abs() < 1, torch.sinc(x) * (0.54 + 0.46 * torch.cos(math.pi * x)), torch.zeros_like(x))
+
+
 FILTERS = {"bilinear": (1.0, _bilinear), "bicubic": (2.0, _bicubic), "lanczos": (3.0, _lanczos),
-           "box": (0.5, _box), "nearest": (0.5, _box)}
+           "box": (0.5, _box), "hamming": (1.0, _hamming), "nearest": (0.5, _box)}
+
+
+def check_interpolation(name: str) -> str:
+    """Every interpolation a timm/PIL data config can name has a filter here; anything else is an error
+    (it used to become bilinear without a word)."""
+    if name not in FILTERS:
+        raise ConfigError(f"interpolation {name!r} is not supported by the fast path (data.fast); use one of "
+                          f"{', '.join(FILTERS)}, or data.fast=false for the per-sample PIL path")
+    return name
 
 
 def resample_weights(in_size: int, start: torch.Tensor, length: torch.Tensor, out_size: int,
@@ -44,7 +60,7 @@ def resample_weights(in_size: int, start: torch.Tensor, length: torch.Tensor, ou
     """[B, out_size, in_size] weights that resize the pixel box ``[start, start + length)`` of each sample
     to ``out_full`` (default ``out_size``) pixels and keep outputs ``out_offset .. out_offset + out_size``
     (a center crop after the resize). Pixels outside the box get no weight, as when PIL crops then resizes."""
-    support, kernel = FILTERS.get(interpolation, FILTERS["bilinear"])
+    support, kernel = FILTERS[check_interpolation(interpolation)]
     out_full = out_size if out_full is None else out_full
     dev = start.device
     start = start.to(torch.float32)[:, None, None]
@@ -76,7 +92,16 @@ def apply_weights(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor, scale: to
     bicubic upsampling, whose overshoot PIL clips between the passes), then the vertical pass. The
     normalisation is applied to the small intermediate (the rows of ``wy`` sum to one) and the clip is
     done in normalised units, so the large output is written once. On CPU the batch is processed in
-    chunks whose output fits in cache: memory bandwidth, not arithmetic, is the limit there."""
+    chunks whose output fits in cache: memory bandwidth, not arithmetic, is the limit there.
+
+    Always float32, also inside an autocast region (bf16/fp16 training evaluates through it): the 8-bit
+    agreement with PIL needs float32, and ``matmul(out=float32)`` under autocast fails."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _apply_weights(x, wy, wx, scale, shift, chunk)
+
+
+def _apply_weights(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor, scale: torch.Tensor | None,
+                   shift: torch.Tensor | None, chunk: int | None) -> torch.Tensor:
     b, c, h, w = x.shape
     H, W = wy.shape[1], wx.shape[1]
     dev = x.device
@@ -91,7 +116,7 @@ def apply_weights(x: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor, scale: to
         wxs = wx if wx.shape[0] == 1 else wx[s:e]
         wys = wy if wy.shape[0] == 1 else wy[s:e]
         t = torch.matmul(x[s:e].float(), wxs.transpose(1, 2)[:, None])  # [b, C, h, W]
-        t = t.round_().clamp_(0, 255).mul_(scale).sub_(shift)
+        t = t.add_(0.5).floor_().clamp_(0, 255).mul_(scale).sub_(shift)  # PIL rounds half up
         o = out[s:e]
         torch.matmul(wys[:, None], t, out=o)
         for k, (lo, hi) in enumerate(bounds):  # scalar bounds: a tensor-bound clamp is 3x slower

@@ -10,7 +10,6 @@ from typing import Any
 from zoo.errors import ConfigError
 
 PRESETS = ("none", "flip-crop", "randaugment", "trivialaugment")
-RANDAUGMENT = "rand-m9-mstd0.5-inc1"  # timm's standard RandAugment policy
 TRAIN_SCALE = (0.08, 1.0)  # timm's RandomResizedCrop defaults, kept so both paths agree
 TRAIN_RATIO = (3 / 4, 4 / 3)
 
@@ -42,6 +41,40 @@ def check_preset(preset: str) -> str:
     return preset
 
 
+def augment_op(preset: str, mean: tuple[float, ...]) -> Any:
+    """The photometric/geometric augmentation of a preset, ONE definition for both paths: torchvision's
+    RandAugment(num_ops=2, magnitude=9) or TrivialAugmentWide on a uint8 tensor [3, H, W], applied after the
+    crop at the model's input size, as timm and the RandAugment paper place it (magnitudes such as the
+    translation then refer to the model's input, and the cost does not grow with the photo).
+
+    Why torchvision's and not timm's ``rand-m9-mstd0.5-inc1``: timm's works on PIL images only, so the fast
+    path (uint8 batches on the training device) could not run it without a per-image round trip through
+    PIL on the CPU; torchvision's runs on tensors on any device, and the PIL path converts its crop to a
+    uint8 tensor before it, so both paths run the same code on the same 8-bit crop. Areas the geometric
+    ops uncover are filled with the model's mean colour (timm's choice), which normalises to zero.
+    ``None`` for presets without one."""
+    from torchvision.transforms import v2
+
+    fill = [round(255 * m) for m in mean]
+    if preset == "randaugment":
+        return v2.RandAugment(num_ops=2, magnitude=9, fill=fill)
+    if preset == "trivialaugment":
+        return v2.TrivialAugmentWide(fill=fill)
+    return None
+
+
+def _tensor_tail(augment: Any, cfg: dict[str, Any]) -> list[Any]:
+    """PIL crop -> uint8 tensor -> augment -> float in 0..1 -> normalise (= timm's ToTensor + Normalize)."""
+    import torch
+    import torchvision.transforms as T
+    from torchvision.transforms import v2
+
+    ops: list[Any] = [T.PILToTensor()]
+    if augment is not None:
+        ops.append(augment)
+    return ops + [v2.ToDtype(torch.float32, scale=True), T.Normalize(cfg["mean"], cfg["std"])]
+
+
 def eval_scale_size(cfg: dict[str, Any]) -> tuple[int, int]:
     """The size timm resizes to before the center crop: floor(input / crop_pct)."""
     _, h, w = cfg["input_size"]
@@ -57,32 +90,21 @@ def _full_size(cfg: dict[str, Any], train: bool, preset: str) -> Callable:
     if not train or preset == "none":
         return create_transform(is_training=False, crop_pct=cfg["crop_pct"], crop_mode=cfg["crop_mode"], **common)
     kwargs = dict(is_training=True, scale=TRAIN_SCALE, ratio=TRAIN_RATIO, hflip=0.5, color_jitter=None, **common)
-    if preset == "randaugment":
-        return create_transform(auto_augment=RANDAUGMENT, **kwargs)
-    primary, _, final = create_transform(separate=True, **kwargs)
+    primary, _, final = create_transform(separate=True, **kwargs)  # crop + flip | (none) | to tensor + normalise
     if preset == "flip-crop":
         return T.Compose([primary, final])
-    # timm has no TrivialAugment; torchvision's is the reference implementation
-    return T.Compose([primary, T.TrivialAugmentWide(), final])
+    return T.Compose([primary, *_tensor_tail(augment_op(preset, cfg["mean"]), cfg)])
 
 
 def _own_size(cfg: dict[str, Any], side: int, train: bool, preset: str) -> Callable:
     """For ``upsample=False``: keep a small source at its own (square) size; CIFAR-style pad-and-crop."""
     import torchvision.transforms as T
 
-    final = [T.ToTensor(), T.Normalize(cfg["mean"], cfg["std"])]
     ops: list[Any] = [T.CenterCrop(side)]
     if train and preset != "none":
         ops = [T.CenterCrop(side), T.RandomCrop(side, padding=max(1, side // 8), padding_mode="reflect"),
                T.RandomHorizontalFlip()]
-        if preset == "randaugment":
-            from timm.data.auto_augment import rand_augment_transform
-
-            ops.append(rand_augment_transform(RANDAUGMENT, {"translate_const": int(side * 0.45),
-                                                           "img_mean": tuple(round(255 * m) for m in cfg["mean"])}))
-        elif preset == "trivialaugment":
-            ops.append(T.TrivialAugmentWide())
-    return T.Compose(ops + final)
+    return T.Compose(ops + _tensor_tail(augment_op(preset, cfg["mean"]) if train else None, cfg))
 
 
 class PerSampleTransform:
@@ -117,8 +139,8 @@ def build_transform(data_config: dict[str, Any], train: bool, preset: str = "fli
     """callable(PIL.Image) -> normalised float tensor [3, H, W] for the model whose data config is given.
 
     Eval: resize to input/crop_pct and center crop (timm's eval transform). Train presets: ``none`` (eval
-    transform), ``flip-crop`` (RandomResizedCrop + horizontal flip), ``randaugment`` (+ timm RandAugment
-    rand-m9-mstd0.5-inc1), ``trivialaugment`` (+ torchvision TrivialAugmentWide).
+    transform), ``flip-crop`` (RandomResizedCrop + horizontal flip), ``randaugment`` / ``trivialaugment``
+    (flip-crop, then torchvision's RandAugment(2, 9) / TrivialAugmentWide on the crop: see ``augment_op``).
     """
     return PerSampleTransform(data_config, train, preset, upsample)
 

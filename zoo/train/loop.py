@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from zoo.data import load_dataset
 from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.loaders import build_loaders
-from zoo.data.mixing import build_loss, build_mixup
+from zoo.data.mixing import build_loss, build_mixup, check_even_batch
 from zoo.errors import ConfigError
 from zoo.fsutil import atomic_write_with
 from zoo.metrics import classification_metrics, read_metrics, selection_score
@@ -127,8 +127,10 @@ class Trainer:
         self.strategy = Strategy(self.model, r.strategy)
         self.strategy.apply(r.train.epochs)
         with acc.main_process_first():
-            self.loaders = build_loaders(self.ds, self.model.data_config, r.data, self.run_dir, seed=r.data.seed)
+            self.loaders = build_loaders(self.ds, self.model.data_config, r.data, self.run_dir, seed=r.data.seed,
+                                         warn=self._warn)
         self.mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, self.ds.num_classes)
+        check_even_batch(self.mixup, self.loaders.train.batch_size)
         weights = loss_weights(self.ds["train"]["label"], self.ds.num_classes, r.train.class_weights)
         self.criterion: nn.Module = build_loss(self.mixup, r.train.label_smoothing, weights).to(acc.device)
         if r.train.channels_last:
