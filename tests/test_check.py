@@ -30,7 +30,7 @@ def _train(argv, capsys):
     ("model.name=tv:resnet999", "zoo: error: unknown model tv:'resnet999'."),
     ("model.name=pypi:efficientnet_lite9", "zoo: error: unknown model pypi:'efficientnet_lite9'."),
     ("model.name=hf:./no/such/folder",
-     "zoo: error: model.name 'hf:./no/such/folder': 'no/such/folder' is not a folder"),
+     "zoo: error: hf:./no/such/folder: './no/such/folder' is not a directory with a transformers config.json"),
     ("data.spec=imagefolder:/no/such/photos",
      "zoo: error: dataset spec 'imagefolder:/no/such/photos': no such folder"),
     ("data.spec=/no/such/photos", "zoo: error: dataset spec '/no/such/photos' is not a known dataset"),

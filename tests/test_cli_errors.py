@@ -286,10 +286,14 @@ def _internal_flags() -> set[str]:
     return flags
 
 
+# Flags of timm's own benchmark.py that zoo bench's refusals name (passed through --timm-args, never zoo's).
+TIMM_SCRIPT_FLAGS = {"--torchcompile", "--channels-last", "--amp", "--precision", "--img-size", "--batch-size"}
+
+
 def test_every_flag_and_key_in_zoos_messages_exists(monkeypatch):
     messages = _message_strings()
     assert len(messages) > 10  # the scan sees the messages
-    monkeypatch.setattr(sys.modules[__name__], "ALL_FLAGS", ALL_FLAGS | _internal_flags())
+    monkeypatch.setattr(sys.modules[__name__], "ALL_FLAGS", ALL_FLAGS | _internal_flags() | TIMM_SCRIPT_FLAGS)
     wrong = {where: hints(text, None) for where, text in messages if hints(text, None)}
     assert wrong == {}
 

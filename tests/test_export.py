@@ -107,5 +107,8 @@ def test_export_usage_errors(artifact, tmp_path, capsys):
     assert "--opset 3" in capsys.readouterr().err
     assert main(["export", str(artifact), "--out", str(tmp_path / "model.bin")]) == 1
     assert "must end in .onnx" in capsys.readouterr().err
-    assert main(["predict", str(tmp_path / "missing.onnx"), "x.png"]) == 2
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "x.png")  # the images are checked before the model
+    assert main(["predict", str(tmp_path / "missing.onnx"), str(tmp_path / "x.png")]) == 2
     assert "ONNX file not found" in capsys.readouterr().err
