@@ -83,3 +83,16 @@ def test_hub_license_is_a_recipe_key_that_reaches_the_model_card(tmp_path):
     card = (folder / "README.md").read_text()
     assert "\nlicense: mit\n" in card
     assert "license: mit" in render(json.loads((folder / "zoo.json").read_text()))
+
+
+def test_a_run_without_upsampling_is_evaluated_the_same_way_by_zoo_eval(photos, tmp_path, capsys):
+    """data.upsample=false keeps 32-px images at 32 px: the saved model carries that, so zoo eval does too."""
+    args = _overrides(photos, tmp_path, "train.epochs=1", "data.image_size=64", "data.upsample=false")
+    assert train_main(args) == 0
+    run = tmp_path / "r"
+    final = [m for m in read_metrics(run / "metrics.jsonl") if m["kind"] == "final"][-1]
+    model = zoo.load(run / "model")
+    assert model.data_config["upsample"] is False
+    capsys.readouterr()
+    assert zoo_main(["eval", str(run / "model"), "--data", photos, "--json", "--out", str(tmp_path / "e")]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == final["top1"]

@@ -135,13 +135,15 @@ class PerSampleTransform:
 
 
 def build_transform(data_config: dict[str, Any], train: bool, preset: str = "flip-crop",
-                    upsample: bool = True) -> PerSampleTransform:
+                    upsample: bool | None = None) -> PerSampleTransform:
     """callable(PIL.Image) -> normalised float tensor [3, H, W] for the model whose data config is given.
 
     Eval: resize to input/crop_pct and center crop (timm's eval transform). Train presets: ``none`` (eval
     transform), ``flip-crop`` (RandomResizedCrop + horizontal flip), ``randaugment`` / ``trivialaugment``
     (flip-crop, then torchvision's RandAugment(2, 9) / TrivialAugmentWide on the crop: see ``augment_op``).
     """
+    if upsample is None:  # a model trained with data.upsample=false carries it in its data config
+        upsample = bool(data_config.get("upsample", True))
     return PerSampleTransform(data_config, train, preset, upsample)
 
 

@@ -104,7 +104,7 @@ def select_final_weights(t: Any) -> None:
 def final_evaluation(t: Any, split: str) -> dict[str, Any]:
     """``zoo eval``'s evaluation of the shipped weights: float32, PIL preprocessing, one process."""
     model = t.model.float().eval()
-    transform = build_transform(model.data_config, train=False, upsample=t.recipe.data.upsample)
+    transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
     return evaluate(model, t.ds[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
                     label_names=t.ds.label_names, progress=False)
 

@@ -145,6 +145,8 @@ class Trainer:
         model.reset_classifier(self.ds.num_classes, label_names=self.ds.label_names)
         if r.data.image_size:
             model.data_config["input_size"] = (3, r.data.image_size, r.data.image_size)
+        if not r.data.upsample:  # saved with the model, so zoo eval / predict preprocess as the run did
+            model.data_config["upsample"] = False
         return model
 
     def _optimizer(self) -> torch.optim.Optimizer:
