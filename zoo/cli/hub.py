@@ -110,8 +110,14 @@ def run_eval(args: argparse.Namespace) -> int:
     # a bad spec fails here, before the model loads
     out = Path(args.out) if args.out else output_dir("eval", args.model, data_name(args.data))
     model = _open(args.model, args.revision)
+    # The same data a run was trained on gets the run's own validation split (its val_size and seed, from
+    # zoo.json), so evaluating the run's model reproduces the run's figures on a folder without a test split.
+    recorded = (getattr(model, "zoo_metadata", None) or {}).get("dataset") or {}
+    carve = recorded.get("validation") or {}
+    same_split = {"val_size": carve["val_size"], "seed": carve["seed"]} \
+        if carve.get("carved") and recorded.get("spec") == args.data else {}
     # Load skipping bad files everywhere, then judge only the split we evaluate.
-    data = load_dataset(args.data, on_bad_image="skip", progress=sys.stderr.isatty())
+    data = load_dataset(args.data, on_bad_image="skip", progress=sys.stderr.isatty(), **same_split)
     split = args.split or next((s for s in ("test", "validation") if s in data), None)
     if split is None:
         raise DataError(f"{args.data!r} has no test or validation split ({data.keys()}); pass --split")

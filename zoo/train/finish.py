@@ -103,7 +103,10 @@ def select_final_weights(t: Any) -> None:
 
 def final_evaluation(t: Any, split: str) -> dict[str, Any]:
     """``zoo eval``'s evaluation of the shipped weights: float32, PIL preprocessing, one process."""
-    model = t.model.float().eval()
+    # accelerate wrapped the model's forward in the run's autocast (bf16/fp16) and channels_last may be on:
+    # zoo eval loads the saved weights into a plain float32 module, so evaluate exactly that
+    model = t.accelerator.unwrap_model(t.model, keep_fp32_wrapper=False)
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
     transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
     return evaluate(model, t.ds[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
                     label_names=t.ds.label_names, progress=False)
