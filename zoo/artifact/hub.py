@@ -16,7 +16,7 @@ from huggingface_hub.errors import (
 
 from zoo.artifact.files import CONFIG_NAME, HUB_ID, WEIGHTS_NAME, pickle_refused
 from zoo.artifact.modelcard import card_for_repo
-from zoo.backbones.weights import hub_access, hub_unreachable
+from zoo.backbones.weights import first_line, hub_access, hub_unreachable
 from zoo.errors import ArtifactUnavailableError, CheckpointError, ConfigError, ZooError
 
 # Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
@@ -52,7 +52,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise ArtifactUnavailableError(f"cannot load {where}: {why}. Fix: run once with network access, or set "
                               f"HF_HOME to a cache that has it, or pass a local artifact folder.") from exc
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot download {where} from {endpoint()}: {_reason(exc)}") from exc
+        raise CheckpointError(f"cannot download {where} from {endpoint()}: {first_line(exc)}") from exc
     if not (folder / "model.safetensors").is_file():
         _refuse_remote_pickles(repo_id, revision, folder)
     return folder
@@ -144,14 +144,10 @@ def _describe(exc: BaseException) -> str:
              403: "permission denied: the token cannot write to this namespace or repo",
              404: "the repo or branch does not exist and could not be created"}
     if status in hints:
-        return f"HTTP {status}, {hints[status]} ({_reason(exc)})"
+        return f"HTTP {status}, {hints[status]} ({first_line(exc)})"
     if status:
-        return f"HTTP {status} ({_reason(exc)})"
+        return f"HTTP {status} ({first_line(exc)})"
     if isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-        return f"the Hub could not be reached ({_reason(exc)}); check the network or HF_ENDPOINT"
-    return f"unexpected answer from the Hub ({_reason(exc)})"
+        return f"the Hub could not be reached ({first_line(exc)}); check the network or HF_ENDPOINT"
+    return f"unexpected answer from the Hub ({first_line(exc)})"
 
-
-def _reason(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"

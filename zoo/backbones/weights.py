@@ -99,11 +99,6 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return f"{type(exc).__name__}: {first[:300]}"
-
 
 def unavailable_reason(unreachable: str | None) -> str:
     """Why a download failed, in words: offline by request, Hub unreachable, or the download failed."""
@@ -133,14 +128,14 @@ def wrap_weight_errors(model_name: str, pretrained: bool, hub: bool = True,
                 fix += f", or {PRETRAINED_FIX}"
             raise WeightsUnavailableError(
                 f"cannot load {needed} for {model_name!r}: {unavailable_reason(unreachable)}. "
-                f"Cause: {_reason(exc)}. Fix: {fix}."
+                f"Cause: {first_line(exc)}. Fix: {fix}."
             ) from exc
 
 
 def first_line(exc: BaseException) -> str:
     """'TypeName: first line of the message' (messages of loaders can run to pages)."""
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else type(exc).__name__}"
 
 
 def preview(items: list[str], n: int = 5) -> str:

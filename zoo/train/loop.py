@@ -301,14 +301,14 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(acc.unwrap_model(self.net), step=p.global_step)
                 if acc.is_local_main_process and p.global_step % max(r.train.log_every, 1) == 0:
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}")
+                    bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.2e}")
                 if r.train.save_every_steps and p.global_step % r.train.save_every_steps == 0:
                     self._fold()
                     save_state(acc, self.run_dir, p, r.train.keep_last, r.to_dict())
         bar.close()
         self._fold()
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r, acc = self.recipe, self.accelerator
         x = self.prepare_batch(x)
         target = y
@@ -324,7 +324,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         self._running += torch.stack([loss.detach().float() * len(y), (logits.detach().argmax(1) == y).sum().float(),
                                       torch.tensor(float(len(y)), device=acc.device)])
-        return float(loss.detach())
+        return loss.detach()  # a tensor: reading it syncs the device, so only the progress bar does, now and then
 
     def _fold(self) -> None:
         """Move the running sums (all processes) and the elapsed time into the progress."""
