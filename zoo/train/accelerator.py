@@ -11,11 +11,12 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
 from zoo.errors import ConfigError
+from zoo.train.schema import Recipe
 
 log = logging.getLogger("zoo.train")
 
 
-def new_accelerator(recipe: Any, run_dir: Path) -> Accelerator:
+def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
     """A fresh Accelerator per run: several variants may run in one process."""
     # accelerate keeps its state in process-wide singletons; reset the per-run parts (keeping the
     # distributed process group) so a second variant may choose its own precision or accumulation.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from zoo.data.transforms import resolve_config
@@ -24,7 +25,7 @@ from zoo.data.transforms import resolve_config
 CACHE_VERSION = 1
 
 
-def weights_digest(model: Any) -> str:
+def weights_digest(model: torch.nn.Module) -> str:
     """A digest of every parameter and buffer that feeds ``forward_features`` (the classifier excluded)."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     skip = {t.data_ptr() for t in head.state_dict().values()} if isinstance(head, torch.nn.Module) else set()
@@ -38,7 +39,7 @@ def weights_digest(model: Any) -> str:
     return h.hexdigest()
 
 
-def feature_key(model: Any, split: Any, data_config: dict[str, Any], *, fast: bool = True, upsample: bool = True,
+def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, Any], *, fast: bool = True, upsample: bool = True,
                 precision: str = "no") -> dict[str, Any]:
     """The record a cache entry is keyed by (and stores beside the tensors, for inspection)."""
     cfg = resolve_config(data_config)

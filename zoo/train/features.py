@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from zoo.backbones.base import Backbone
 
 
 @torch.no_grad()
-def extract_features(model: Backbone, loader: Iterable[Any], accelerator: Any = None,
+def extract_features(model: Backbone, loader: Iterable[Any], accelerator: Accelerator | None = None,
                      batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
                      desc: str = "features", leave: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and labels of every example, gathered from all processes, on the CPU.

@@ -7,11 +7,10 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Any
-
 from zoo.data.specs import parse_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import check_model_name  # each source checks its own ids (Source.check_id), plugins too
+from zoo.train.schema import Recipe
 
 
 def check_data_spec(spec: str) -> None:
@@ -39,7 +38,7 @@ def check_writable(directory: str | os.PathLike, key: str = "output.dir") -> Non
                           f"(e.g. {key}=runs)")
 
 
-def preflight(recipe: Any) -> None:
+def preflight(recipe: Recipe) -> None:
     """Every cheap check of one recipe (one variant): model name, data, output folder."""
     check_model_name(recipe.model.name)
     check_data_spec(recipe.data.spec)

@@ -1,19 +1,10 @@
-"""Where a run stands, as one typed object saved with each resumable state and restored as one piece; and
-the guard that refuses to resume a run under changed settings."""
+"""Where a run stands, as one typed object saved with each resumable state and restored as one piece."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
-
-from zoo.errors import ConfigError
-
-# Keys that may change between a run and its resumption: how long it runs and where its output goes.
-# Anything else (data, model, strategy, optimiser, schedule, precision...) would mix two runs into one.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.save_every_steps", "train.keep_last",
-                  "train.log_every", "resume")
-RESUMABLE_SECTIONS = ("output.", "hub.")
 
 
 @dataclass
@@ -52,34 +43,3 @@ class Progress:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.ep_loss = self.ep_correct = self.ep_seen = 0.0
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and k != "variants":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def changed_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, saved value, current value) for every setting that differs and may not change on resume."""
-    a, b = _flat(saved), _flat(current)
-    changed = []
-    for key in sorted(set(a) | set(b)):
-        if key in RESUMABLE_KEYS or key.startswith(RESUMABLE_SECTIONS) or key == "variants":
-            continue
-        if a.get(key) != b.get(key):
-            changed.append((key, a.get(key), b.get(key)))
-    return changed
-
-
-def refuse_changed_resume(run_dir: str, state_path: str, changes: list[tuple[str, Any, Any]]) -> ConfigError:
-    shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes[:8])
-    more = f" (+{len(changes) - 8} more)" if len(changes) > 8 else ""
-    return ConfigError(
-        f"{run_dir} holds a run with other settings ({state_path}); changed: {shown}{more}. Resuming would mix "
-        f"two runs into one. Start it over with resume=never, or keep both runs with a new name "
-        f"(name=NEW_NAME or output.dir=OTHER_DIR).")

@@ -57,8 +57,9 @@ def run_report(trainer: Trainer) -> dict[str, Any] | None:
     if not PartialState().is_main_process:
         return None
     try:
-        section = run_context(read_run(trainer.run_dir), dataset=trainer.ds)
-        print(f"[{trainer.recipe.name}] report: {write_report(trainer.run_dir, contexts=[section])}")
+        dataset = trainer.context.data if trainer.context is not None else None
+        section = run_context(read_run(trainer.layout.root), dataset=dataset)
+        print(f"[{trainer.recipe.name}] report: {write_report(trainer.layout.root, contexts=[section])}")
         return section
     except Exception as exc:  # noqa: BLE001  any failure of the report leaves the finished run intact
         print(f"[{trainer.recipe.name}] warning: report.html not written: {type(exc).__name__}: {exc}",

@@ -1,4 +1,5 @@
-"""Resumable training state: written atomically, kept for the last K, found again after a crash.
+"""Checkpoints, written: resumable states (atomically, the last K kept), the best epoch's weights, and the
+per-epoch artifact pushed to the Hub. Reading them back is zoo.train.resume's job.
 
 accelerate's ``save_state`` writes model, optimizer, registered objects (scheduler, EMA), the sampler and
 every process's RNG. It writes into the folder it is given, file by file, so a SIGKILL halfway leaves a
@@ -8,53 +9,46 @@ marker guards against file systems where rename is not atomic.
 """
 from __future__ import annotations
 
+import copy
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo.fsutil import fsync_write
+from accelerate import Accelerator
+from safetensors.torch import save_file
+from torch import nn
+
+from zoo.artifact.hub import push_to_hub
+from zoo.artifact.save import save
+from zoo.data.dataset import ImageDataset
+from zoo.errors import ZooError
+from zoo.fsutil import atomic_write_with, fsync_write
+from zoo.train.layout import RunLayout
 from zoo.train.progress import Progress
+from zoo.train.schema import Recipe
 
-log = logging.getLogger("zoo.train")
-
-STATE_DIR = "states"
 COMPLETE = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
 RECIPE_FILE = "recipe.json"  # the resolved recipe the state belongs to (the resume guard compares it)
 
 
-def states_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / STATE_DIR
-
-
-def complete_states(run_dir: Path) -> list[Path]:
+def complete_states(layout: RunLayout) -> list[Path]:
     """Complete state folders, newest first."""
-    root = states_dir(run_dir)
+    root = layout.states
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("state-") and (p / COMPLETE).exists()]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
-def saved_recipe(state: Path) -> dict[str, Any] | None:
-    """The recipe saved with a state, or None for states written before zoo saved it."""
-    path = Path(state) / RECIPE_FILE
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def save_state(accelerator: Any, run_dir: Path, progress: Progress, keep_last: int,
+def save_state(accelerator: Accelerator, layout: RunLayout, progress: Progress, keep_last: int,
                recipe: Mapping[str, Any]) -> Path:
     """Every process calls this (accelerate saves each rank's RNG); the main process renames and prunes."""
-    root = states_dir(run_dir)
-    tmp = root / f".tmp-{progress.global_step:08d}"
-    final = root / f"state-{progress.global_step:08d}"
+    tmp = layout.states / f".tmp-{progress.global_step:08d}"
+    final = layout.states / f"state-{progress.global_step:08d}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -67,28 +61,31 @@ def save_state(accelerator: Any, run_dir: Path, progress: Progress, keep_last: i
         fsync_write(tmp / COMPLETE, b"ok\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in complete_states(run_dir)[max(keep_last, 1):]:
+        for old in complete_states(layout)[max(keep_last, 1):]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
-def load_latest_state(accelerator: Any, run_dir: Path, explicit: Path | None = None,
-                      warn: Callable[[str], None] = log.warning) -> tuple[Progress, Path] | None:
-    """Load the newest state that loads cleanly; a corrupt one is reported and the previous one used."""
-    candidates = [Path(explicit)] if explicit else complete_states(run_dir)
-    for path in candidates:
-        try:
-            progress = Progress.from_dict(json.loads((path / TRAINER_STATE).read_text()))
-            accelerator.load_state(str(path))
-            return progress, path
-        except Exception as exc:  # corrupt or partial files: any loader error means "not usable"
-            warn(f"resume: state {path} is unusable ({type(exc).__name__}: {str(exc)[:200]}); "
-                 f"trying an earlier one")
-            if explicit:
-                raise
-    return None
+def clear_states(layout: RunLayout) -> None:
+    shutil.rmtree(layout.states, ignore_errors=True)
 
 
-def clear_states(run_dir: Path) -> None:
-    shutil.rmtree(states_dir(run_dir), ignore_errors=True)
+def save_best(shipped: nn.Module, layout: RunLayout) -> None:
+    """The best epoch's weights so far (the shipped module's: the EMA copy when EMA is on), atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in shipped.state_dict().items()}
+    atomic_write_with(layout.best_weights, lambda tmp: save_file(state, str(tmp)))
+
+
+def push_checkpoint(shipped: nn.Module, layout: RunLayout, recipe: Recipe, data: ImageDataset, epoch: int,
+                    record: Mapping[str, Any], warn: Callable[[str], None]) -> None:
+    """This epoch's weights as a full artifact on the repo's `checkpoints` branch (main process only).
+    A failed push is reported and training goes on: the run must not die for the network."""
+    snapshot = copy.deepcopy(shipped).cpu().eval()
+    save(snapshot, layout.checkpoint, recipe=recipe.to_dict(), dataset=data.info(),
+         metrics={"epoch": epoch + 1, "val_top1": record["val_top1"], "val_top5": record["val_top5"]})
+    try:
+        push_to_hub(layout.checkpoint, recipe.hub.repo_id, private=recipe.hub.private, revision="checkpoints",
+                    commit_message=f"epoch {epoch + 1}: val top-1 {record['val_top1']:.4f}")
+    except ZooError as exc:
+        warn(f"checkpoint push failed, training continues: {exc}")
