@@ -215,11 +215,13 @@ def test_hub_server_dying_mid_upload_leaves_artifact_and_repo_unchanged(good_art
 
 
 # ---- SIGKILL at random moments, then resume -------------------------------------------------------------
-TRIALS = {  # name -> what the killer waits for in the run folder before it sends SIGKILL
-    "random step a": ("step", 1),
-    "random step b": ("step", 2),
-    "during a state save": ("state-save", None),
-    "during the final save": ("final-save", None),
+# Each run draws its own moments (the seed is printed with any failure; ZOO_FAULT_SEED=N replays it).
+SEED = int(os.environ.get("ZOO_FAULT_SEED") or random.SystemRandom().randrange(2**32))
+TRIALS = {  # name -> the event the killer waits for; the moment after it is drawn per run
+    "mid-run a": "step",  # a random state, then a random moment within the next save interval
+    "mid-run b": "step",
+    "during a state save": "state-save",  # a random save, then a random moment once its folder appears
+    "during the final save": "final-save",
 }
 KILL_RECIPE = {
     "model": {"name": "timm:test_resnet", "pretrained": False},
@@ -231,10 +233,11 @@ KILL_RECIPE = {
 STEPS = 2 * 192 // 16
 
 
-def _launch(recipe: Path, *overrides: str) -> subprocess.Popen:
+def _launch(recipe: Path, log: Path, *overrides: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "zoo.train", str(recipe), *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as out:  # a file, not a pipe: a victim must never block on a full pipe
+        return subprocess.Popen([sys.executable, "-m", "zoo.train", str(recipe), *overrides], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
 def _result(run_dir: Path) -> dict:
@@ -249,45 +252,73 @@ def kill_reference(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("kills")
     recipe = out / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({**KILL_RECIPE, "output": {"dir": str(out)}}))
-    ref = _launch(recipe, "name=ref", "resume=never")
-    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    ref = _launch(recipe, out / "ref.log", "name=ref", "resume=never")
+    assert ref.wait(timeout=300) == 0, (out / "ref.log").read_text()[-3000:]
     return recipe, _result(out / "ref")
 
 
-def _ready(run_dir: Path, kind: str, step: int) -> bool:
+def _steps(states: Path, prefix: str) -> list[int]:
+    return [int(p.name.split("-")[1]) for p in states.glob(f"{prefix}*")] if states.is_dir() else []
+
+
+def _wait_for(victim: subprocess.Popen, ready) -> None:
+    deadline = time.monotonic() + 300
+    while victim.poll() is None and time.monotonic() < deadline and not ready():
+        time.sleep(0.001)
+
+
+def _kill_at_a_random_moment(victim: subprocess.Popen, run_dir: Path, kind: str, rng: random.Random) -> str:
+    """Wait for the trial's event, then sleep a drawn time and SIGKILL; returns the moment, for messages."""
     states = run_dir / "states"
-    if kind == "final-save":  # zoo.save writes the artifact into .model.tmp-* and renames it into place
-        return run_dir.is_dir() and any(p.name.startswith(".model.tmp-") for p in run_dir.iterdir())
-    if not states.is_dir():
-        return False
-    names = [p.name for p in states.iterdir()]
-    if kind == "state-save":  # accelerate is writing into .tmp-<step> (renamed to state-<step> when complete),
-        # and an earlier state is there to resume from
-        return any(n.startswith(".tmp-") for n in names) and any(n.startswith("state-") for n in names)
-    return any(n.startswith("state-") and int(n.split("-")[1]) >= step for n in names)
+    if kind == "step":
+        target = rng.randint(4, STEPS - 2)  # a state to reach (one of either epoch), with one before it
+        seen: dict[int, float] = {}
+
+        def ready() -> bool:
+            for step in _steps(states, "state-"):
+                seen.setdefault(step, time.monotonic())
+            return any(step >= target for step in seen)
+
+        _wait_for(victim, ready)
+        times = sorted(seen.values())
+        interval = times[-1] - times[-2] if len(times) > 1 else 0.5  # two steps and a save, as measured
+        delay = rng.uniform(0, interval)
+        moment = f"{delay:.3f} s (of a {interval:.3f} s save interval) after a state at step >= {target}"
+    elif kind == "state-save":  # accelerate writes into .tmp-<step>, renamed to state-<step> when complete
+        save = rng.choice(range(4, STEPS + 1, 2))  # a save with an earlier state to resume from
+        _wait_for(victim, lambda: save in _steps(states, ".tmp-") or save in _steps(states, "state-"))
+        delay = rng.uniform(0, 0.05)
+        moment = f"{delay:.3f} s after the state save of step {save} began"
+    else:  # zoo.save writes the artifact into .model.tmp-* and renames it into place
+        _wait_for(victim, lambda: run_dir.is_dir() and any(run_dir.glob(".model.tmp-*")))
+        delay = rng.uniform(0, 0.05)
+        moment = f"{delay:.3f} s after the final save began"
+    time.sleep(delay)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    return moment
+
+
+def _leftovers(run_dir: Path) -> list[str]:
+    """Staged folders and temporary files of killed writes (fsutil's .NAME.tmp-*, .NAME.old-*; .tmp-<step>)."""
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob(".*")
+                  if ".tmp-" in p.name or ".old-" in p.name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trial", list(TRIALS))
 def test_sigkill_then_resume_ends_with_the_same_metrics_and_model_bytes(kill_reference, trial):
     recipe, reference = kill_reference
-    kind, seed = TRIALS[trial]
-    rng = random.Random(seed)
-    step = rng.randint(2, STEPS - 2)  # a random step of either epoch; then a random moment after it
+    rng = random.Random(f"{SEED}:{trial}")
     name = "trial-" + trial.replace(" ", "-")
-    run_dir = recipe.parent / name
-    victim = _launch(recipe, f"name={name}", "resume=never")
-    deadline = time.monotonic() + 300
-    while victim.poll() is None and time.monotonic() < deadline and not _ready(run_dir, kind, step):
-        time.sleep(0.001)
-    if kind == "step":
-        time.sleep(rng.uniform(0, 0.3))
-    victim.send_signal(signal.SIGKILL)
-    output = victim.communicate()[0]
-    assert victim.returncode == -signal.SIGKILL, f"the run ended before the kill ({kind}):\n{output[-2000:]}"
-    resumed = _launch(recipe, f"name={name}", "resume=auto")
-    output = resumed.communicate(timeout=300)[0]
-    assert resumed.returncode == 0, output[-3000:]
-    assert "resumed from" in output
-    assert _result(run_dir) == reference
+    run_dir, log = recipe.parent / name, recipe.parent / f"{name}.log"
+    victim = _launch(recipe, log, f"name={name}", "resume=never")
+    moment = _kill_at_a_random_moment(victim, run_dir, TRIALS[trial], rng)
+    replay = f"killed {moment} (ZOO_FAULT_SEED={SEED} replays it)"
+    assert victim.returncode == -signal.SIGKILL, f"the run ended before the kill, {replay}:\n{log.read_text()[-2000:]}"
+    resumed = _launch(recipe, log, f"name={name}", "resume=auto")
+    assert resumed.wait(timeout=300) == 0, f"{replay}\n{log.read_text()[-3000:]}"
+    assert "resumed from" in log.read_text(), replay
+    assert _result(run_dir) == reference, replay
+    assert _leftovers(run_dir) == [], replay
     zoo.load(run_dir / "model")  # the artifact the resumed run left loads

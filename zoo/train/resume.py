@@ -21,7 +21,7 @@ from zoo.train.layout import RunLayout
 from zoo.train.progress import Progress
 from zoo.train.schedule import schedule_factor
 from zoo.train.schema import Recipe
-from zoo.train.state import COMPLETE, RECIPE_FILE, TRAINER_STATE, complete_states
+from zoo.train.state import COMPLETE, RECIPE_FILE, TRAINER_STATE, complete_states, remove_partial_writes
 
 # Keys that may change between a run and its resumption: how long it runs and where its output goes.
 # Anything else (data, model, strategy, optimiser, schedule, precision...) would mix two runs into one.
@@ -137,6 +137,8 @@ def restore(ctx: RunContext, state: Path | None) -> None:
         note = schedule_length_note(ctx, saved_recipe(path))
         if note:
             ctx.console.warn(note)
+    if acc.is_main_process:
+        remove_partial_writes(ctx.layout)
     if acc.is_main_process and ctx.layout.metrics.exists():  # drop lines written after the state we continue from
         kept = [m for m in read_metrics(ctx.layout.metrics)
                 if m.get("kind") == "epoch" and m["epoch"] < ctx.progress.epoch]

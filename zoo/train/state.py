@@ -71,6 +71,16 @@ def clear_states(layout: RunLayout) -> None:
     shutil.rmtree(layout.states, ignore_errors=True)
 
 
+def remove_partial_writes(layout: RunLayout) -> None:
+    """What killed writes left behind: partial states (``.tmp-<step>``) and the temporary files of atomic
+    writes (``.best.safetensors.tmp-*``). Folder swaps (model/, checkpoint/) clean up after themselves."""
+    for partial in layout.states.glob(".tmp-*") if layout.states.is_dir() else []:
+        shutil.rmtree(partial, ignore_errors=True)
+    for tmp in layout.root.glob(".*.tmp-*") if layout.root.is_dir() else []:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
 def save_best(shipped: nn.Module, layout: RunLayout) -> None:
     """The best epoch's weights so far (the shipped module's: the EMA copy when EMA is on), atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in shipped.state_dict().items()}
