@@ -10,6 +10,7 @@ cached features (the prepared head over a tensor of features extracted once). Ea
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -94,16 +95,24 @@ class RunContext:
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(-(-len(self.train_loader) // self.recipe.train.grad_accum), 1)
+        return steps_per_epoch(self.train_loader, self.recipe.train.grad_accum)
+
+
+def steps_per_epoch(train_loader: DataLoader, grad_accum: int) -> int:
+    """Optimizer steps per epoch: batches / accumulation, rounded up (the last partial group steps too)."""
+    return max(math.ceil(len(train_loader) / grad_accum), 1)
 
 
 @dataclass
 class _Trainable:
+    """What one way to train gives the context: its prepared module, optimizer and loader, and its judge."""
+
     net: nn.Module
     optimizer: torch.optim.Optimizer
     train_loader: DataLoader
     prepare_batch: Callable[[torch.Tensor], torch.Tensor]
     evaluate: Callable[[str], Metrics]
+    shipped: nn.Module
     ema: ModelEmaV3 | None = None
     extract_seconds: float = 0.0
 
@@ -152,9 +161,9 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
 
     way = _cached_probe if strategy.uses_feature_cache else _end_to_end
     t = way(r, acc, console, layout, data, model, strategy, loaders)
-    steps_per_epoch = max(-(-len(t.train_loader) // r.train.grad_accum), 1)
-    schedule = GroupLRScheduler(t.optimizer, r.schedule.name, r.optim.lr, steps_per_epoch * r.train.epochs,
-                                int(r.schedule.warmup_epochs * steps_per_epoch), r.schedule.min_lr)
+    steps = steps_per_epoch(t.train_loader, r.train.grad_accum)
+    schedule = GroupLRScheduler(t.optimizer, r.schedule.name, r.optim.lr, steps * r.train.epochs,
+                                int(r.schedule.warmup_epochs * steps), r.schedule.min_lr)
     acc.register_for_checkpointing(schedule)
     if r.output.trackers:
         acc.init_trackers(r.name, config=flat_scalars(r.to_dict()))
@@ -162,7 +171,7 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
         recipe=r, layout=layout, accelerator=acc, console=console, data=data, model=model, strategy=strategy,
         loaders=loaders, mixup=mixup, loss=loss, net=t.net, optimizer=t.optimizer, train_loader=t.train_loader,
         prepare_batch=t.prepare_batch, evaluate=t.evaluate, schedule=schedule, ema=t.ema,
-        shipped=t.ema.module if t.ema is not None else model, progress=Progress(), started=started,
+        shipped=t.shipped, progress=Progress(), started=started,
         extract_seconds=t.extract_seconds,
     )
 
@@ -202,16 +211,17 @@ def _end_to_end(r: Recipe, acc: Accelerator, console: Console, layout: RunLayout
     if r.train.ema:
         ema = ModelEmaV3(model, decay=r.train.ema_decay, device=acc.device)
         acc.register_for_checkpointing(ema)
-    judged: nn.Module = ema.module if ema is not None else model
+    # the one place that decides: the weights the run ships, saves as best and judges epochs by
+    shipped: nn.Module = ema.module if ema is not None else model
 
     def prepare_batch(x: torch.Tensor) -> torch.Tensor:
         x = train_tf(x)
         return x.contiguous(memory_format=torch.channels_last) if r.train.channels_last else x
 
     def evaluate(split: str) -> Metrics:
-        return evaluate_loader(acc, lambda x: judged(eval_tf(x)), evals[split], judged, data.num_classes)
+        return evaluate_loader(acc, lambda x: shipped(eval_tf(x)), evals[split], shipped, data.num_classes)
 
-    return _Trainable(net, optimizer, train_loader, prepare_batch, evaluate, ema)
+    return _Trainable(net, optimizer, train_loader, prepare_batch, evaluate, shipped, ema)
 
 
 def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayout, data: ImageDataset,
@@ -251,7 +261,7 @@ def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayo
             logits = torch.cat([head(chunk.to(acc.device)).float().cpu() for chunk in f.split(4096)])
         return classification_metrics(logits, y, data.num_classes, prefix="")
 
-    return _Trainable(head, optimizer, loader, lambda x: x, evaluate, None, extract_seconds)
+    return _Trainable(head, optimizer, loader, lambda x: x, evaluate, model, None, extract_seconds)
 
 
 @torch.no_grad()

@@ -39,8 +39,8 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, Any], *, fast: bool = True, upsample: bool = True,
-                precision: str = "no") -> dict[str, Any]:
+def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, Any], *, fast: bool = True,
+                upsample: bool = True, precision: str = "no") -> dict[str, Any]:
     """The record a cache entry is keyed by (and stores beside the tensors, for inspection)."""
     cfg = resolve_config(data_config)
     return {
