@@ -75,3 +75,19 @@ def test_changed_run_length_says_how_the_schedule_changes(photos, tmp_path, caps
     # the first two epochs ended at the old schedule's end; the resumed one starts on the new schedule
     assert epochs[1]["lr"] == pytest.approx(0.0, abs=1e-12) and resumed_lr > 0
 
+
+
+def test_resume_clears_what_killed_writes_left(photos, tmp_path, capsys):
+    """A SIGKILL mid-write leaves a partial state folder or an atomic write's temporary file: resuming removes
+    them (tests/test_faults.py kills at random moments; this plants both kinds where a kill would leave them)."""
+    assert _run(photos, tmp_path, "resume=never") == 0
+    run = tmp_path / "r"
+    partial = run / "states" / ".tmp-00000099"
+    partial.mkdir()
+    (partial / "optimizer.bin").write_bytes(b"\0" * 8)
+    torn = run / ".best.safetensors.tmp-0a1b2c3d.safetensors"
+    torn.write_bytes(b"\0" * 8)
+    assert _run(photos, tmp_path, "resume=auto") == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert not partial.exists() and not torn.exists()
+    assert sorted(p.name for p in run.rglob(".*") if ".tmp-" in p.name) == []
