@@ -44,9 +44,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         return
     for marker, env in REQUIRED.items():
         if item.get_closest_marker(marker) and os.environ.get(env) == "1":
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
             report.outcome = "failed"
-            report.longrepr = f"{env}=1 (CI) but this {marker} test would skip: {reason}"
+            report.longrepr = f"{env}=1 (CI) but this {marker} test would skip: {reason.removeprefix('Skipped: ')}"
 
 
 # ---- tiny Hugging Face models written to disk (no downloads) ---------------------------------
