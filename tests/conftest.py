@@ -31,6 +31,24 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+# ---- in CI a missing browser or anchor script is a failure, not a skip --------------------------------------
+# marker -> the variable .ci/run sets: a test so marked that skips (no Chromium, no ../shared/third_party, no
+# Playwright) fails instead, so a broken install cannot turn the browser or timm-anchor checks into silent holes
+REQUIRED = {"browser": "ZOO_REQUIRE_BROWSER", "anchors": "ZOO_REQUIRE_ANCHORS"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = (yield).get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    for marker, env in REQUIRED.items():
+        if item.get_closest_marker(marker) and os.environ.get(env) == "1":
+            reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{env}=1 (CI) but this {marker} test would skip: {reason.removeprefix('Skipped: ')}"
+
+
 # ---- tiny Hugging Face models written to disk (no downloads) ---------------------------------
 def write_tiny_hf(path: str | os.PathLike, kind: str = "vit", num_labels: int = 5,
                   with_weights: bool = True) -> str:

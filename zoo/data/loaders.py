@@ -8,7 +8,6 @@ one ``batch_transform`` to apply on the device (identity on the reference path).
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,9 +63,9 @@ def _warn(message: str) -> None:
 
 
 def _default(section: Any, key: str) -> Any:
-    """The schema's default of a recipe key, read from the section's own dataclass (no import of the
+    """The schema's default of a recipe key, read from the section's own pydantic model (no import of the
     schema from this lower layer)."""
-    return next(f.default for f in dataclasses.fields(section) if f.name == key)
+    return type(section).model_fields[key].default
 
 
 def train_batch_size(n_train: int, batch_size: int, warn: Callable[[str], None] = _warn) -> int:

@@ -23,7 +23,8 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
     AcceleratorState._reset_state()
     GradientState._reset_state()
     accelerator = Accelerator(
-        mixed_precision=recipe.train.mixed_precision,
+        # "auto" (the schema's default) is resolved by the mixed-precision work; until it lands: full precision
+        mixed_precision="no" if recipe.train.mixed_precision == "auto" else recipe.train.mixed_precision,
         gradient_accumulation_steps=recipe.train.grad_accum,
         log_with=list(recipe.output.trackers) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),

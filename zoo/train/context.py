@@ -31,7 +31,8 @@ from zoo.data import load_dataset
 from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.dataset import ImageDataset
 from zoo.data.loaders import Loaders, build_loaders
-from zoo.data.mixing import build_loss, build_mixup, check_even_batch
+from zoo.data.mixing import build_mixup, check_even_batch
+from zoo.train.losses import build_loss
 from zoo.metrics import classification_metrics
 from zoo.registry import create_model
 from zoo.train.accelerator import flat_scalars, new_accelerator
@@ -235,7 +236,7 @@ def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayo
 
     def features(split: str, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
         key = feature_key(model, data[split], model.data_config, fast=r.data.fast, upsample=r.data.upsample,
-                          precision=r.train.mixed_precision)
+                          precision=str(acc.mixed_precision))  # as resolved: "auto" is not a precision
         hit = cache.get(key)
         if hit is not None:
             console.say(f"features {split}: read from the cache {cache.path(key)}")

@@ -1,35 +1,31 @@
-"""Strict, typed recipes: YAML + ``key.sub=value`` overrides in, a validated :class:`Recipe` out.
+"""Recipes in (YAML, ``key.sub=value`` overrides, variants); a validated :class:`Recipe` or one clear error out.
 
-Every mistake a user can make in a recipe is caught here, before any model or dataset is built: unknown keys
-(named with their full dotted path and the closest valid key), wrong types (named with the value and the
-expected type), values outside their range, and combinations the trainer cannot honour.
-
-Hand-written rather than pydantic/omegaconf: neither is a declared dependency, and the rules wanted here
-(YAML 1.1 reads ``3e-4`` as a string and a bare ``no`` as false; dotted-key errors with did-you-mean over
-the whole schema; messages stable enough for tests to pin) would take as much code to translate out of
-their errors as it takes to check the few dozen keys directly against the dataclass type hints.
+pydantic checks (zoo.train.schema). This thin adapter refuses a key repeated in a YAML mapping, checks overrides
+key by key and reads them by the field's type (``hub.revision=1.10`` stays text), rebuilds variants from the base,
+and turns pydantic's first error into one line naming the dotted key, the value and what it must be.
 """
 from __future__ import annotations
 
 import copy
+import types
 from collections.abc import Mapping, Sequence
-from dataclasses import is_dataclass, replace
-from functools import cache
+from functools import reduce
 from os import PathLike
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types as at
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from zoo.errors import ConfigError, closest
-from zoo.train.coerce import coerce, is_text, split_optional, type_error
-from zoo.train.schema import Recipe, check_combinations, check_values, recipe_fields
+from zoo.train.schema import Recipe
 
 __all__ = ["Recipe", "load_recipe", "expand_variants", "recipe_keys", "parse_override"]
 
 DEFAULT_NAME = "run"  # run name of a recipe given as a mapping without `name` (files use their stem)
 _NULL_WORDS = {"null", "Null", "NULL", "~", ""}
-
 # Spellings from other trainers (timm, HF Trainer, Lightning) -> our key, so 'did you mean' finds keys
 # that no string-similarity measure would ('learning_rate' and 'lr' share two letters).
 KEY_ALIASES = {
@@ -47,70 +43,102 @@ KEY_ALIASES = {
     "max_grad_norm": "train.clip_grad", "output_dir": "output.dir", "hub_model_id": "hub.repo_id",
     "model_ema": "train.ema", "model_ema_decay": "train.ema_decay", "freeze_epochs": "strategy.unfreeze_epoch",
 }
+RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_pattern_mismatch", "value_error"}
+BOUNDS = {at.Gt: ("> {}", "({}"), at.Ge: (">= {}", "[{}"), at.Lt: ("< {}", "{})"), at.Le: ("<= {}", "{}]")}
 
 
-# ---- the schema, seen as dotted keys ----------------------------------------------------------------------------
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
+def bare(tp: Any) -> tuple[Any, bool]:
+    """(the type without Annotated and None, whether None is allowed)."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (Union, types.UnionType) and type(None) in get_args(tp):  # X | None
+        return bare(next(a for a in get_args(tp) if a is not type(None)))[0], True
+    return tp, False
 
 
-def _section_keys(cls: type) -> list[str]:
-    return [f.name for f in recipe_fields(cls)]
+def section(tp: Any) -> type[BaseModel] | None:
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def recipe_keys(cls: type = Recipe, prefix: str = "") -> list[str]:
+FIELDS: dict[str, FieldInfo] = {}  # 'optim.lr' -> its FieldInfo, in schema order (sections hold no sections)
+for _name, _info in Recipe.model_fields.items():
+    FIELDS[_name] = _info
+    FIELDS |= {f"{_name}.{k}": f for k, f in (section(_info.annotation) or BaseModel).model_fields.items()}
+
+
+def recipe_keys() -> list[str]:
     """Every dotted recipe key (``optim.lr``, ...), in schema order: for help texts and suggestions."""
-    keys: list[str] = []
-    for name in _section_keys(cls):
-        tp = _hints(cls)[name]
-        keys.append(prefix + name)
-        if is_dataclass(tp):
-            keys += recipe_keys(tp, f"{prefix}{name}.")
-    return keys
+    return list(FIELDS)
 
 
-def _unknown_key(full_key: str, cls: type, prefix: str) -> ConfigError:
+def describe(tp: Any) -> str:
+    """A type in words: 'an integer or null', 'one of adamw, sgd', 'a mapping of keys (name, lr, ...)'."""
+    inner, optional = bare(tp)
+    origin, args, sub = get_origin(inner) or inner, [bare(a)[0] for a in get_args(inner)], section(inner)
+    if origin is Literal:
+        text = "one of " + ", ".join(args)
+    elif origin is list:
+        text = "a list of " + describe(args[0]).removeprefix("one of ")
+    elif sub:
+        text = f"a mapping of keys ({', '.join(sub.model_fields)})"
+    else:  # int | float (a fraction or a count) is a number
+        text = {bool: "true or false", int: "an integer", str: "a string", dict: "a mapping",
+                tuple: f"a list of {len(args)} numbers"}.get(origin, "a number")
+    return text + (" or null" if optional else "")
+
+
+def unknown_key(key: str) -> ConfigError:
     """'unknown recipe key 'optim.learning_rate'. Did you mean: optim.lr?' (or the valid keys when nothing fits)."""
-    leaf = full_key[len(prefix):].split(".")[0]
-    siblings = [prefix + k for k in _section_keys(cls)]
-    every = recipe_keys()
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in FIELDS if k.rpartition(".")[0] == parent}
     found = [KEY_ALIASES[leaf.lower()]] if leaf.lower() in KEY_ALIASES else []
-    found += [k for k in every if k.rsplit(".", 1)[-1] == leaf and k != full_key]  # right key, wrong section
-    found += [prefix + k for k in closest(leaf, _section_keys(cls), n=3)]  # a typo within the section
+    found += [k for k in FIELDS if k.rpartition(".")[2] == leaf and k != key]  # right key, wrong section
+    found += [siblings[k] for k in closest(leaf, siblings, n=3)]  # a typo within the section
     if not found:  # a typo of a key that lives in another section
-        leaves: dict[str, list[str]] = {}
-        for k in every:
-            leaves.setdefault(k.rsplit(".", 1)[-1], []).append(k)
-        found = [k for near in closest(leaf, leaves, n=3) for k in leaves[near]]
+        near = closest(leaf, dict.fromkeys(k.rpartition(".")[2] for k in FIELDS), n=3)
+        found = [k for n in near for k in FIELDS if k.rpartition(".")[2] == n]
     found = list(dict.fromkeys(found))[:3]
-    if found:
-        hint = f" Did you mean: {', '.join(found)}?"
-    else:
-        where = f" under '{prefix[:-1]}'" if prefix else ""
-        hint = f" Valid keys{where}: {', '.join(siblings)}."
-    return ConfigError(f"unknown recipe key '{full_key}'.{hint}")
+    where = f" under '{parent}'" if parent else ""
+    hint = f" Did you mean: {', '.join(found)}?" if found else f" Valid keys{where}: {', '.join(siblings.values())}."
+    return ConfigError(f"unknown recipe key '{key}'.{hint}")
 
 
-# ---- raw mappings -> dataclasses -------------------------------------------------------------------------------
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"recipe key '{prefix[:-1]}' expects a mapping of keys "
-                          f"({', '.join(_section_keys(cls))}), got {raw!r} ({type(raw).__name__}).")
-    names = _section_keys(cls)
-    for key in raw:
-        if key not in names:
-            raise _unknown_key(prefix + str(key), cls, prefix)
-    kwargs = {}
-    for name in names:
-        if name in raw:
-            tp = _hints(cls)[name]
-            value = raw[name]
-            key = prefix + name
-            kwargs[name] = _build(tp, value, key + ".") if is_dataclass(tp) else coerce(key, value, tp)
-    return cls(**kwargs)
+def expectation(info: FieldInfo) -> str:
+    """What a value must be: its bounds in words (``(0, 1]``, ``>= 1``) and the description, or the description."""
+    bounds = [(BOUNDS[type(m)], getattr(m, type(m).__name__.lower())) for m in info.metadata if type(m) in BOUNDS]
+    if not bounds:
+        return info.description or ""
+    text = (f"in {bounds[0][0][1].format(bounds[0][1])}, {bounds[1][0][1].format(bounds[1][1])}" if len(bounds) == 2
+            else bounds[0][0][0].format(bounds[0][1])) + (" or null" if bare(info.annotation)[1] else "")
+    return text + (f" ({info.description})" if info.description else "")
+
+
+def config_error(exc: ValidationError, raw: Any) -> ConfigError:
+    """One line for the first error pydantic found: unknown keys first, then wrong types, then ranges."""
+    first = min(exc.errors(), key=lambda e: (e["type"] != "extra_forbidden", e["type"] in RANGE))
+    loc, kind, got = [str(p) for p in first["loc"]], first["type"], first["input"]
+    if isinstance(cause := (first.get("ctx") or {}).get("error"), ConfigError):  # a rule across keys, worded there
+        return cause
+    n = next((i for i in range(len(loc), 0, -1) if ".".join(loc[:i]) in FIELDS), 0)
+    if kind == "extra_forbidden":
+        return unknown_key(".".join(loc[:n + 1]))
+    key = ".".join(loc[:n])
+    info, tp = FIELDS[key], FIELDS[key].annotation
+    if get_origin(bare(tp)[0]) is dict and len(loc) > n:  # variants.NAME
+        key, tp = f"{key}.{loc[n]}", get_args(bare(tp)[0])[1]
+    value = reduce(lambda node, part: node.get(part) if isinstance(node, dict) else node, key.split("."), raw)
+    if kind == "literal_error":
+        choices = [c.strip("'") for c in first["ctx"]["expected"].replace(" or ", ", ").split(", ")]
+        near = closest(got if isinstance(got, str) else repr(got), choices, n=3)
+        hint = f" Did you mean: {', '.join(near)}?" if near else ""
+        return ConfigError(f"recipe key '{key}' must be one of {', '.join(choices)}; got {got!r}.{hint}")
+    if kind == "finite_number":
+        return ConfigError(f"recipe key '{key}' must be a finite number, got {got!r}.")
+    if kind in RANGE:
+        read = {float: float, int: int, tuple: list}.get(get_origin(bare(tp)[0]) or bare(tp)[0])  # 0 -> 0.0
+        value = read(value) if read and value is not None else value
+        return ConfigError(f"recipe key '{key}' must be {expectation(info)}, got {value!r}.")
+    return ConfigError(f"recipe key '{key}' expects {describe(tp)}, got {value!r} ({type(value).__name__}).")
 
 
 def parse_override(item: str) -> tuple[str, str]:
@@ -133,88 +161,42 @@ def _yaml_value(item: str, text: str) -> Any:
                           "Quote text that contains YAML syntax, e.g. key='a: b'.") from None
 
 
+def _mapping_at(node: dict[str, Any], part: str, key: str, tp: Any) -> dict[str, Any]:
+    child = node[part] = {} if node.get(part) is None else node[part]
+    if not isinstance(child, dict):
+        raise ConfigError(f"recipe key '{key}' expects {describe(tp)}, got {child!r} ({type(child).__name__}).")
+    return child
+
+
 def _set(raw: dict[str, Any], key: str, value: Any = None, *, text: str | None = None, item: str = "") -> None:
-    """Set dotted ``key`` in the raw mapping, checking every part against the schema.
-
-    ``text`` is an override's text, read by the field's type; ``value`` an already parsed value (variants).
-    """
-    parts = key.split(".")
-    node: dict[str, Any] = raw
-    cls: type = Recipe
+    """Set dotted ``key`` in the raw mapping, checking each part against the schema. ``text`` is an override's
+    text, read by the field's type (text fields take it verbatim); ``value`` an already parsed value (a variant's)."""
+    parts, node = key.split("."), raw
     for i, part in enumerate(parts):
-        prefix = ".".join(parts[:i]) + ("." if i else "")
-        if part not in _section_keys(cls):
-            raise _unknown_key(prefix + part, cls, prefix)
-        tp = _hints(cls)[part]
-        rest = parts[i + 1:]
-        if text is not None and not rest:
-            value = text if is_text(tp) and text not in _NULL_WORDS else _yaml_value(item or key, text)
-        if is_dataclass(tp):
-            child = node.get(part)
-            if not rest:  # a whole section: merge a mapping into it, anything else fails in _build
-                mergeable = isinstance(child, Mapping) and isinstance(value, Mapping)
-                node[part] = _merge(child, value) if mergeable else value
-                return
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"recipe key '{prefix + part}' expects a mapping of keys, got {child!r}.")
-            node, cls = child, tp
+        path, rest = ".".join(parts[:i + 1]), parts[i + 1:]
+        if path not in FIELDS:
+            raise unknown_key(path)
+        tp = FIELDS[path].annotation
+        if section(tp) and rest:
+            node = _mapping_at(node, part, path, tp)
             continue
-        inner, _ = split_optional(tp)
-        if get_origin(inner) is dict and rest:  # model.kwargs.foo=1, variants.NAME.dotted.key=v
-            target = node.get(part)
-            if target is None:
-                target = node[part] = {}
-            elif not isinstance(target, dict):
-                raise type_error(prefix + part, target, tp)
-            if get_origin(get_args(inner)[1]) is dict:  # variants.NAME=mapping or variants.NAME.dotted.key=v
-                parsed = _yaml_value(item or key, text) if text is not None else value
-                if len(rest) == 1:
-                    target[rest[0]] = parsed
-                    return
-                variant = target.get(rest[0])
-                if variant is None:
-                    variant = target[rest[0]] = {}
-                elif not isinstance(variant, dict):
-                    raise type_error(f"{prefix}{part}.{rest[0]}", variant, get_args(inner)[1])
-                variant[".".join(rest[1:])] = parsed
-                return
-            for sub in rest[:-1]:
-                target = target.setdefault(sub, {})
-                if not isinstance(target, dict):
-                    raise type_error(prefix + part, node[part], tp)
-            target[rest[-1]] = _yaml_value(item or key, text) if text is not None else value
+        if text is not None:
+            verbatim = (bare(tp)[0] is str or get_origin(bare(tp)[0]) is Literal) and text not in _NULL_WORDS
+            value = text if verbatim and not rest else _yaml_value(item or key, text)
+        if not rest:  # a mapping given for a whole section updates it
+            merge = section(tp) and isinstance(node.get(part), Mapping) and isinstance(value, Mapping)
+            node[part] = {**node[part], **value} if merge else value
             return
-        if rest:
-            raise ConfigError(f"unknown recipe key '{key}': '{prefix + part}' is a value, not a section.")
-        node[part] = value
+        if get_origin(bare(tp)[0]) is not dict:
+            raise ConfigError(f"unknown recipe key '{key}': '{path}' is a value, not a section.")
+        target = _mapping_at(node, part, path, tp)
+        if get_origin(bare(get_args(bare(tp)[0])[1])[0]) is dict and len(rest) > 1:  # variants.NAME.dotted.key=v
+            rest = [rest[0], ".".join(rest[1:])]
+        for sub in rest[:-1]:  # model.kwargs.a.b=1
+            path += "." + sub
+            target = _mapping_at(target, sub, path, dict)
+        target[rest[-1]] = value
         return
-
-
-def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(out.get(k), Mapping) and isinstance(v, Mapping) else copy.deepcopy(v)
-    return out
-
-
-def _resolve(r: Recipe, raw: Mapping[str, Any], default_name: str) -> Recipe:
-    """Fill what the recipe left implicit (run name; scratch means no pretrained weights), then check it."""
-    model_raw = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
-    explicit = model_raw.get("pretrained", None) if "pretrained" in model_raw else None
-    if r.strategy.name == "scratch":
-        if r.model.pretrained and explicit is not None:
-            raise ConfigError(
-                "strategy.name=scratch trains the same architecture from random initialisation, but "
-                "model.pretrained=true asks for pretrained weights. Set model.pretrained=false (or leave it out: "
-                "scratch implies false), or choose another strategy, e.g. strategy.name=finetune.")
-        r.model.pretrained = False
-    if r.name is None:
-        r.name = default_name
-    check_values(r)
-    check_combinations(r)
-    return r
 
 
 def _from_raw(raw: Mapping[str, Any], overrides: Sequence[str], default_name: str) -> Recipe:
@@ -222,26 +204,26 @@ def _from_raw(raw: Mapping[str, Any], overrides: Sequence[str], default_name: st
     for item in overrides:
         key, text = parse_override(item)
         _set(merged, key, text=text, item=item)
-    return _resolve(_build(Recipe, merged, ""), merged, default_name)
+    merged = {k: {} if v is None and section(getattr(FIELDS.get(k), "annotation", None)) else v
+              for k, v in merged.items()}  # a bare `hub:` in YAML is null: the section's defaults
+    merged["name"] = default_name if merged.get("name") is None else merged["name"]
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as exc:
+        raise config_error(exc, merged) from None
 
 
-# ---- files ---------------------------------------------------------------------------------------------------
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key repeated in one mapping (PyYAML silently keeps the last one)."""
 
-
-def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"recipe key '{key}' appears twice in one mapping (line {key_node.start_mark.line + 1}); "
-                              "keep one.")
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if (key := self.construct_object(key_node, deep=deep)) in seen:
+                raise ConfigError(f"recipe key '{key}' appears twice in one mapping "
+                                  f"(line {key_node.start_mark.line + 1}); keep one.")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_recipe_file(path: str | PathLike[str]) -> dict[str, Any]:
@@ -256,65 +238,52 @@ def read_recipe_file(path: str | PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"recipe file '{path}': {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe file '{path}' is not valid YAML: {exc}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
+    if raw is not None and not isinstance(raw, Mapping):
         raise ConfigError(f"recipe file '{path}' must hold a mapping of recipe keys (model:, data:, train:, ...), "
                           f"got {type(raw).__name__}.")
-    return dict(raw)
+    return dict(raw or {})
 
 
 def load_recipe(path_or_mapping: str | PathLike[str] | Mapping[str, Any] | Recipe,
                 overrides: Sequence[str] = ()) -> Recipe:
-    """Read, override, coerce and validate a recipe (and each of its variants), before anything is built.
-
-    ``overrides`` are ``key.sub=value`` strings as typed after the recipe on the command line; they win over
-    the file and over its variants.
-    """
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    overrides = tuple(overrides)
-    source: Path | None = None
+    """Read, override and validate a recipe and each of its variants, before anything is built. ``overrides``
+    (``key.sub=value`` as typed after the recipe on the command line) win over the file and its variants."""
+    overrides = (overrides,) if isinstance(overrides, str) else tuple(overrides)
     if isinstance(path_or_mapping, Recipe):
-        source = path_or_mapping.source_path
-        raw = path_or_mapping.to_dict()
+        source, raw = path_or_mapping.source_path, path_or_mapping.to_dict()
         default_name = path_or_mapping.name or DEFAULT_NAME
     elif isinstance(path_or_mapping, Mapping):
-        raw, default_name = copy.deepcopy(dict(path_or_mapping)), DEFAULT_NAME
+        source, raw, default_name = None, copy.deepcopy(dict(path_or_mapping)), DEFAULT_NAME
     elif isinstance(path_or_mapping, (str, PathLike)):
         source = Path(path_or_mapping)
         raw, default_name = read_recipe_file(source), source.stem
     else:
         raise ConfigError(f"load_recipe takes a recipe file path or a mapping, got {type(path_or_mapping).__name__}.")
     recipe = _from_raw(raw, overrides, default_name)
-    recipe.source_path, recipe.base_raw, recipe.overrides = source, raw, overrides
-    for name in recipe.variants:  # fail now, not hours later when the trainer reaches this variant
-        _variant(recipe, name)
+    recipe._source_path, recipe._base_raw, recipe._overrides = source, raw, overrides
+    expand_variants(recipe)  # a bad variant fails now, not hours later when the trainer reaches it
     return recipe
 
 
 def _variant(recipe: Recipe, variant: str) -> Recipe:
-    base = recipe.base_raw if recipe.base_raw is not None else recipe.to_dict()
-    raw = {k: v for k, v in copy.deepcopy(base).items() if k != "variants"}
+    base = recipe._base_raw if recipe._base_raw is not None else recipe.to_dict()
+    raw = {k: v for k, v in copy.deepcopy(base).items() if k not in ("name", "variants")}
     try:
         for key, value in recipe.variants[variant].items():
-            key = str(key)
             if key.split(".")[0] == "name":
                 raise ConfigError(f"a variant cannot set '{key}' (its run name is '<name>-<variant>').")
             if key.split(".")[0] == "variants":
                 raise ConfigError(f"a variant cannot set '{key}': variants do not nest.")
             _set(raw, key, value)
         overrides = [o for o in recipe.overrides if parse_override(o)[0].split(".")[0] != "variants"]
-        result = _from_raw(raw, overrides, DEFAULT_NAME)
+        result = _from_raw(raw, overrides, f"{recipe.name}-{variant}")
     except ConfigError as exc:
         raise ConfigError(f"variant '{variant}': {exc}") from None
-    return replace(result, name=f"{recipe.name}-{variant}", variants={}, source_path=recipe.source_path,
-                   base_raw=None, overrides=())
+    result._source_path = recipe.source_path
+    return result
 
 
 def expand_variants(recipe: Recipe) -> list[tuple[str, Recipe]]:
     """``[(run name, recipe)]``: the recipe itself, or one recipe per variant (base + variant + overrides)."""
-    if not recipe.variants:
-        return [(recipe.name or DEFAULT_NAME, recipe)]
-    runs = [_variant(recipe, name) for name in recipe.variants]
-    return [(r.name, r) for r in runs]
+    runs = [_variant(recipe, name) for name in recipe.variants] or [recipe]
+    return [(r.name or DEFAULT_NAME, r) for r in runs]
