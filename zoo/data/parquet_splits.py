@@ -114,7 +114,7 @@ def _check_one_config(base: Path, groups: dict[str, list[str]]) -> None:
         listed = ", ".join(f"{p}/ ({Path(f).name})" for p, f in sorted(prefixes.items()))
         raise DataError(f"parquet files under {base} come from {len(prefixes)} different folders holding split "
                         f"folders: {listed}. These are different configs of a dataset; point the spec at one "
-                        f"of them, e.g. parquet:{base / sorted(prefixes)[0]}")
+                        f"of them, e.g. parquet:{base / min(prefixes)}")
 
 
 def parquet_splits(location: str) -> dict[str, list[str]]:
