@@ -18,8 +18,8 @@ import torch
 from zoo.artifact.files import (
     CONFIG_NAME, FORMAT_VERSION, HUB_ID, META_NAME, WEIGHTS_NAME, is_pickle_name, pickle_refused, read_json,
 )
-from zoo.artifact.manifest import verify
 from zoo.artifact.hub import download
+from zoo.artifact.manifest import verify
 from zoo.backbones.base import GENERIC_LAYOUT, Backbone
 from zoo.errors import CheckpointError, UnknownSourceError
 from zoo.fsutil import recover_dir
