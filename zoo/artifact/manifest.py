@@ -49,11 +49,14 @@ def read_manifest(path: Path) -> dict[str, str]:
     return out
 
 
+def _read_on_load(name: str) -> bool:
+    return Path(name).suffix in (".json", ".safetensors") and name not in NOT_HASHED
+
+
 def files_loading_reads(folder: Path) -> list[str]:
     """Every file a loader may read: the weights and every JSON config (timm's, transformers', the
     image processor's, zoo.json)."""
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_file() and p.suffix in (".json", ".safetensors") and p.name not in NOT_HASHED)
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and _read_on_load(p.name))
 
 
 def verify(folder: Path, meta: Mapping[str, Any]) -> None:
@@ -73,6 +76,8 @@ def verify(folder: Path, meta: Mapping[str, Any]) -> None:
     for name, digest in recorded.items():
         file = folder / name
         if not file.is_file():
+            if not _read_on_load(name):
+                continue  # e.g. curve.png, left out of a Hub download: loading never reads it
             raise CheckpointError(f"{file} is listed in {MANIFEST_NAME} but missing. {FIX}.")
         actual = sha256_of(file)
         if actual != digest:
