@@ -49,7 +49,8 @@ def test_timm_artifact_round_trips_bit_exact_in_zoo_timm_and_transformers(timm_a
     from transformers import AutoModelForImageClassification
 
     model, path = timm_artifact
-    assert sorted(p.name for p in path.iterdir()) == ["README.md", MANIFEST_NAME, CONFIG_NAME, WEIGHTS_NAME, META_NAME]
+    assert sorted(p.name for p in path.iterdir()) == [".complete", "README.md", MANIFEST_NAME, CONFIG_NAME,
+                                                      WEIGHTS_NAME, META_NAME]
     x = _x(model)
     loaded = zoo.load(path)
     assert not loaded.training and loaded.label_names == LABELS and loaded.name == "timm:test_resnet"

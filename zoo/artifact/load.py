@@ -9,6 +9,7 @@ that converts it. The sha256 that zoo.save recorded for every file loading reads
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from zoo.artifact.hub import download
 from zoo.artifact.manifest import verify
 from zoo.backbones.base import GENERIC_LAYOUT, Backbone
 from zoo.errors import CheckpointError, UnknownSourceError
-from zoo.fsutil import recover_dir
+from zoo.fsutil import newest_complete
 from zoo.registry import get_source
 
 # config.json layouts that libraries other than zoo write, and the built-in source that reads each
@@ -47,8 +48,11 @@ def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> 
     """A local folder holding the artifact: the path itself, or the Hub snapshot in the cache."""
     text = str(path_or_repo_id)
     local = Path(text).expanduser()
-    if not local.exists():
-        recover_dir(local.absolute())  # a save killed between its two renames
+    if not local.exists() and (found := newest_complete(local.absolute())) is not None:
+        warnings.warn(f"{local}: a save was interrupted between its two renames; loading the newest complete "
+                      f"version from {found.name} (read only; the next zoo.save to {local} puts it in place)",
+                      UserWarning, stacklevel=3)
+        return found
     if local.is_dir():
         return local
     if local.is_file():
