@@ -15,6 +15,7 @@ import zoo
 from zoo.backbones.base import make_data_config
 from zoo.artifact.convert import convert_pickle
 from zoo.artifact.files import CONFIG_NAME, META_NAME, WEIGHTS_NAME
+from zoo.artifact.manifest import MANIFEST_NAME, write_manifest
 from zoo.cli import main as cli
 from zoo.errors import CheckpointError
 
@@ -48,7 +49,8 @@ def test_timm_artifact_round_trips_bit_exact_in_zoo_timm_and_transformers(timm_a
     from transformers import AutoModelForImageClassification
 
     model, path = timm_artifact
-    assert sorted(p.name for p in path.iterdir()) == ["README.md", CONFIG_NAME, WEIGHTS_NAME, META_NAME]
+    assert sorted(p.name for p in path.iterdir()) == [".complete", "README.md", MANIFEST_NAME, CONFIG_NAME,
+                                                      WEIGHTS_NAME, META_NAME]
     x = _x(model)
     loaded = zoo.load(path)
     assert not loaded.training and loaded.label_names == LABELS and loaded.name == "timm:test_resnet"
@@ -188,9 +190,12 @@ def test_save_refuses_to_replace_a_folder_that_is_not_an_artifact(tmp_path):
 
 # ---- failures name the file and the field -------------------------------------------------------
 def _edit_json(path: Path, **changes) -> None:
+    """Edit a JSON file and re-record the manifest, as a tool that rewrote the folder would, so the load
+    reaches the field checks behind the integrity check."""
     data = json.loads(path.read_text())
     data.update(changes)
     path.write_text(json.dumps(data))
+    write_manifest(path.parent)
 
 
 def test_pickle_only_folder_is_refused_with_convert_hint_and_convert_works(tmp_path, capsys):
@@ -227,6 +232,7 @@ def test_truncated_weights_name_the_file(timm_artifact):
     with pytest.raises(CheckpointError, match=re.escape(f"{weights} is corrupt: its sha256 is")):
         zoo.load(path)
     (path / META_NAME).unlink()  # a plain timm folder has no recorded hash: the reader names the file
+    (path / MANIFEST_NAME).unlink()
     with pytest.raises(CheckpointError, match=re.escape(f"{weights} is not a readable safetensors file (")):
         zoo.load(path)
 

@@ -24,6 +24,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import zoo
+from zoo.artifact.manifest import write_manifest
 from zoo.cli import main as cli
 from zoo.cli.train import main as train_main
 
@@ -36,19 +37,18 @@ def _json(path: Path, **changes) -> None:
     data = json.loads(path.read_text())
     data.update(changes)
     path.write_text(json.dumps(data))
+    write_manifest(path.parent)  # as a tool that rewrote the folder would: the load reaches the field checks
 
 
 def _weights(folder: Path, change, record: bool = True) -> None:
-    """Rewrite the weights; ``record`` also records their new sha256 in zoo.json (as a tool that rewrote
+    """Rewrite the weights; ``record`` also records their new sha256 in checksums.sha256 (as a tool that rewrote
     the folder would), so the load reaches the shape and name checks behind the integrity check."""
     path = folder / "model.safetensors"
     tensors = load_file(str(path))
     change(tensors)
     save_file(tensors, str(path))
     if record:
-        meta = json.loads((folder / "zoo.json").read_text())
-        meta["files"]["model.safetensors"] = hashlib.sha256(path.read_bytes()).hexdigest()
-        (folder / "zoo.json").write_text(json.dumps(meta))
+        write_manifest(folder)
 
 
 def _truncate(path: Path, keep: float) -> None:

@@ -84,7 +84,7 @@ def test_push_then_load_in_a_fresh_process_gives_same_predictions(artifact, hub,
     assert push.stdout.strip() == f"{hub.url}/user/repo"
     assert _digest(path) == before
     files = hub.state.files("user/repo")
-    assert sorted(files) == ["README.md", "config.json", "model.safetensors", "zoo.json"]
+    assert sorted(files) == ["README.md", "checksums.sha256", "config.json", "model.safetensors", "zoo.json"]
     assert files["model.safetensors"] == (path / "model.safetensors").read_bytes()
     card = files["README.md"].decode()
     front = yaml.safe_load(card.split("---")[1])

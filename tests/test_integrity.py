@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from zoo.artifact.files import sha256_of
+from zoo.artifact.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from zoo.cli import main as zoo_main
 from zoo.errors import CheckpointError
 
@@ -30,10 +31,13 @@ def saved(tmp_path):
     return model, zoo.save(model, tmp_path / "art")
 
 
-def test_save_records_the_sha256_of_the_weights(saved):
+def test_save_records_the_sha256_of_every_file_loading_reads(saved):
     _, folder = saved
-    meta = json.loads((folder / "zoo.json").read_text())
-    assert meta["files"] == {"model.safetensors": sha256_of(folder / "model.safetensors")}
+    recorded = read_manifest(folder / MANIFEST_NAME)
+    assert recorded == {p.name: sha256_of(p) for p in folder.iterdir()
+                        if p.name not in ("README.md", MANIFEST_NAME, ".complete")}
+    assert {"config.json", "zoo.json", "model.safetensors"} <= recorded.keys()
+    assert json.loads((folder / "zoo.json").read_text())["format_version"] == 2
     assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {"0o644"}
 
 
@@ -44,7 +48,7 @@ def test_flipped_bytes_are_refused_by_load_and_predict(saved, tmp_path, capsys):
     start = len(data) - 8192  # inside the tensor data, past the header: the file still parses
     data[start:start + 4096] = bytes(b ^ 0xFF for b in data[start:start + 4096])
     weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"model.safetensors is corrupt: its sha256 is .* Re-download it"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors is corrupt: its sha256 is .* Re-download"):
         zoo.load(folder)
     from PIL import Image
 
@@ -74,9 +78,7 @@ def test_nan_weights_are_refused_on_save_and_on_load(saved, tmp_path):
     key = next(k for k in state if k.endswith("weight") and state[k].is_floating_point())
     state[key][...] = float("inf")
     save_file(state, str(folder / "model.safetensors"))
-    meta = json.loads((folder / "zoo.json").read_text())
-    meta["files"]["model.safetensors"] = sha256_of(folder / "model.safetensors")  # a consistent but bad file
-    (folder / "zoo.json").write_text(json.dumps(meta))
+    write_manifest(folder)  # a consistent but bad file
     with pytest.raises(CheckpointError, match="NaN or Inf"):
         zoo.load(folder)
 
@@ -113,9 +115,10 @@ def test_a_save_killed_at_any_moment_leaves_a_whole_artifact(tmp_path):
         time.sleep(0.3 + rng.random() * 1.5)  # several saves in, killed somewhere inside one
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        loaded = zoo.load(target).model.state_dict()
+        model = zoo.load(target)  # killed between the renames, it reads the newest complete version in place
+        loaded = model.model.state_dict()
         same_a = all(torch.equal(loaded[k], a[k]) for k in a)
         same_b = all(torch.equal(loaded[k], b[k]) for k in b)
         assert same_a or same_b, f"trial {trial}: the artifact mixes two saves"
-        meta = json.loads((target / "zoo.json").read_text())
+        meta = model.zoo_metadata
         assert meta["metrics"]["which"] == (0 if same_a else 1), f"trial {trial}: metadata of the other save"

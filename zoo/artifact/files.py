@@ -2,9 +2,10 @@
 
     model.safetensors   the source module's own state dict (never a pickle)
     config.json         the source's own layout (timm's, transformers', or zoo's generic one)
-    zoo.json            zoo's metadata: name, labels, data config, recipe, metrics, dataset, provenance and
-                        the sha256 of every weight file; kept apart so it never confuses timm or transformers
+    zoo.json            zoo's metadata: name, labels, data config, recipe, metrics, dataset, provenance;
+                        kept apart so it never confuses timm or transformers
     README.md           the model card (zoo.artifact.modelcard)
+    checksums.sha256    the sha256 of every other file but the card (zoo.artifact.manifest), checked on load
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ __all__ = ["WEIGHTS_NAME", "CONFIG_NAME", "META_NAME", "CARD_NAME", "FORMAT_VERS
 
 META_NAME = "zoo.json"
 CARD_NAME = "README.md"
-FORMAT_VERSION = 1  # the newest zoo.json format this zoo reads and writes
+FORMAT_VERSION = 2  # the newest zoo.json format this zoo reads and writes (2: checksums.sha256 manifest)
 # Files a checkpoint may come as that can only be read by unpickling.
 PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle", ".tar")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -37,11 +38,6 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The files whose integrity zoo.json records: every safetensors file of the folder."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".safetensors")
 
 
 def is_pickle_name(name: str) -> bool:

@@ -2,7 +2,8 @@
 
 Pushing only reads the local folder (``HfApi.upload_folder`` in one commit), so a failed push leaves
 the artifact exactly as it was; the error says what failed and how to retry. Fetching uses
-``snapshot_download``, which lays files out in huggingface_hub's cache and works offline from it.
+``snapshot_download`` of only the files loading reads (``LOADED_FILES``), which lays them out in
+huggingface_hub's cache and works offline from it.
 """
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ from huggingface_hub.errors import (
     GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
 )
 
-from zoo.artifact.files import CONFIG_NAME, HUB_ID, WEIGHTS_NAME, pickle_refused
+from zoo.artifact.files import CONFIG_NAME, HUB_ID, META_NAME, WEIGHTS_NAME, pickle_refused
+from zoo.artifact.manifest import MANIFEST_NAME
 from zoo.artifact.modelcard import card_for_repo
 from zoo.backbones.weights import first_line, hub_access, hub_unreachable
 from zoo.errors import ArtifactUnavailableError, CheckpointError, ConfigError, ZooError
 
-# Never downloaded: zoo does not unpickle, so these files would only cost bandwidth.
+# Files that only a pickle loader reads (zoo never unpickles): named when a repo holds nothing else.
 PICKLE_PATTERNS = ["*.bin", "*.pth", "*.pt", "*.ckpt", "*.pkl", "*.pickle", "*.tar", "*.h5", "*.msgpack"]
+# The only files zoo.load fetches: what the artifact layouts read (timm's, transformers', zoo's) and the
+# integrity manifest. Nothing else in a repo (pickles, ONNX, code, images) is downloaded.
+LOADED_FILES = [WEIGHTS_NAME, CONFIG_NAME, META_NAME, MANIFEST_NAME, "preprocessor_config.json",
+                "model.safetensors.index.json"]
 
 
 class PushError(ZooError, RuntimeError):
@@ -38,7 +44,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     where = f"{repo_id}@{revision or 'main'}"
     try:
         with hub_access() as unreachable:  # an unreachable Hub fails in seconds, not after retries
-            folder = Path(snapshot_download(repo_id, revision=revision, ignore_patterns=PICKLE_PATTERNS))
+            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=LOADED_FILES))
     except RevisionNotFoundError as exc:
         raise CheckpointError(f"the Hub repo {repo_id!r} has no revision {revision!r} ({endpoint()}); "
                               f"check the branch, tag or commit name") from exc

@@ -3,11 +3,13 @@
 Which source rebuilds the model is read from zoo.json (``source``, ``layout``), or inferred from config.json
 for folders that timm or transformers wrote; the source's ``read_layout`` does the rest, so third-party
 sources load back through their own code. Only safetensors are read: a pickle is refused with the command
-that converts it. The sha256 that zoo.save recorded is checked, and weights with NaN or Inf are refused.
+that converts it. The sha256 that zoo.save recorded for every file loading reads is checked
+(zoo.artifact.manifest), and weights with NaN or Inf are refused.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,13 @@ from typing import Any
 import torch
 
 from zoo.artifact.files import (
-    CONFIG_NAME, FORMAT_VERSION, HUB_ID, META_NAME, WEIGHTS_NAME, is_pickle_name, pickle_refused, read_json, sha256_of,
+    CONFIG_NAME, FORMAT_VERSION, HUB_ID, META_NAME, WEIGHTS_NAME, is_pickle_name, pickle_refused, read_json,
 )
 from zoo.artifact.hub import download
+from zoo.artifact.manifest import verify
 from zoo.backbones.base import GENERIC_LAYOUT, Backbone
 from zoo.errors import CheckpointError, UnknownSourceError
-from zoo.fsutil import recover_dir
+from zoo.fsutil import newest_complete
 from zoo.registry import get_source
 
 # config.json layouts that libraries other than zoo write, and the built-in source that reads each
@@ -45,8 +48,11 @@ def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> 
     """A local folder holding the artifact: the path itself, or the Hub snapshot in the cache."""
     text = str(path_or_repo_id)
     local = Path(text).expanduser()
-    if not local.exists():
-        recover_dir(local.absolute())  # a save killed between its two renames
+    if not local.exists() and (found := newest_complete(local.absolute())) is not None:
+        warnings.warn(f"{local}: a save was interrupted between its two renames; loading the newest complete "
+                      f"version from {found.name} (read only; the next zoo.save to {local} puts it in place)",
+                      UserWarning, stacklevel=3)
+        return found
     if local.is_dir():
         return local
     if local.is_file():
@@ -82,7 +88,7 @@ def load_dir(folder: str | os.PathLike) -> Backbone:
     config = read_json(config_path)
     meta = read_json(folder / META_NAME) if (folder / META_NAME).is_file() else {}
     check_format(meta, folder / META_NAME)
-    verify_files(folder, meta)
+    verify(folder, meta)  # before any of the files' content is used
     source_name, layout = _source_and_layout(config, meta, folder)
     try:
         source = get_source(source_name)
@@ -107,22 +113,6 @@ def check_format(meta: Mapping[str, Any], path: Path) -> None:
         raise CheckpointError(
             f"{path}: format_version {version} was written by a newer zoo; this zoo reads up to {FORMAT_VERSION}. "
             f"Upgrade zoo (pip install -U zoo-transfer) to load it.")
-
-
-def verify_files(folder: Path, meta: Mapping[str, Any]) -> None:
-    """Each weight file must have the sha256 zoo.save recorded: flipped bytes load silently otherwise."""
-    recorded = meta.get("files") or {}
-    if not isinstance(recorded, Mapping):
-        raise CheckpointError(f"{folder / META_NAME}: field 'files' must map file names to sha256 digests")
-    for name, digest in recorded.items():
-        path = folder / str(name)
-        if not path.is_file():
-            raise CheckpointError(f"{path} is listed in {META_NAME} but missing; re-download or re-save the model")
-        actual = sha256_of(path)
-        if actual != digest:
-            raise CheckpointError(
-                f"{path} is corrupt: its sha256 is {actual[:16]}..., {META_NAME} recorded {str(digest)[:16]}... "
-                f"(the file changed after zoo.save wrote it). Re-download it, or re-save the model from its source.")
 
 
 def check_finite(model: Backbone, path: Path) -> None:

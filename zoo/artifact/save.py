@@ -5,8 +5,8 @@ and pypi backbones and torchvision ResNets, ``save_pretrained`` for transformers
 other source, plugins included); zoo.json and the model card are written here for every source.
 
 The folder is built beside the target and swapped in (``zoo.fsutil.swap_dir``), so a kill at any moment
-leaves the old artifact or the new one, never a mix. zoo.json records the sha256 of every weight file, which
-``zoo.load`` verifies.
+leaves the old artifact or the new one, never a mix. checksums.sha256 records the sha256 of every file
+loading reads (``zoo.artifact.manifest``), which ``zoo.load`` verifies.
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ from torch import nn
 
 from zoo import __version__
 from zoo.artifact.files import (
-    CARD_NAME, CONFIG_NAME, FILE_MODE, FORMAT_VERSION, META_NAME, WEIGHTS_NAME, jsonable, sha256_of, weight_files,
-    write_json,
+    CARD_NAME, CONFIG_NAME, FILE_MODE, FORMAT_VERSION, META_NAME, WEIGHTS_NAME, jsonable, write_json,
 )
+from zoo.artifact.manifest import MANIFEST_NAME, write_manifest
 from zoo.artifact.modelcard import write_model_card
 from zoo.backbones.base import Backbone
 from zoo.errors import CheckpointError
@@ -55,7 +55,7 @@ def save(
     for name, src in extra.items():
         if not src.is_file():
             raise CheckpointError(f"extra file {name!r} -> {src} does not exist; nothing was written to {target}")
-        if Path(name).name != name or name in (WEIGHTS_NAME, CONFIG_NAME, META_NAME, CARD_NAME):
+        if Path(name).name != name or name in (WEIGHTS_NAME, CONFIG_NAME, META_NAME, CARD_NAME, MANIFEST_NAME):
             raise CheckpointError(f"extra file name {name!r} must be a plain file name other than the artifact's own")
     _check_finite(model)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -64,11 +64,11 @@ def save(
     try:
         model.write_layout(tmp)
         meta = metadata(model, recipe, metrics, dataset)
-        meta["files"] = {p.name: sha256_of(p) for p in weight_files(tmp)}
         write_json(tmp / META_NAME, meta)
         for name, src in extra.items():
             shutil.copyfile(src, tmp / name)
         write_model_card(tmp, meta)
+        write_manifest(tmp)  # last: the sha256 of every file loading reads (zoo.artifact.manifest)
         for path in tmp.iterdir():
             if path.is_file():
                 path.chmod(FILE_MODE)

@@ -1,9 +1,9 @@
 """Hugging Face transformers backbones: ``hf:<hub id>`` or ``hf:<local dir with config.json>``."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ PROCESSOR_NAME = "preprocessor_config.json"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _RESAMPLE_CODES = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # PIL resample codes used by HF image processors -> timm interpolation names
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
@@ -42,11 +43,36 @@ def _head_path(model: nn.Module) -> str:
     return path
 
 
+def load_processor(path: str, where: str) -> Any | None:
+    """The image processor a model folder or Hub repo ships, or None when it ships none. One that exists but
+    cannot be read is an error naming it: falling back to ImageNet's mean/std would preprocess wrongly."""
+    from transformers import AutoImageProcessor
+    from transformers.utils import cached_file
+
+    try:
+        file = cached_file(path, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+    except OSError:
+        file = None
+    if file is None:
+        return None
+    try:
+        return AutoImageProcessor.from_pretrained(path)
+    except Exception as exc:  # JSONDecodeError, ValueError (unknown processor type), TypeError, OSError ...
+        raise CheckpointError(f"{file if os.path.isabs(str(file)) else where}: the image processor config cannot be "
+                          f"read ({first_line(exc)}); it decides the resize and mean/std. Fix or re-download "
+                          f"the file, or delete it to use config.json's size with ImageNet's mean/std.") from exc
+
+
 def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
     """timm-style data config from an HF image processor (or from the model config when there is none)."""
     if processor is None:
         size = getattr(config, "image_size", 224)
-        return make_data_config(size=size if isinstance(size, int) else tuple(size), crop_pct=1.0)
+        made = make_data_config(size=size if isinstance(size, int) else tuple(size), crop_pct=1.0)
+        warnings.warn(f"no {PROCESSOR_NAME}: preprocessing uses input size {list(made['input_size'][1:])} from "
+                      f"config.json, ImageNet's mean {list(made['mean'])} and std {list(made['std'])}, "
+                      f"{made['interpolation']} resize", UserWarning, stacklevel=2)
+        return made
 
     def as_hw(d: Any) -> tuple[int, int] | None:
         if d is None:
@@ -67,10 +93,14 @@ def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
     resample = getattr(processor, "resample", 3)
     interpolation = _RESAMPLE.get(int(getattr(resample, "value", resample)), "bicubic") \
         if isinstance(resample, int) or hasattr(resample, "value") else "bicubic"
+    mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+    if not mean or not std:
+        warnings.warn(f"{type(processor).__name__} sets no image_mean/image_std: preprocessing uses ImageNet's "
+                      f"mean {IMAGENET_MEAN} and std {IMAGENET_STD}", UserWarning, stacklevel=2)
     return make_data_config(
         size=input_hw,
-        mean=getattr(processor, "image_mean", None) or IMAGENET_MEAN,
-        std=getattr(processor, "image_std", None) or IMAGENET_STD,
+        mean=mean or IMAGENET_MEAN,
+        std=std or IMAGENET_STD,
         interpolation=interpolation,
         crop_pct=float(crop_pct),
     )
@@ -171,7 +201,7 @@ def read_transformers_folder(folder: Path, config: Mapping[str, Any], name: str,
                              data_config: Mapping[str, Any] | None) -> HFBackbone:
     """transformers' own from_pretrained (it maps the saved key layout onto the installed version's), with its
     loading report turned into an error: a missing or mismatched weight is never silently random."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from transformers import AutoModelForImageClassification
 
     path = folder / CONFIG_NAME
     num_labels = len(config.get("id2label") or {}) or None
@@ -189,11 +219,8 @@ def read_transformers_folder(folder: Path, config: Mapping[str, Any], name: str,
         raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match {path} "
                               f"(model_type {config.get('model_type')!r}): {detail}")
     if data_config is None:
-        processor = None
-        if (folder / PROCESSOR_NAME).is_file():
-            with contextlib.suppress(OSError, ValueError):
-                processor = AutoImageProcessor.from_pretrained(str(folder))
-        data_config = data_config_from_processor(processor, net.config)
+        data_config = data_config_from_processor(load_processor(str(folder), str(folder / PROCESSOR_NAME)),
+                                                 net.config)
     return HFBackbone(name, net, dict(data_config))
 
 
@@ -228,7 +255,7 @@ class HFSource(Source):
 
     def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
                **kwargs: Any) -> HFBackbone:
-        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+        from transformers import AutoConfig, AutoModelForImageClassification
 
         self.check_id(model_id)
         local = _is_local(model_id)
@@ -238,15 +265,18 @@ class HFSource(Source):
         with wrap_weight_errors(name, pretrained=True, hub=not local,
                                 needed="pretrained weights" if pretrained else "the config (config.json)"):
             config = AutoConfig.from_pretrained(path, **kwargs.pop("config_kwargs", {}))
-            if pretrained and local and not any((Path(path) / f).exists() for f in WEIGHT_FILES):
+            if pretrained and local and not any((Path(path) / f).exists() for f in SAFE_WEIGHT_FILES):
+                pickles = [f for f in PICKLE_WEIGHT_FILES if (Path(path) / f).exists()]
                 raise WeightsUnavailableError(
-                    f"cannot load pretrained weights for {name!r}: {path} holds a config but no "
-                    f"{' / '.join(WEIGHT_FILES[:2])}. Pass pretrained=False for random weights."
-                )
+                    f"cannot load pretrained weights for {name!r}: {path} holds "
+                    + (f"only {', '.join(pickles)} (a pickle, which zoo never loads: unpickling can run code); "
+                       f"if you trust it, `zoo convert {Path(path) / pickles[0]}` writes model.safetensors. "
+                       if pickles else f"a config but no {' / '.join(SAFE_WEIGHT_FILES)}. ")
+                    + "Or pass pretrained=False for random weights.")
             try:
                 if pretrained:
                     model = AutoModelForImageClassification.from_pretrained(
-                        path, dtype=torch.float32, **kwargs)
+                        path, dtype=torch.float32, use_safetensors=True, **kwargs)
                 else:
                     model = AutoModelForImageClassification.from_config(config, **kwargs)
             except ValueError as exc:
@@ -256,10 +286,14 @@ class HFSource(Source):
                         f"transformers; choose an image classifier (see `zoo models --source hf`)."
                     ) from exc
                 raise
-            try:
-                processor = AutoImageProcessor.from_pretrained(path)
-            except (OSError, ValueError):  # tiny local configs often ship no preprocessor_config.json
-                processor = None
+            except OSError as exc:
+                if "safetensors" in str(exc) and not local:
+                    raise WeightsUnavailableError(
+                        f"cannot load pretrained weights for {name!r}: the repo has no model.safetensors, and "
+                        f"zoo never loads pickle weights (unpickling can run code). Choose a repo with "
+                        f"safetensors weights, or pass pretrained=False for random weights.") from exc
+                raise
+            processor = load_processor(path, f"{name} ({PROCESSOR_NAME})")
         backbone = HFBackbone(name, model, data_config_from_processor(processor, config))
         if num_classes is not None and num_classes != backbone.num_classes:
             backbone.reset_classifier(num_classes)

@@ -16,6 +16,7 @@ from zoo.backbones.base import (
     CONFIG_NAME, DATA_CONFIG_KEYS, GENERIC_LAYOUT, WEIGHTS_NAME, Backbone, common_prefix_name, group_by_stage_regex,
 )
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
+from zoo.backbones.timm_args import checked_model_args
 from zoo.backbones.weights import load_weights, wrap_weight_errors
 from zoo.errors import CheckpointError, UnknownModelError
 
@@ -122,7 +123,7 @@ def read_timm_net(folder: Path, config: Mapping[str, Any]) -> nn.Module:
     if not timm.is_model(arch):
         raise CheckpointError(f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
                               f"(timm {timm.__version__}); upgrade timm or fix the field")
-    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+    model_args = checked_model_args(config, path)  # an allow-list: create_model kwargs can load files
     pretrained_cfg = {**(config.get("pretrained_cfg") or {}), "architecture": arch}
     net = timm.create_model(arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg,
                             **model_args)

@@ -6,7 +6,6 @@ image folders, ``save_to_disk`` folders, parquet files and ``sklearn:digits``.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from dataclasses import dataclass
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.folders import load_image_folder
+from zoo.data.parquet_splits import parquet_splits
 from zoo.data.raw import RawSource
-from zoo.data.splits import split_alias
 from zoo.errors import DataError
 
 # Hub shortcuts: spec -> (repo, config, default label column)
@@ -59,9 +58,17 @@ def _path_kind(path: Path) -> str:
         raise DataError(f"dataset path {str(path)!r} is a file but not a .parquet file; {SPEC_HELP}")
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return "disk"
+    if any(path.rglob("*.parquet")) and not any(path.rglob("*.arrow")) and not _declares_configs(path):
+        return "parquet"  # the Hub's repo layouts, with every file's split checked (zoo.data.parquet_splits)
     if any(path.rglob("*.parquet")) or any(path.rglob("*.arrow")):
-        return "hf"  # a folder in the Hub's repo layout: datasets.load_dataset(path) reads it offline
+        return "hf"  # a Hub repo whose README declares its data files: datasets.load_dataset(path) reads it
     return "imagefolder"
+
+
+def _declares_configs(path: Path) -> bool:
+    """A dataset card whose YAML lists ``configs:`` says itself which files make each split."""
+    card = path / "README.md"
+    return card.is_file() and "\nconfigs:" in card.read_text(encoding="utf-8", errors="replace")
 
 
 def parse_spec(spec: str) -> Spec:
@@ -83,8 +90,9 @@ def parse_spec(spec: str) -> Spec:
                 raise DataError(f"unknown scikit-learn dataset {rest!r} in {text!r}; only sklearn:digits is bundled")
             return Spec(text, "sklearn", rest)
         if kind == "hf":
-            if Path(rest).expanduser().exists():
-                return Spec(text, "hf", str(Path(rest).expanduser()))
+            if Path(rest).expanduser().exists():  # a local copy of a Hub repo: parquet files get their splits checked
+                local = Path(rest).expanduser()
+                return Spec(text, "parquet" if _path_kind(local) == "parquet" else "hf", str(local))
             repo, _, config = rest.partition(":")
             return Spec(text, "hf", repo, config or None)
         if kind == "parquet":
@@ -169,32 +177,10 @@ def _load_disk(spec: Spec) -> RawSource:
     return RawSource(dd, _fingerprint_of(dd))
 
 
-def _parquet_files(location: str) -> dict[str, list[str]]:
-    """Parquet files grouped by split, the split read from the file name as the Hub names them
-    (``train-00000-of-00001.parquet``, ``test.parquet``); a single unnamed file is the train split."""
-    path = Path(location)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*.parquet"))
-    else:
-        files = sorted(glob.glob(location)) if any(c in location for c in "*?[") else [location]
-    files = [f for f in files if Path(f).is_file()]
-    if not files:
-        raise DataError(f"no parquet files match {location!r}")
-
-    groups: dict[str, list[str]] = {}
-    for f in files:
-        stem = Path(f).stem.split("-")[0].split(".")[0].lower()
-        split = split_alias(stem) or "train"
-        groups.setdefault(split, []).append(f)
-    if "train" not in groups and len(groups) == 1:  # files of one split only: they are what we train on
-        groups = {"train": next(iter(groups.values()))}
-    return groups
-
-
 def _load_parquet(spec: Spec) -> RawSource:
     import datasets
 
-    files = _parquet_files(spec.location)
+    files = parquet_splits(spec.location)
     try:
         dd = datasets.load_dataset("parquet", data_files=files)
     except Exception as exc:
