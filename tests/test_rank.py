@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench.rank import Candidate, rank
-from zoo.bench.transferability import _evidence, knn_top1, logme, logme_evidence, probe_top1
+from zoo.ranking.rank import Candidate, rank
+from zoo.ranking.scores import _evidence, knn_top1, logme, logme_evidence, probe_top1
 from zoo.cli import main
 from zoo.train.run import train
 

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from zoo.data import load_dataset
 from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.loaders import build_loaders
-from zoo.data.mixing import build_loss, build_mixup, check_even_batch
+from zoo.data.mixing import build_mixup, check_even_batch
+from zoo.train.losses import build_loss
 from zoo.errors import ConfigError
 from zoo.fsutil import atomic_write_with
 from zoo.metrics import classification_metrics, read_metrics, selection_score
