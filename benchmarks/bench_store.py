@@ -61,7 +61,9 @@ def make_photos(folder: Path, n: int, w: int, h: int) -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         for name in SOURCES:
             (folder / name).mkdir(parents=True)
-        with mp.get_context("fork").Pool(os.cpu_count()) as pool:
+        from zoo.env import cpu_cores
+
+        with mp.get_context("fork").Pool(cpu_cores()) as pool:
             pool.map(_make_one, [(i, str(folder), w, h) for i in range(n)], chunksize=64)
         done.write_text("ok\n")
     return sorted(folder.glob("*/*.jpg"))

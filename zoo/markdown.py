@@ -24,12 +24,14 @@ def format_value(value: Any, digits: int = 2) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str],
-                   digits: int = 2) -> str:
-    """A GitHub-flavoured Markdown table; the first column left-aligned, the others right-aligned.
+                   digits: int = 2, align: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; the first column left-aligned, the others right-aligned (numbers),
+    unless ``align`` says otherwise, one letter per column ('lr', 'll').
 
     A row is a mapping (its values read by column name) or a sequence in column order."""
     head = "| " + " | ".join(columns) + " |"
-    align = "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    align = align or "l" + "r" * (len(columns) - 1)
+    align = "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"
     body = []
     for row in rows:
         cells = [row.get(c) for c in columns] if isinstance(row, Mapping) else list(row)
