@@ -32,7 +32,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic_data: the test fixtures
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from zoo.env import cpu_cores  # noqa: E402 - after the path is set
 
 MIN_TIMED_IMAGES, MIN_EPOCHS = 10_000, 3
 
@@ -154,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224, help="model input size (default 224)")
     p.add_argument("--modes", default="eval,train", help="comma list of eval,train (train = flip-crop)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="reference DataLoader workers")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--workers", type=int, default=cpu_cores(), help="reference DataLoader workers")
+    p.add_argument("--threads", type=int, default=cpu_cores(), help="torch threads")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -167,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--epochs must be at least 2 (the first epoch is reported apart from the steady ones)")
 
     from zoo.backbones.base import make_data_config
-    from zoo.bench.backbones import device_name, load_average
-    from zoo.bench.report import slugify, write_csv
+    from zoo.bench.results import write_csv
+    from zoo.env import device_name, load_average, slugify
     from zoo.data import load_dataset
-    from zoo.data.synthetic import make_cifar_like
+    from synthetic_data import make_cifar_like
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

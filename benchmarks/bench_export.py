@@ -12,7 +12,6 @@ load hits both.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -36,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import zoo
-    from zoo.bench.backbones import cpu_cores, device_name
-    from zoo.bench.report import run_metadata, write_csv, write_markdown
+    from zoo.bench.results import write_csv, write_markdown
+    from zoo.env import cpu_cores, device_name, load_average, run_metadata
     from zoo.export import _session, export_onnx
 
     threads = args.threads or cpu_cores()
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     quick.reset_classifier(10, label_names=[str(i) for i in range(10)])
     quick.data_config["input_size"] = (3, 64, 64)
     r50 = zoo.create_model("timm:resnet50", pretrained=False)
-    load_before = os.getloadavg()
+    load_before = load_average(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, model in (("quickstart (pypi:efficientnet_lite0, 64 px, 10 classes)", quick),
@@ -98,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = run_metadata(device=device_name("cpu"), threads=threads, onnxruntime=onnxruntime.__version__,
                         command="python benchmarks/bench_export.py " + " ".join(argv or sys.argv[1:]),
-                        runs=args.runs, load_average_before=" ".join(f"{v:.1f}" for v in load_before),
-                        load_average_after=" ".join(f"{v:.1f}" for v in os.getloadavg()))
+                        runs=args.runs, load_average_before=load_before, load_average_after=load_average(1))
     write_markdown(rows, out.with_suffix(".md"), title="onnxruntime vs PyTorch eager, CPU", meta=meta,
                    notes=["medians of interleaved runs; CPU figures from a shared 2-core machine are for the ratio only",
                           "speedup = PyTorch time / onnxruntime time (above 1: onnxruntime is faster)"])

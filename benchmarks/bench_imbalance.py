@@ -1,6 +1,6 @@
 """Do the balanced options help on an imbalanced folder? Real digits, three classes cut to a tenth.
 
-scikit-learn's 1,797 real digits are written as PNG image folders (zoo.data.synthetic.digits_folder) with
+scikit-learn's 1,797 real digits are written as PNG image folders (tests/synthetic_data.py, digits_folder) with
 the training images of digits 3, 8 and 9 cut to 10% (about 14 each, against about 145 for the others);
 the test split stays balanced. Each configuration trains the same recipe with only the imbalance keys
 changed: train.class_weights (none | balanced), data.sampler (random | balanced), over several seeds, and
@@ -16,15 +16,18 @@ import csv
 import json
 import logging
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.bench.backbones import device_name
-from zoo.data.synthetic import digits_folder
-from zoo.train.run import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # synthetic_data: the test fixtures
+
+import zoo  # noqa: E402
+from synthetic_data import digits_folder  # noqa: E402
+from zoo.env import device_name  # noqa: E402
+from zoo.train.run import train  # noqa: E402
 
 CUT = {3: 0.1, 8: 0.1, 9: 0.1}
 CONFIGS = [("none", "random"), ("balanced", "random"), ("none", "balanced"), ("balanced", "balanced")]

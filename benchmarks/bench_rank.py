@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -99,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from scipy.stats import spearmanr
 
-    from zoo.bench.backbones import cpu_cores, device_name, device_slug
-    from zoo.bench.rank import SCORES, Candidate, rank
-    from zoo.bench.report import run_metadata, write_csv, write_markdown
+    from zoo.bench.results import write_csv, write_markdown
+    from zoo.env import device_name, device_slug, load_average, run_metadata
+    from zoo.markdown import markdown_table
+    from zoo.ranking.rank import SCORES, Candidate, rank
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    load_before = os.getloadavg()
+    load_before = load_average(1)
     candidates = [Candidate(n, pretrained=pt) for pt in (True, False) for n in NAMES]
     rows, summary = [], []
     for data in args.datasets:
@@ -138,22 +138,19 @@ def main(argv: list[str] | None = None) -> int:
                         "speedup": round(ft_seconds / rank_seconds, 1)})
         print(json.dumps(summary[-1]), flush=True)
 
-    slug = device_slug(device) if device == "cuda" else f"cpu-{cpu_cores()}core"
+    slug = device_slug(device)
     which = "" if len(args.datasets) > 1 else "_" + args.datasets[0].replace(":", "-")
     out = args.out or ROOT / "benchmarks" / "results" / f"rank_spearman{which}_{slug}.csv"
     write_csv(rows, out)
     write_csv(summary, out.with_name(out.stem + "_summary.csv"))
     meta = run_metadata(device=device_name(device), command="python benchmarks/bench_rank.py " + " ".join(argv or sys.argv[1:]),
                         torch_threads=torch.get_num_threads(), epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, train_images=args.train_images,
-                        load_average_before=" ".join(f"{x:.1f}" for x in load_before),
-                        load_average_after=" ".join(f"{x:.1f}" for x in os.getloadavg()))
+                        load_average_before=load_before, load_average_after=load_average(1))
     md = write_markdown(summary, out.with_suffix(".md"), title="zoo rank vs fine-tuning: Spearman correlation",
                         meta=meta, notes=["per-candidate rows: " + out.name + f"; scores from `zoo rank` at {args.image_size} px on "
                                           f"{args.train_images} training images, fine-tuned test top-1 from the "
                                           "quickstart finetune recipe on the same images, the same for every candidate"])
     with open(md, "a") as f:
-        from zoo.bench.report import markdown_table
-
         f.write("\n## Per candidate\n\n" + markdown_table(rows, ["dataset", "candidate", *SCORES, "finetune_top1",
                                                                  "finetune_seconds"], digits=4) + "\n")
     print(f"wrote {out}, {md}")

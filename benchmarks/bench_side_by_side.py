@@ -21,8 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
-from zoo.bench.backbones import device_name, device_slug, load_average
-from zoo.bench.report import run_metadata, write_csv, write_markdown
+from zoo.bench.results import write_csv, write_markdown
+from zoo.env import device_name, device_slug, load_average, run_metadata
 from zoo.bench.side_by_side import SideBySideConfig, run_side_by_side
 
 

@@ -19,7 +19,6 @@ import csv
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -62,7 +61,9 @@ def make_photos(folder: Path, n: int, w: int, h: int) -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         for name in SOURCES:
             (folder / name).mkdir(parents=True)
-        with mp.get_context("fork").Pool(os.cpu_count()) as pool:
+        from zoo.env import cpu_cores
+
+        with mp.get_context("fork").Pool(cpu_cores()) as pool:
             pool.map(_make_one, [(i, str(folder), w, h) for i in range(n)], chunksize=64)
         done.write_text("ok\n")
     return sorted(folder.glob("*/*.jpg"))
@@ -80,6 +81,7 @@ def _split(paths: list[Path]):
 def worker(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     from zoo.data.fast import TensorStore
+    from zoo.env import hwm_bytes
 
     paths = sorted(Path(args.photos).glob("*/*.jpg"))[: args.images]
     split = _split(paths)
@@ -93,8 +95,7 @@ def worker(args: argparse.Namespace) -> None:
         store_mb = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    status = Path("/proc/self/status").read_text()
-    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    hwm = hwm_bytes() / 2**20
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "images": len(store), "store_mb": store_mb, "checksum": checksum,
                       "peak_rss_main_mb": hwm, "peak_rss_worker_mb": children}))
@@ -142,16 +143,6 @@ def measure(args: argparse.Namespace, num_proc: int) -> dict:
     return row
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=20000)
@@ -171,13 +162,13 @@ def main() -> None:
     import PIL
     import torch
 
-    from zoo.data.decode import default_workers
+    from zoo.env import cpu_cores, cpu_model
 
     w, h = (int(v) for v in args.photo_size.lower().split("x"))
     t0 = time.perf_counter()
     paths = make_photos(args.photos, args.images, w, h)
     print(f"{len(paths)} JPEGs in {args.photos} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    cores = default_workers()
+    cores = cpu_cores()
     counts = [cores if c == "all" else int(c) for c in args.procs.split(",")]
     rows = []
     for k in counts:
@@ -198,7 +189,7 @@ def main() -> None:
             "peak_rss_worker_mb": round(med["peak_rss_worker_mb"], 1), "store_mb": round(med["store_mb"], 1),
             "run_seconds": " ".join(f"{m['seconds']:.2f}" for m in runs),
             "loadavg_before": " ".join(f"{m['loadavg_before']:.1f}" for m in runs),
-            "cores": cores, "cpu": _cpu_model(), "torch": torch.__version__, "pillow": PIL.__version__,
+            "cores": cores, "cpu": cpu_model(), "torch": torch.__version__, "pillow": PIL.__version__,
             "date": time.strftime("%Y-%m-%d"),
         })
     base = next((r["images_per_sec"] for r in rows if r["num_proc"] == 1), None)

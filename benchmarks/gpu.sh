@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 START=$(date +%s)
 
-SLUG=$(python -c "from zoo.bench.backbones import device_slug; print(device_slug('$DEVICE'))")
+SLUG=$(python -c "from zoo.env import device_slug; print(device_slug('$DEVICE'))")
 MODELS="timm:resnet50 timm:efficientnet_b0 timm:convnext_tiny timm:vit_small_patch16_224 timm:vit_base_patch16_224"
 COMPILE_MODELS=${COMPILE_MODELS:-"timm:resnet50 timm:vit_base_patch16_224"}
 if [[ $QUICK == 1 ]]; then
@@ -72,7 +72,7 @@ rm -rf "$OUT/quickstart-runs"   # checkpoints and curves are not results
 python - "$OUT" "$DEVICE" "$START" <<'EOF'
 import json, sys, time
 from pathlib import Path
-from zoo.bench.backbones import device_name
+from zoo.env import device_name
 out, device, start = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 info = {"device": device_name(device), "wall_seconds": round(time.time() - start),
         "files": sorted(p.name for p in out.iterdir())}

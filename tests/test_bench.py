@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench import backbones as bb
-from zoo.bench import report
+from zoo import env
+from zoo.bench import measure
+from zoo.bench import results as report
+from zoo.bench import worker
 from zoo.cli import main
 from zoo.errors import ConfigError
 
@@ -21,17 +23,17 @@ TINY = dict(img_size=32, warmup=1, iters=1, runs=2, batch_size=2)
 
 # ---- median, timing, OOM --------------------------------------------------------------------------
 def test_median_rate_uses_the_median_run_not_the_mean():
-    rate, step_ms = bb.median_rate([1.0, 9.0, 2.0], batch_size=8, iters=4)  # mean would be 4 s
+    rate, step_ms = measure.median_rate([1.0, 9.0, 2.0], batch_size=8, iters=4)  # mean would be 4 s
     assert rate == pytest.approx(8 * 4 / 2.0)
     assert step_ms == pytest.approx(500.0)
-    assert bb.median_rate([1.0, 2.0, 3.0, 10.0], 1, 1)[0] == pytest.approx(1 / 2.5)
+    assert measure.median_rate([1.0, 2.0, 3.0, 10.0], 1, 1)[0] == pytest.approx(1 / 2.5)
     with pytest.raises(ValueError):
-        bb.median_rate([], 1, 1)
+        measure.median_rate([], 1, 1)
 
 
 def test_timed_runs_warms_up_then_times_each_run_and_syncs():
     calls, syncs = [], []
-    seconds = bb.timed_runs(lambda: calls.append(1), warmup=2, iters=3, runs=4, sync=lambda: syncs.append(1))
+    seconds = measure.timed_runs(lambda: calls.append(1), warmup=2, iters=3, runs=4, sync=lambda: syncs.append(1))
     assert len(calls) == 2 + 3 * 4
     assert len(seconds) == 4 and all(s >= 0 for s in seconds)
     assert len(syncs) == 1 + 4  # after the warm-up and closing every timed run
@@ -46,7 +48,7 @@ def test_oom_halves_the_batch_until_it_fits_and_reports_the_batch_used():
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory at batch {batch}")
         return f"ran {batch}"
 
-    result, used = bb.with_oom_halving(step, 32, on_retry=lambda b, why: retries.append((b, why)))
+    result, used = measure.with_oom_halving(step, 32, on_retry=lambda b, why: retries.append((b, why)))
     assert (result, used) == ("ran 4", 4)
     assert tried == [32, 16, 8, 4]
     assert [b for b, _ in retries] == [16, 8, 4] and "out of memory" in retries[0][1]
@@ -58,23 +60,23 @@ def test_oom_halving_recognises_cpu_allocator_errors_and_reraises_everything_els
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 GB")
         return batch
 
-    assert bb.with_oom_halving(cpu_oom, 8) == (1, 1)
+    assert measure.with_oom_halving(cpu_oom, 8) == (1, 1)
     with pytest.raises(ValueError, match="shape"):  # not an OOM: no retry
-        bb.with_oom_halving(lambda b: (_ for _ in ()).throw(ValueError("bad shape")), 8)
+        measure.with_oom_halving(lambda b: (_ for _ in ()).throw(ValueError("bad shape")), 8)
     with pytest.raises(torch.cuda.OutOfMemoryError):  # still OOM at batch 1: give up, say so
-        bb.with_oom_halving(lambda b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")), 1)
+        measure.with_oom_halving(lambda b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")), 1)
 
 
 def test_measure_model_records_the_halved_batch_after_a_simulated_oom(monkeypatch):
-    real = bb.measure_inference
+    real = measure.measure_inference
 
     def fake_oom_above_2(model, batch, input_size, cfg):
         if batch > 2:
             raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (simulated at batch {batch})")
         return real(model, batch, input_size, cfg)
 
-    monkeypatch.setattr(bb, "measure_inference", fake_oom_above_2)
-    row = bb.measure_model("timm:test_resnet", bb.BenchConfig(**{**TINY, "batch_size": 8, "train": False}))
+    monkeypatch.setattr(measure, "measure_inference", fake_oom_above_2)
+    row = measure.measure_model("timm:test_resnet", measure.BenchConfig(**{**TINY, "batch_size": 8, "train": False}))
     assert row["infer_batch_size"] == 2  # 8 -> 4 -> 2
     assert row["infer_samples_per_sec"] > 0
 
@@ -104,38 +106,38 @@ def _macs_from_layer_shapes(model: torch.nn.Module, input_size: tuple[int, int, 
 
 def test_gmacs_of_torchvision_resnet18_matches_layer_arithmetic_and_the_published_figure():
     model = zoo.create_model("tv:resnet18", pretrained=False)
-    gmacs = bb.count_gmacs(model, (3, 224, 224))
+    gmacs = measure.count_gmacs(model, (3, 224, 224))
     assert gmacs == pytest.approx(_macs_from_layer_shapes(model, (3, 224, 224)), rel=0.01)
     assert gmacs == pytest.approx(1.82, rel=0.02)  # torchvision's model card: 1.81 GFLOPS (they mean MACs)
 
 
 def test_peak_memory_on_cpu_sees_what_the_phase_allocates():
-    with bb.PeakMemory("cpu") as mem:
+    with env.PeakMemory("cpu") as mem:
         big = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched so it is resident
         del big
     assert mem.method in ("rss_hwm_delta", "rss_sampled_delta")
     assert 60 <= mem.peak_mb < 200
-    with bb.PeakMemory("cpu") as quiet:
+    with env.PeakMemory("cpu") as quiet:
         pass
     assert quiet.peak_mb < 30
 
 
 def test_bench_config_rejects_bad_values_with_the_fix():
     with pytest.raises(ConfigError, match="'fp8'.*--precision"):
-        bb.BenchConfig(precision="fp8").validate()
+        measure.BenchConfig(precision="fp8").validate()
     with pytest.raises(ConfigError, match="'tpu'.*--device cpu"):
-        bb.BenchConfig(device="tpu").validate()
+        measure.BenchConfig(device="tpu").validate()
     with pytest.raises(ConfigError, match="iters=0"):
-        bb.BenchConfig(iters=0).validate()
+        measure.BenchConfig(iters=0).validate()
     with pytest.raises(ConfigError, match="bogus"):
-        bb.BenchConfig.from_dict({"bogus": 1})
+        measure.BenchConfig.from_dict({"bogus": 1})
 
 
 def test_device_slug_and_default_output_name():
-    assert bb.device_slug("cpu") == f"cpu-{bb.cpu_cores()}core"
-    assert report.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    out = bb.default_output(bb.BenchConfig(precision="bf16", channels_last=True))
-    assert out == Path("benchmarks/results") / f"backbones_cpu-{bb.cpu_cores()}core_bf16_cl.csv"
+    assert env.device_slug("cpu") == f"cpu-{env.cpu_cores()}core"
+    assert env.slugify("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    out = report.default_output(measure.BenchConfig(precision="bf16", channels_last=True))
+    assert out == Path("benchmarks/results") / f"backbones_cpu-{env.cpu_cores()}core_bf16_cl.csv"
 
 
 # ---- report: CSV, Markdown, plot ------------------------------------------------------------------
@@ -180,19 +182,19 @@ def test_bench_backbones_help_reads_well(capsys):
 
 
 def test_a_model_that_fails_gets_an_error_row_and_a_nonzero_exit(tmp_path, capsys):
-    row = bb.run_worker("timm:no_such_model", bb.BenchConfig(**TINY))
+    row = worker.run_worker("timm:no_such_model", measure.BenchConfig(**TINY))
     assert row["model"] == "timm:no_such_model" and "no_such_model" in row["error"]
     assert main(["bench", "backbones", "timm:test_resnet", "--device", "tpu", "--out", str(tmp_path / "x.csv")]) == 2
     assert "'tpu'" in capsys.readouterr().err
 
 
 def test_worker_prints_one_json_result_line(capsys):
-    assert bb._worker_main(["--worker", "timm:no_such_model", "--config", json.dumps(TINY)]) == 0
+    assert worker.main(["timm:no_such_model", json.dumps(TINY)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith(bb.RESULT_PREFIX) and "error" in json.loads(line[len(bb.RESULT_PREFIX):])
+    assert line.startswith(worker.RESULT_PREFIX) and "error" in json.loads(line[len(worker.RESULT_PREFIX):])
 
 
 def test_protocol_defaults_and_shortfalls():
-    cfg = bb.BenchConfig()
+    cfg = measure.BenchConfig()
     assert (cfg.warmup, cfg.iters, cfg.runs) == (10, 20, 5) and cfg.protocol_shortfalls() == []
-    assert bb.BenchConfig(**TINY).protocol_shortfalls() == ["warmup 1 < 10", "iters 1 < 20", "runs 2 < 5"]
+    assert measure.BenchConfig(**TINY).protocol_shortfalls() == ["warmup 1 < 10", "iters 1 < 20", "runs 2 < 5"]

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench import backbones as bb
-from zoo.bench import report
+from zoo.bench import measure
+from zoo.bench import results as report
+from zoo.bench import worker
 from zoo.bench import runs as bench_runs
 from zoo.bench import timm_anchor as ta
 from zoo.cli import main
@@ -82,7 +83,7 @@ def test_cli_refuses_another_script_with_exit_2(tmp_path, capsys):
 
 # ---- same settings on both sides, or refused -----------------------------------------------------------
 def test_timm_argv_carries_every_setting_and_reads_back_equal():
-    cfg = bb.BenchConfig(precision="bf16", channels_last=True, compile=True, warmup=12, iters=25)
+    cfg = measure.BenchConfig(precision="bf16", channels_last=True, compile=True, warmup=12, iters=25)
     argv = ta.timm_argv("resnet18", 8, 160, cfg)
     assert argv[argv.index("--img-size") + 1] == "160"  # always explicit: timm would use the test size
     assert argv[argv.index("--precision") + 1] == "amp_bfloat16"  # autocast, as zoo's bf16
@@ -95,7 +96,7 @@ def test_timm_argv_carries_every_setting_and_reads_back_equal():
     ("--torchcompile", "compile"), ("--amp", "precision"), ("--img-size 100", "img_size"),
     ("--num-bench-iter 50", "iters"), ("--channels-last", "channels_last"), ("--reparam", "other")])
 def test_a_comparison_whose_settings_differ_is_refused(extra, what):
-    cfg = bb.BenchConfig(timm_args=tuple(extra.split()))
+    cfg = measure.BenchConfig(timm_args=tuple(extra.split()))
     with pytest.raises(ConfigError, match=f"refusing to compare.*{what}: zoo"):
         bench_runs.refuse_unlike(cfg)
 
@@ -111,10 +112,10 @@ def test_cli_refuses_compile_against_eager_timm_before_running_anything(tmp_path
 
 def test_fp16_training_on_cuda_is_refused_not_printed():
     with pytest.raises(ConfigError, match="GradScaler"):
-        bench_runs.refuse_unlike(bb.BenchConfig(device="cuda", precision="fp16"))
-    bench_runs.refuse_unlike(bb.BenchConfig(device="cuda", precision="fp16", train=False))
+        bench_runs.refuse_unlike(measure.BenchConfig(device="cuda", precision="fp16"))
+    bench_runs.refuse_unlike(measure.BenchConfig(device="cuda", precision="fp16", train=False))
     with pytest.raises(ConfigError, match="at least 5 timed steps"):  # timm's script divides by iters // 5
-        bench_runs.refuse_unlike(bb.BenchConfig(iters=4))
+        bench_runs.refuse_unlike(measure.BenchConfig(iters=4))
 
 
 # ---- the interleaved protocol and its summary ------------------------------------------------------------
@@ -141,7 +142,7 @@ def test_runs_alternate_zoo_and_timm_in_fresh_processes_and_pair_the_ratios(monk
 
     monkeypatch.setattr(bench_runs, "run_worker", worker)
     monkeypatch.setattr(bench_runs, "run_timm_once", timm_once)
-    cfg = bb.BenchConfig(runs=3, batch_size=4, img_size=32)
+    cfg = measure.BenchConfig(runs=3, batch_size=4, img_size=32)
     [row] = bench_runs.benchmark_backbones(["timm:m"], cfg, timm_compare=True, timm_script=fake_timm,
                                            progress=False)
     assert calls == ["zoo", "timm"] * 3
@@ -161,24 +162,24 @@ def test_a_run_pair_whose_reported_batch_differs_is_not_compared():
 
 
 def test_threads_reach_every_process_through_one_environment():
-    env = bb.child_env(bb.BenchConfig(threads=1))
+    env = worker.child_env(measure.BenchConfig(threads=1))
     assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
 
 
 def test_bench_backbones_cli_writes_csv_markdown_and_plot(tmp_path, capsys, fake_timm, monkeypatch):
     # zoo's runs measured in this process to stay fast (the subprocess itself: the slow test below and
     # test_bench.py's failing-model test); timm's side is a real process of the stand-in script
-    monkeypatch.setattr(bench_runs, "run_worker", bb.measure_model)
+    monkeypatch.setattr(bench_runs, "run_worker", measure.measure_model)
     out = tmp_path / "bb.csv"
     rc = main(["bench", "backbones", "timm:test_resnet", "--img-size", "32", "--warmup", "1",
                "--iters", "5", "--runs", "2", "--batch-size", "2", "--out", str(out),
                "--timm-compare", "--timm-script", str(fake_timm), "--note", "the machine was shared"])
     assert rc == 0
     [row] = report.read_csv(out)
-    assert list(row)[: len(bb.COLUMNS)] == list(bb.COLUMNS)
+    assert list(row)[: len(report.COLUMNS)] == list(report.COLUMNS)
     model = zoo.create_model("timm:test_resnet", pretrained=False)
     assert row["param_count"] == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6, abs=0.006)
-    assert row["infer_gmacs"] == pytest.approx(bb.count_gmacs(model, (3, 32, 32)), abs=0.0006)
+    assert row["infer_gmacs"] == pytest.approx(measure.count_gmacs(model, (3, 32, 32)), abs=0.0006)
     assert row["infer_img_size"] == 32 and row["infer_batch_size"] == 2 and row["train_batch_size"] == 2
     assert row["runs"] == 2 and row["warmup"] == 1 and row["iters"] == 5 and row["threads"] >= 1
     for phase in ("infer", "train"):

@@ -9,7 +9,7 @@ import yaml
 from zoo.bench.baselines import time_to_accuracy
 from zoo.bench.transfer import aggregate, run_overrides
 from zoo.cli import main
-from zoo.data.synthetic import make_cifar_like
+from synthetic_data import make_cifar_like
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 from data_fixtures import bad_folder, good_folder
 
 from zoo.data import load_dataset, parse_spec
-from zoo.data.synthetic import CIFAR10_NAMES, make_cifar_like
+from synthetic_data import CIFAR10_NAMES, make_cifar_like
 from zoo.errors import DataError
 
 

@@ -11,8 +11,9 @@ import zoo
 from zoo.backbones.base import make_data_config
 from zoo.data import load_dataset
 from zoo.data.fast import BatchTransform, TensorStore, store_size
-from zoo.data.mixing import build_loss, build_mixup
-from zoo.data.synthetic import make_cifar_like
+from zoo.data.mixing import build_mixup
+from zoo.train.losses import build_loss
+from synthetic_data import make_cifar_like
 from zoo.data.transforms import PRESETS, batch_fn, build_transform, collate
 from zoo.errors import ConfigError, DataError
 

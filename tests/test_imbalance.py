@@ -17,8 +17,8 @@ from PIL import Image
 import zoo
 from zoo.cli import main
 from zoo.data.balance import BalancedSampler, balanced_class_weights, imbalance_warning, train_sampler
-from zoo.data.mixing import build_loss
-from zoo.data.synthetic import digits_folder
+from zoo.train.losses import build_loss
+from synthetic_data import digits_folder
 from zoo.errors import ConfigError, DataError
 from zoo.metrics import classification_metrics, selection_score
 from zoo.train.recipe import load_recipe

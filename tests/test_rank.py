@@ -10,13 +10,33 @@ import pytest
 import torch
 
 import zoo
-from zoo.bench.rank import Candidate, rank
-from zoo.bench.transferability import _evidence, knn_top1, logme, logme_evidence, probe_top1
+from zoo.ranking.rank import Candidate, rank
+from zoo.ranking.scores import _evidence, knn_top1, logme, logme_evidence, probe_top1
 from zoo.cli import main
 from zoo.train.run import train
 
 
 # ---- LogME -----------------------------------------------------------------------------------------------
+def test_logme_counts_only_the_classes_present():
+    """A class absent from the scored sample (digit 5 here, on real digits) must not add a column: an all-zero
+    target is explained perfectly by w = 0, so its evidence dwarfs the real classes' and the score would change
+    with the label numbering. Scoring labels 0-9 without 5 must equal scoring them renumbered 0-8."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    keep = y != 5
+    feats, labels = torch.tensor(x[keep], dtype=torch.float32), torch.tensor(y[keep])
+    renumbered = torch.where(labels > 5, labels - 1, labels)
+    present = logme(feats, labels)
+    assert present == pytest.approx(logme(feats, renumbered), rel=1e-9)
+    assert -5 < present < 5  # a real score per example; an all-zero column alone scores far above the others
+    f = np.asarray(feats, dtype=np.float64)
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    keep_s = s > s.max() * max(f.shape) * np.finfo(np.float64).eps
+    zero_col = logme_evidence(s[keep_s] ** 2, u[:, keep_s], np.zeros(len(f)), f.shape[1])[0]
+    assert zero_col > present + 1  # why it matters: the absent column would have pulled the mean up
+
+
 def test_logme_evidence_hand_checked_case():
     """F = [[1], [0]], y = [1, 0], alpha = beta = 1: y ~ N(0, I/beta + F F^T/alpha) = N(0, diag(2, 1)), so
     log p = -log(2 pi) - log(2)/2 - (1/2)(1/2) = -2.434451, i.e. -1.217225 per example."""

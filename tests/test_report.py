@@ -19,7 +19,7 @@ from sklearn.metrics import precision_recall_fscore_support
 import zoo
 from zoo.cli import main as zoo_main
 from zoo.data import load_dataset
-from zoo.data.synthetic import make_cifar_like
+from synthetic_data import make_cifar_like
 from zoo.inference import evaluate, predict
 from zoo.report import most_confused, per_class, read_run, run_context, write_report
 from zoo.train.run import train

@@ -11,7 +11,7 @@ import pytest
 import zoo
 from zoo.cli import main as zoo_main
 from zoo.cli.train import main as train_main
-from zoo.data.synthetic import make_cifar_like
+from synthetic_data import make_cifar_like
 from zoo.metrics import read_metrics
 
 

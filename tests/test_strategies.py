@@ -8,7 +8,7 @@ import zoo
 from zoo.errors import ConfigError
 from zoo.train.schedule import GroupLRScheduler, schedule_factor
 from zoo.train.schema import StrategyConfig
-from zoo.train.strategies import Strategy, describe_phases
+from zoo.train.strategies import Strategy
 
 RESNET_GROUPS = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
 
@@ -20,6 +20,16 @@ def resnet():
 
 def strat(model, **kw):
     return Strategy(model, StrategyConfig(**kw))
+
+
+def describe_phases(strategy: Strategy, epochs: int) -> list[tuple[int, list[str]]]:
+    """[(first epoch, trainable groups)] each time the trainable set changes (a test helper: zoo never needed it)."""
+    phases: list[tuple[int, list[str]]] = []
+    for e in range(epochs):
+        live = sorted(strategy.trainable_groups(e), key=[g.name for g in strategy.groups].index)
+        if not phases or list(phases[-1][1]) != live:
+            phases.append((e, live))
+    return phases
 
 
 def test_linear_probe_trains_only_head(resnet):

@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file
 
 import zoo
-from zoo.data.synthetic import make_cifar_like
+from synthetic_data import make_cifar_like
 from zoo.cli.train import main
 from zoo.train.run import train
 

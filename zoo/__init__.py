@@ -1,6 +1,9 @@
 """zoo: transfer learning for image classification over timm, Hugging Face and torchvision backbones.
 
-The flow: registry -> backbones -> data -> train -> artifact (save, load, hub) -> bench, with cli on top.
+The layers, bottom to top (the import-linter contract in pyproject.toml; each imports only from those below):
+errors, fsutil, env, markdown -> backbones -> registry -> data -> metrics -> artifact -> inference -> report ->
+train -> bench -> ranking -> serve, export -> cli. A run goes the other way round: the registry builds a
+backbone, data feeds it, train fine-tunes it and saves an artifact, which inference, serve and export load.
 Only the public API lives here; each name is imported on first use so that `import zoo` is instant.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ _EXPORTS = {
     "load_recipe": "zoo.train.recipe",
     "expand_variants": "zoo.train.recipe",
     "benchmark_backbones": "zoo.bench.runs",
-    "rank": "zoo.bench.rank",
+    "rank": "zoo.ranking.rank",
     "save": "zoo.artifact.save",
     "load": "zoo.artifact.load",
     "predict": "zoo.inference",

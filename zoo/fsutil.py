@@ -37,10 +37,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """``write(tmp_path)`` then rename to ``path``: for writers that want a file name (safetensors)."""
     path = Path(path)

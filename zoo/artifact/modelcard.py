@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from zoo.markdown import markdown_table
+
 CURVE_NAME = "curve.png"
 REPO_PLACEHOLDER = "<user>/<repo>"
 _LICENSES = {"tv": "bsd-3-clause"}  # torchvision's weights and code; other sources record theirs
@@ -92,26 +94,22 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
     lines += [f"An image classifier fine-tuned with zoo from `{meta.get('model')}`"
               + (f" (base model [`{meta['base_model']}`](https://huggingface.co/{meta['base_model']}))"
                  if meta.get("base_model") else "") + ".", ""]
-    lines += ["| | |", "|---|---|",
-              f"| architecture | `{meta.get('architecture')}` ({meta.get('source')}) |",
-              f"| classes | {meta.get('num_classes')} |",
-              f"| input size | {dc.get('input_size')} |",
-              f"| preprocessing | resize ({dc.get('interpolation')}, crop_pct {dc.get('crop_pct')}), "
-              f"mean {dc.get('mean')}, std {dc.get('std')} |"]
+    facts = [["architecture", f"`{meta.get('architecture')}` ({meta.get('source')})"],
+             ["classes", str(meta.get("num_classes"))], ["input size", str(dc.get("input_size"))],
+             ["preprocessing", f"resize ({dc.get('interpolation')}, crop_pct {dc.get('crop_pct')}), "
+                               f"mean {dc.get('mean')}, std {dc.get('std')}"]]
     dataset = meta.get("dataset") or {}
     if dataset:
-        lines.append(f"| dataset | {dataset.get('name') or dataset.get('spec') or 'unknown'}"
-                     + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else "") + " |")
-    lines.append("")
+        facts.append(["dataset", f"{dataset.get('name') or dataset.get('spec') or 'unknown'}"
+                      + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else "")])
+    lines += [markdown_table(facts, ["", ""], align="ll"), ""]
     if names:
         shown = ", ".join(f"`{n}`" for n in names[:50]) + (f", ... ({len(names)} in all)" if len(names) > 50 else "")
         lines += ["## Labels", "", shown, ""]
     metrics = meta.get("metrics") or {}
     scalars = {k: v for k, v in metrics.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
     if scalars:
-        lines += ["## Results", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in scalars.items()]
-        lines.append("")
+        lines += ["## Results", "", markdown_table(list(scalars.items()), ["metric", "value"], digits=4), ""]
     if has_curve:
         lines += ["## Training curve", "", f"![training curve]({CURVE_NAME})", ""]
     lines += ["## Usage", "", "With zoo:", "", "```python", "import zoo", "",

@@ -1,7 +1,7 @@
 """The backbone table's runs: one fresh process per (tool, model, run), zoo and timm interleaved.
 
 For each model: zoo, timm, zoo, timm, ... ``runs`` times each, every one a new process with the same
-environment (thread count) and settings. A zoo run is ``python -m zoo.bench.backbones --worker MODEL``
+environment (thread count) and settings. A zoo run is ``python -m zoo.bench.worker MODEL CONFIG``
 (the model built by ``zoo.create_model``, zoo's forward and a training step on it); a timm run is timm's
 own ``benchmark.py --bench both`` (sha256-checked, unchanged). Each side's images/s is summarised as the
 median with min and max over its runs; the ratio zoo / timm is taken per adjacent pair (the two runs closest
@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.bench.backbones import BenchConfig, child_env, run_worker
+from zoo.bench.measure import BenchConfig
+from zoo.bench.worker import child_env, run_worker
 from zoo.bench.timm_anchor import (check_comparable, reported_differences, require_timm_script, run_timm_once,
                                    timm_argv)
 from zoo.errors import ConfigError

@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_backbones_parser(bench_sub: argparse._SubParsersAction) -> None:
-    from zoo.bench.backbones import PRECISIONS, BenchConfig
+    from zoo.bench.measure import PRECISIONS, BenchConfig
 
     d = BenchConfig()
     q = bench_sub.add_parser(
@@ -95,7 +95,8 @@ def add_backbones_parser(bench_sub: argparse._SubParsersAction) -> None:
 
 
 def run_backbones(args: argparse.Namespace) -> int:
-    from zoo.bench.backbones import BenchConfig, default_output, write_backbone_results
+    from zoo.bench.measure import BenchConfig
+    from zoo.bench.results import default_output, write_backbone_results
     from zoo.bench.runs import benchmark_backbones
 
     cfg = BenchConfig(device=args.device, batch_size=args.batch_size, precision=args.precision,
@@ -127,7 +128,7 @@ def run_backbones(args: argparse.Namespace) -> int:
         shown |= {"train_samples_per_sec": "train img/s"}
         if args.timm_compare:
             shown |= {"timm_train_samples_per_sec": "timm train", "train_vs_timm": "train zoo/timm"}
-    from zoo.bench.report import format_value
+    from zoo.markdown import format_value
 
     def cell(row: dict, col: str) -> str:
         value = row.get(col)

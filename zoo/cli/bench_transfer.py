@@ -39,8 +39,8 @@ def add_bench_parser(bench_sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from zoo.bench.backbones import device_name, device_slug
-    from zoo.bench.report import run_metadata, write_csv
+    from zoo.bench.results import write_csv
+    from zoo.env import device_name, device_slug, run_metadata
     from zoo.bench.transfer import COLUMNS, TransferConfig, run_transfer
     from zoo.cli.output import print_table
     from zoo.train.recipe import load_recipe
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 def write_transfer_report(rows: list[dict], out: Path, meta: dict, recipe: str, seeds: list[int]) -> None:
     """Markdown table (accuracy to 4 places) and the accuracy-vs-time Pareto plot beside the CSV."""
-    from zoo.bench.report import scatter_plot, write_markdown
+    from zoo.bench.results import scatter_plot, write_markdown
     from zoo.bench.transfer import COLUMNS
 
     split = rows[0].get("eval_split", "test")

@@ -66,7 +66,7 @@ def _short(text: str, width: int = 100) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zoo.bench.rank import rank
+    from zoo.ranking.rank import rank
     from zoo.cli.output import print_table
 
     val_size: float | int = int(args.val_size) if args.val_size >= 1 else args.val_size

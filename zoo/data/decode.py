@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from zoo.data.validate import _open, to_rgb
+from zoo.env import cpu_cores
 from zoo.errors import DataError
 
 CHUNK = 32  # images per task: small enough to bound memory, large enough to amortise the hand-off
@@ -26,10 +27,7 @@ PARALLEL_FROM = 512  # below this many images, starting processes costs more tha
 
 def default_workers() -> int:
     """The cores this process may use (cgroup/affinity aware where the OS says)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+    return cpu_cores()
 
 
 def shorter_side_resize(img: Any, size: int) -> Any:

@@ -1,11 +1,8 @@
-"""Mixup / CutMix / label smoothing hooks for the trainer, through timm's ``Mixup`` (batch-level, works on
-the fast path's on-device batches as well as on collated reference batches)."""
+"""Mixup / CutMix for the trainer, through timm's ``Mixup`` (batch-level, works on the fast path's on-device
+batches as well as on collated reference batches). The losses that go with it are in zoo.train.losses."""
 from __future__ import annotations
 
 from typing import Any
-
-import torch
-from torch import nn
 
 from zoo.errors import ConfigError
 
@@ -13,7 +10,7 @@ from zoo.errors import ConfigError
 def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float = 0.0,
                 num_classes: int = 0) -> Any:
     """timm's ``Mixup`` when mixup or cutmix is on (it also applies label smoothing to the soft targets),
-    else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs (see build_loss).
+    else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs (see zoo.train.losses.build_loss).
     ``mixup``/``cutmix`` are the Beta-distribution alphas (0 = off); both on means one or the other per batch.
     Their ranges are the recipe schema's to check (zoo.train.schema), once, before anything is built."""
     if mixup == 0 and cutmix == 0:
@@ -33,31 +30,3 @@ def check_even_batch(mix: Any, batch_size: int) -> None:
         fix = " or ".join(str(b) for b in (batch_size - 1, batch_size + 1) if b > 0)
         raise ConfigError(f"train.mixup/train.cutmix need an even data.batch_size, got {batch_size}: "
                           f"use data.batch_size={fix}")
-
-
-class WeightedCrossEntropy(nn.Module):
-    """Cross-entropy with per-class weights (``train.class_weights``), for class indices or, when mixing,
-    probability targets (torch weighs those per class as well). Computed in float32 whatever the autocast
-    dtype of the logits, since the weights are float32."""
-
-    def __init__(self, weight: torch.Tensor, label_smoothing: float = 0.0) -> None:
-        super().__init__()
-        self.register_buffer("weight", weight.float())
-        self.label_smoothing = label_smoothing
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.float(), target, weight=self.weight,
-                                           label_smoothing=self.label_smoothing)
-
-
-def build_loss(mix: Any, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:
-    """The training loss that goes with ``build_mixup``'s result: soft-target cross-entropy when mixing
-    (targets are then probability vectors), else cross-entropy with label smoothing. ``class_weights``
-    (zoo.data.balance.loss_weights) weighs each class's terms; timm's Mixup already smooths its targets."""
-    if class_weights is not None:
-        return WeightedCrossEntropy(class_weights, 0.0 if mix is not None else label_smoothing)
-    if mix is not None:
-        from timm.loss import SoftTargetCrossEntropy
-
-        return SoftTargetCrossEntropy()
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

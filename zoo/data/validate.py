@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from zoo.env import cpu_cores
 from zoo.errors import DataError
 
 Source = Union[str, bytes, dict]  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
@@ -131,7 +132,7 @@ def scan(sources: Sequence[Source], names: Sequence[str], desc: str = "checking 
     saved = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file must be reported, not silently padded
     try:
-        workers = min(8, os.cpu_count() or 1)
+        workers = min(8, cpu_cores())
         with ThreadPoolExecutor(workers) as pool:
             checks = pool.map(check_image, sources, chunksize=64)
             bar = tqdm(checks, total=len(sources), desc=desc, disable=not progress or len(sources) < 2000,

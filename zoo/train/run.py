@@ -17,6 +17,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from zoo.markdown import markdown_table
 from zoo.report import read_run, run_context, write_report
 from zoo.train.loop import RunSummary, Trainer
 from zoo.train.preflight import preflight
@@ -82,7 +83,5 @@ def write_comparison(recipe: Recipe, summaries: Sequence[RunSummary]) -> Path:
     out = Path(recipe.output.dir) / f"{recipe.name}-comparison"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps([asdict(s) for s in summaries], indent=2))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text(markdown_table(rows, columns) + "\n")
     return out

@@ -13,7 +13,6 @@ frozen so running statistics don't drift.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, get_args
 
 from torch import nn
@@ -118,13 +117,3 @@ class Strategy:
         """(group, params, lr scale) rows for the run log."""
         scales = self.lr_scales(epoch)
         return [(g.name, g.num_params, scales[g.name]) for g in self.groups]
-
-
-def describe_phases(strategy: Strategy, epochs: int) -> list[tuple[int, Sequence[str]]]:
-    """[(first epoch, trainable groups)] each time the trainable set changes: for logs and tests."""
-    phases: list[tuple[int, Sequence[str]]] = []
-    for e in range(epochs):
-        live = sorted(strategy.trainable_groups(e), key=[g.name for g in strategy.groups].index)
-        if not phases or list(phases[-1][1]) != live:
-            phases.append((e, live))
-    return phases

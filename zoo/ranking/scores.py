@@ -106,8 +106,12 @@ def logme_evidence(sigma: np.ndarray, u: np.ndarray, y: np.ndarray, d: int, max_
 
 
 def logme(features: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray) -> float:
-    """LogME of features [N, D] for integer labels [N]: the mean over classes of the maximum evidence per
-    example of a Bayesian linear regression onto that class's one-hot column."""
+    """LogME of features [N, D] for integer labels [N]: the mean over the classes present in ``labels`` of the
+    maximum evidence per example of a Bayesian linear regression onto that class's one-hot column.
+
+    Only classes present count: an absent class's column is all zeros, which a zero-weight model explains
+    perfectly, so its evidence grows without bound and would swamp the real classes' (and differ by feature
+    dimension, distorting the ranking)."""
     f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels).astype(np.int64)
     n, d = f.shape
@@ -121,4 +125,4 @@ def logme(features: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
     sigma = sigma[keep]
     u = u[:, keep] if n <= d else (f @ v[:, keep]) / np.sqrt(sigma)
     return float(np.mean([logme_evidence(sigma, u, (y == c).astype(np.float64), d)[0]
-                          for c in range(int(y.max()) + 1)]))
+                          for c in np.unique(y)]))

@@ -1,11 +1,13 @@
-"""The backbone table: parameters, GMACs, inference and training images/s, step time and peak memory.
+"""Measuring one backbone in the process that runs it: parameters, GMACs, inference and training images/s,
+step time and peak memory (``zoo.env.PeakMemory``). The settings (``BenchConfig``) live here too.
 
 Method, kept comparable to timm's ``benchmark.py`` so that the two can be checked against each other:
 
 - inference: ``model.eval()`` under ``torch.no_grad()``; training: ``model.train()``, cross-entropy on
   random targets, ``backward()`` and an SGD step (timm's default optimizer: momentum 0.9, Nesterov);
 - the input is ``torch.randn((B, 3, H, W))`` made once on the device (``channels_last`` when asked);
-- one fresh process per (model, run) (``python -m zoo.bench.backbones --worker NAME``), so no run
+- one fresh process per (model, run) (``python -m zoo.bench.worker NAME CONFIG``,
+  see ``zoo.bench.worker``), so no run
   inherits another's allocator caches, compiled graphs or thread pools; each process makes ``warmup``
   untimed steps, then one timed run of ``iters`` steps; the MEDIAN of ``runs`` processes is reported
   with the min and max, so one run disturbed by another process does not move the table;
@@ -16,43 +18,22 @@ Method, kept comparable to timm's ``benchmark.py`` so that the two can be checke
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
-import json
-import os
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from zoo.env import PeakMemory
 from zoo.errors import ConfigError
 
 T = TypeVar("T")
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-# timm's benchmark.py column names first, then ours (memory, the timm comparison, the run settings).
-COLUMNS = (
-    "model", "param_count", "infer_gmacs", "infer_img_size",
-    "infer_batch_size", "infer_samples_per_sec", "infer_step_time", "infer_peak_mem_mb",
-    "train_batch_size", "train_samples_per_sec", "train_step_time", "train_peak_mem_mb",
-    "timm_model", "timm_infer_samples_per_sec", "infer_vs_timm", "timm_train_samples_per_sec", "train_vs_timm",
-    "device", "precision", "channels_last", "compile", "threads", "warmup", "iters", "runs", "error",
-)
-# The Markdown table: every figure with its spread; the CSV has every column.
-TABLE_COLUMNS = ("model", "param_count", "infer_gmacs", "infer_img_size", "infer_batch_size",
-                 *(f"{pre}{p}_samples_per_sec{suf}" for p in ("infer", "train") for pre in ("", "timm_")
-                   for suf in ("", "_min", "_max")),
-                 *(f"{p}_vs_timm{suf}" for p in ("infer", "train") for suf in ("", "_min", "_max")),
-                 "infer_peak_mem_mb", "train_peak_mem_mb", "runs", "error")
 # The protocol every committed comparison follows (below it a row is marked, not refused: tests and --quick).
 PROTOCOL_MIN = {"warmup": 10, "iters": 20, "runs": 5}
-RESULT_PREFIX = "ZOO_BENCH_RESULT "
 
 
 @dataclass
@@ -79,6 +60,7 @@ class BenchConfig:
         return [f"{k} {getattr(self, k)} < {v}" for k, v in PROTOCOL_MIN.items() if getattr(self, k) < v]
 
     def validate(self) -> "BenchConfig":
+        """Refuse settings that cannot be measured, naming the fix."""
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}. "
                               f"Fix: --precision fp32 (or bf16, fp16).")
@@ -156,13 +138,13 @@ def with_oom_halving(fn: Callable[[int], T], batch_size: int,
                 raise
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         # outside the except block: the traceback (and the failed step's tensors) are released now
-        _free_memory()
+        free_memory()
         batch = max(1, batch // 2)
         if on_retry is not None:
             on_retry(batch, reason)
 
 
-def _free_memory() -> None:
+def free_memory() -> None:
     import torch
 
     gc.collect()
@@ -189,90 +171,7 @@ def count_gmacs(model: Any, input_size: Sequence[int]) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-# ---- peak memory -----------------------------------------------------------------------------------
-class PeakMemory:
-    """Peak memory of a phase, in MiB.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` after resetting the peak: everything the phase held on
-    the card (weights, activations, gradients, optimizer state); exact and free to read.
-    CPU: the peak process RSS minus the RSS just before the phase, i.e. what the phase added on top of
-    the already-built model. On Linux the kernel's own high-water mark is used (reset by writing 5
-    to /proc/self/clear_refs, read as VmHWM): exact and with no sampling thread that could steal
-    time from the measured loop. Elsewhere a psutil thread samples RSS every millisecond.
-    """
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.peak_mb: float | None = None
-        self._baseline = 0
-        self._sampler: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._sampled_peak = 0
-        self.method = ""
-
-    def __enter__(self) -> "PeakMemory":
-        import torch
-
-        gc.collect()
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.method = "cuda_max_memory_allocated"
-            return self
-        self._baseline = _rss_bytes()
-        if _reset_hwm():
-            self.method = "rss_hwm_delta"
-        else:
-            self.method = "rss_sampled_delta"
-            self._sampled_peak = self._baseline
-            self._sampler = threading.Thread(target=self._sample, daemon=True)
-            self._sampler.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self._sampled_peak = max(self._sampled_peak, _rss_bytes())
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize(self.device)
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-            return
-        if self._sampler is not None:
-            self._stop.set()
-            self._sampler.join()
-            peak = max(self._sampled_peak, _rss_bytes())
-        else:
-            peak = _hwm_bytes()
-        self.peak_mb = max(0, peak - self._baseline) / 2**20
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _hwm_bytes() > 0
-    except OSError:
-        return False
-
-
-def _hwm_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-# ---- one model, in the worker process -------------------------------------------------------------
+# ---- one model (in the worker process: zoo.bench.worker) -------------------------------------------------------------
 def _autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     import torch
 
@@ -393,144 +292,10 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
                 "infer_step_time": infer["step_time"], "infer_peak_mem_mb": infer["peak_mem_mb"],
                 "mem_method": infer["mem_method"]})
     if cfg.train:
-        _free_memory()
+        free_memory()
         train, batch = with_oom_halving(
             lambda b: measure_training(model, b, input_size, backbone.num_classes, cfg), cfg.batch_size)
         row.update({"train_batch_size": batch, "train_samples_per_sec": train["samples_per_sec"],
                     "train_step_time": train["step_time"], "train_peak_mem_mb": train["peak_mem_mb"],
                     "train_img_size": input_size[-1]})
     return row
-
-
-# ---- the parent: one subprocess per model ----------------------------------------------------------
-def child_env(cfg: BenchConfig) -> dict[str, str]:
-    """The environment of every measured process, zoo's and timm's alike (same thread count)."""
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")  # pretrained=False never needs the Hub; do not wait on it
-    if cfg.threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(cfg.threads)
-    return env
-
-
-def run_worker(name: str, cfg: BenchConfig) -> dict[str, Any]:
-    """Measure one model in a fresh Python process and return its row (with ``error`` on failure)."""
-    cmd = [sys.executable, "-m", "zoo.bench.backbones", "--worker", name, "--config", json.dumps(asdict(cfg))]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=child_env(cfg))
-    except subprocess.TimeoutExpired:
-        return {"model": name, "error": f"timed out after {cfg.timeout_s:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"model": name, "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
-
-
-def device_name(device: str) -> str:
-    """Human name of the device: the GPU's marketing name, or the CPU model and core count."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    model = ""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
-    return f"{model or 'CPU'} ({cpu_cores()} cores)"
-
-
-def load_average() -> str | None:
-    """The 1/5/15-minute load averages: how busy a shared machine was when a result was written."""
-    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else None
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def device_slug(device: str) -> str:
-    """'cpu-2core' or the GPU's name slugged ('nvidia-h100-80gb-hbm3'): goes into result file names."""
-    from zoo.bench.report import slugify
-
-    if device.startswith("cuda"):
-        import torch
-
-        return slugify(torch.cuda.get_device_name(torch.device(device)))
-    return f"cpu-{cpu_cores()}core"
-
-
-def default_output(cfg: BenchConfig) -> Path:
-    """benchmarks/results/backbones_<device>_<precision>[_cl][_compile].csv"""
-    suffix = ("_cl" if cfg.channels_last else "") + ("_compile" if cfg.compile else "")
-    return Path("benchmarks") / "results" / f"backbones_{device_slug(cfg.device)}_{cfg.precision}{suffix}.csv"
-
-
-def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg: BenchConfig,
-                           plot: bool = True, command: str | None = None, notes: Sequence[str] = ()) -> list[Path]:
-    """CSV at ``out``, a Markdown table (``.md``) and a throughput-vs-GMACs plot (``.png``) beside it.
-    ``notes`` (e.g. "the machine was shared") go into the Markdown as they are."""
-    from zoo.bench import report
-
-    out = Path(out)
-    if out.suffix != ".csv":
-        raise ConfigError(f"--out {out} must end in .csv (the .md and .png are written beside it).")
-    columns = list(COLUMNS) + [c for c in report.columns_of(rows) if c not in COLUMNS]  # every run: same columns
-    paths = [report.write_csv(rows, out, columns)]
-    meta = report.run_metadata(
-        device=device_name(cfg.device), precision=cfg.precision, channels_last=cfg.channels_last,
-        compile=cfg.compile, batch_size=cfg.batch_size, threads=cfg.threads or "torch default",
-        timing=f"{cfg.runs} fresh processes per model and tool (zoo, timm, zoo, timm, ...), each {cfg.warmup} "
-               f"warm-up steps then {cfg.iters} timed steps; median [min, max] over the runs",
-        load_average_at_write=load_average(),
-        timm_script_sha256=next((r["timm_script_sha256"] for r in rows if r.get("timm_script_sha256")), None),
-        command=f"`{command}`" if command else None)
-    png = out.with_suffix(".png")
-    if plot and any(isinstance(r.get("infer_samples_per_sec"), (int, float)) for r in rows):
-        ok = [r for r in rows if isinstance(r.get("infer_gmacs"), (int, float))]
-        report.scatter_plot(ok, "infer_gmacs", "infer_samples_per_sec", png, label="model",
-                            logx=all(r["infer_gmacs"] > 0 for r in ok), logy=True,
-                            title=f"inference throughput vs GMACs - {meta['device']}, {cfg.precision}",
-                            xlabel="GMACs per image", ylabel="inference images/s")
-    else:
-        png = None
-    notes = [
-        *notes,
-        "GMACs: torch.utils.flop_counter FLOPs of one image / 2 (matmul, conv and attention ops).",
-        "Peak memory: CUDA max_memory_allocated (weights included); on CPU the peak RSS added by the "
-        "phase on top of the built model (Linux VmHWM).",
-        "*_batch_size is the batch used after any out-of-memory halving.",
-    ]
-    if cfg.protocol_shortfalls():
-        notes.append("BELOW THE PROTOCOL (a smoke run, not a table): " + ", ".join(cfg.protocol_shortfalls()))
-    if any(r.get("infer_vs_timm") is not None for r in rows):
-        notes.append("*_vs_timm = zoo images/s / timm benchmark.py images/s of the adjacent run pair; median "
-                     "[min, max] over the pairs. timm's script (sha256 in the header, unchanged) ran with the "
-                     "same model, batch, --img-size, precision, memory format, compile, steps and threads. "
-                     "Inference grad mode differs by design: zoo's path uses torch.no_grad (as zoo.predict), "
-                     "timm's script torch.inference_mode.")
-    if not cfg.device.startswith("cuda"):
-        notes.append("CPU figures from a shared machine: use them for ratios between rows, not as absolutes.")
-    table_cols = [c for c in TABLE_COLUMNS if any(r.get(c) is not None for r in rows)]
-    paths.append(report.write_markdown(rows, out.with_suffix(".md"), table_cols, title="Backbone benchmark",
-                                       meta=meta, notes=notes, image=png))
-    if png is not None:
-        paths.append(png)
-    return paths
-
-
-def _worker_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zoo.bench.backbones",
-                                     description="Internal: measure one model in this process (one run).")
-    parser.add_argument("--worker", metavar="MODEL", required=True, help="measure MODEL, print one result line")
-    parser.add_argument("--config", default="{}", help="BenchConfig as JSON")
-    args = parser.parse_args(argv)
-    try:
-        row = measure_model(args.worker, BenchConfig.from_dict(json.loads(args.config)))
-    except Exception as exc:  # noqa: BLE001 - the parent records the error in the model's row
-        row = {"model": args.worker, "error": f"{type(exc).__name__}: {exc}"}
-    print(RESULT_PREFIX + json.dumps(row), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

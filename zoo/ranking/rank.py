@@ -2,7 +2,7 @@
 
 For each candidate the frozen backbone's pooled features of a sample of the training split are extracted once
 (through the linear probe's disk cache, so a later ``linear_probe`` run of the same model, data and image size
-reads them back) and scored three ways (zoo.bench.transferability): leave-one-out kNN top-1, a cross-validated
+reads them back) and scored three ways (zoo.ranking.scores): leave-one-out kNN top-1, a cross-validated
 linear probe, and LogME. A candidate that cannot be built or run (no weights offline, out of memory) becomes a
 row with the reason, and the others go on.
 """
@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from zoo.bench.backbones import PeakMemory, count_gmacs, is_oom
-from zoo.bench.report import run_metadata, write_csv, write_markdown
-from zoo.bench.transferability import knn_top1, logme, probe_top1
+from zoo.bench.measure import count_gmacs, is_oom
+from zoo.bench.results import write_csv, write_markdown
+from zoo.env import PeakMemory, run_metadata
+from zoo.ranking.scores import knn_top1, logme, probe_top1
 from zoo.data import load_dataset
 from zoo.errors import ConfigError, ZooError
 from zoo.train.feature_cache import FeatureCache, feature_key

@@ -1,4 +1,5 @@
-"""Small generated datasets in CIFAR-10's Hub schema, for tests and demos that must run offline.
+"""Small generated datasets in CIFAR-10's Hub schema, for tests and the benchmark scripts (offline). Lives in
+tests/, not in the zoo package: nothing in zoo uses it.
 
 CIFAR-10 on the Hub (``uoft-cs/cifar10``) has an ``img`` Image column, a ``label`` ClassLabel with ten
 names, and train/test splits. Generating that exact schema lets every code path that will meet the real
