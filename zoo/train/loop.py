@@ -119,7 +119,10 @@ class Trainer:
             self.ds = load_dataset(
                 r.data.spec, val_size=r.data.val_size, seed=r.data.seed, image_column=r.data.image_column,
                 label_column=r.data.label_column, on_bad_image=r.data.on_bad_image, run_dir=self.run_dir,
+                exclude=r.data.exclude,
             )
+        if self.ds.exclude_file:  # the run says what data.exclude dropped (listed in RUN_DIR/excluded.txt)
+            self._print(f"data.exclude: dropped {len(self.ds.excluded)} image(s) listed in {self.ds.exclude_file}")
         if r.data.limit:
             train = self.ds.splits["train"]
             self.ds.splits["train"] = train.shuffle(seed=r.data.seed).select(range(min(r.data.limit, len(train))))

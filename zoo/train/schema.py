@@ -58,6 +58,7 @@ class DataConfig:
     num_workers: int = 2
     limit: int | None = None  # use only the first N training images (smoke runs)
     sampler: SamplerName = "random"  # balanced: every class equally likely per draw (imbalanced data; DDP-safe)
+    exclude: str | None = None  # a file of image paths/ids to drop from every split (e.g. zoo data doctor's CSV)
 
 
 @dataclass
