@@ -166,20 +166,29 @@ def test_doctor_cli_too_few_images_is_an_error_without_traceback(tmp_path, capsy
     assert rc != 0 and "too few images per fold" in err and "Traceback" not in err
 
 
-def test_exclude_digits_by_identifier_and_the_run_says_so(tmp_path):
-    from zoo.train.run import train
-
+def test_exclude_digits_by_identifier_across_seeds(tmp_path):
     listed = ["sklearn:digits/train/0", "sklearn:digits/train/7", "sklearn:digits/test/3"]
     (tmp_path / "drop.txt").write_text("# from zoo data doctor\n" + "\n".join(listed) + "\n")
     full = zoo.load_dataset("sklearn:digits", check_images=False)
-    assert {"sklearn:digits/train/0", "sklearn:digits/train/7"} <= set(full.ids["train"] + full.ids["validation"])
+    for seed in (0, 1):  # a carved validation image keeps its train/<row> identifier whatever the seed
+        ds = zoo.load_dataset("sklearn:digits", seed=seed, check_images=False, exclude=tmp_path / "drop.txt")
+        every = [rid for split in ds.keys() for rid in ds.ids[split]]
+        assert not set(listed) & set(every)
+        assert len(every) == sum(len(full[k]) for k in full.keys()) - 3 == sum(len(ds[k]) for k in ds.keys())
+        assert ds.excluded == listed and ds.fingerprint != full.fingerprint
+
+
+def test_run_with_exclude_trains_without_the_image_and_says_so(faulty_folder, tmp_path, capsys):
+    from zoo.train.run import train
+
+    (tmp_path / "drop.txt").write_text(f"{faulty_folder['wrong']}\n")
     [s] = train({"name": "ex", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": "sklearn:digits", "image_size": 32, "batch_size": 64, "augment": "none",
+                 "data": {"spec": str(faulty_folder["root"]), "image_size": 32, "batch_size": 8, "augment": "none",
                           "exclude": str(tmp_path / "drop.txt")},
                  "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}, "resume": "never"})
+    assert "data.exclude: dropped 1 image(s)" in capsys.readouterr().out
     run = Path(s.run_dir)
-    assert (run / "excluded.txt").read_text().split() == listed
+    assert (run / "excluded.txt").read_text().split() == [str(faulty_folder["wrong"])]
     meta = json.loads((run / "model" / "zoo.json").read_text())
-    assert meta["dataset"]["excluded"] == 3
-    assert sum(meta["dataset"]["splits"].values()) == sum(len(full[k]) for k in full.keys()) - 3
-    assert "3 listed in" in (run / "model" / "README.md").read_text()
+    assert meta["dataset"]["excluded"] == 1 and sum(meta["dataset"]["splits"].values()) == 40
+    assert "1 listed in" in (run / "model" / "README.md").read_text()
