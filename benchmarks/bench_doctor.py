@@ -32,10 +32,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import zoo  # noqa: E402
-from zoo.doctor import labels as L  # noqa: E402
-from zoo.doctor.core import DoctorConfig, analyse  # noqa: E402
-from zoo.doctor.features import split_features  # noqa: E402
+import zoo
+from zoo.doctor import labels as L
+from zoo.doctor.core import DoctorConfig, analyse
+from zoo.doctor.features import split_features
 
 CLEANLAB = """
 import json, sys, numpy as np
@@ -125,7 +125,7 @@ def main() -> None:
     start = time.perf_counter()
     feats, record = split_features(ds, args.models, image_size=args.image_size, cache_dir=args.work / ".cache")
     extract = time.perf_counter() - start
-    issues, summary, rows = analyse(ds, feats, cfg)
+    _, summary, rows = analyse(ds, feats, cfg)
     n_images = len(rows["id"])
     rows_out: list[dict] = []
     tag = "+".join(m.split(":")[-1] for m in args.models) + f"@{args.image_size}"
@@ -162,7 +162,8 @@ def main() -> None:
                              method=cfg.method)
         score_s = time.perf_counter() - t0
         true, k = set(flip.tolist()), len(flip)
-        at_k = lambda order: len(set(order[:k].tolist()) & true) / k  # noqa: E731
+        def at_k(order: np.ndarray, true: set = true, k: int = k) -> float:
+            return len(set(order[:k].tolist()) & true) / k
         precision, recall = pr(set(lab["flagged"].tolist()), true)
         add(f"label, {rate:.0%} flipped", f"doctor (confident learning, {cfg.method}: the default)", precision, recall, len(lab["flagged"]),
             k, precision_at_k=round(at_k(np.argsort(lab["quality"], kind="stable")), 4), score_seconds=round(score_s, 2))

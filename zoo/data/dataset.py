@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.columns import check_labels, normalise
+from zoo.data.exclude import apply_exclude, read_exclude, source_ids, write_excluded
 from zoo.data.progress import datasets_progress
 from zoo.data.specs import hub_dataset_id, load_source, parse_spec
-from zoo.data.exclude import apply_exclude, read_exclude, source_ids, write_excluded
 from zoo.data.splits import canonical_splits, carve_indices, check_classes
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError

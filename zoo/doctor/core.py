@@ -48,7 +48,7 @@ class DoctorConfig:
     exclude: str | None = None
     command: str | None = None
 
-    def validate(self) -> "DoctorConfig":
+    def validate(self) -> DoctorConfig:
         if self.folds < 2:
             raise ConfigError(f"--folds {self.folds}: the out-of-fold probe needs at least 2 folds (default 5)")
         if not self.models:

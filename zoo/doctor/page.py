@@ -39,8 +39,8 @@ def write_page(path: Path, summary: dict[str, Any], issues: list[dict[str, Any]]
         return cache[i]
 
     galleries = []
-    for kind, title, what in (("label", "Label issues", "given label → suggested label; score: 1 − out-of-fold "
-                               "probability of the given label"),
+    for kind, title, what in (("label", "Label issues", ("given label → suggested label; score: 1 − out-of-fold "
+                                                          "probability of the given label")),
                               ("leak", "Leaks: the same image in train and in validation or test",
                                "training copy, then its match; score: cosine of the features"),
                               ("duplicate", "Near-duplicates within a split", "score: cosine of the features"),
@@ -51,7 +51,7 @@ def write_page(path: Path, summary: dict[str, Any], issues: list[dict[str, Any]]
         galleries.append({"kind": kind, "title": title, "what": what, "total": len(found), "found": items})
     html = _env.get_template("doctor.html.j2").render(
         summary=summary, galleries=galleries, shown=SHOWN,
-        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), zoo_version=__version__)
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), zoo_version=__version__)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
