@@ -102,6 +102,9 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
     if dataset:
         facts.append(["dataset", f"{dataset.get('name') or dataset.get('spec') or 'unknown'}"
                       + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else "")])
+        if dataset.get("exclude_file"):
+            facts.append(["excluded images", f"{dataset.get('excluded', 0)} listed in `{dataset['exclude_file']}` "
+                          "(data.exclude), dropped from every split"])
     lines += [markdown_table(facts, ["", ""], align="ll"), ""]
     if names:
         shown = ", ".join(f"`{n}`" for n in names[:50]) + (f", ... ({len(names)} in all)" if len(names) > 50 else "")

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.columns import check_labels, normalise
+from zoo.data.exclude import apply_exclude, read_exclude, source_ids, write_excluded
 from zoo.data.progress import datasets_progress
 from zoo.data.specs import hub_dataset_id, load_source, parse_spec
-from zoo.data.splits import canonical_splits, carve_validation, check_classes
+from zoo.data.splits import canonical_splits, carve_indices, check_classes
 from zoo.data.validate import ScanResult, apply_replacements, format_bad, scan_split
 from zoo.errors import DataError
 
@@ -40,6 +41,10 @@ class ImageDataset:
     bad_list_path: str | None = None
     notes: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    # per split, a stable identifier of each row (zoo.data.exclude): what data.exclude and the doctor name
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)  # identifiers dropped by data.exclude
+    exclude_file: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -72,6 +77,7 @@ class ImageDataset:
             "bad_images_skipped": len(self.bad_images),
             "bad_images_list": self.bad_list_path,
             "notes": list(self.notes),
+            **({"exclude_file": self.exclude_file, "excluded": len(self.excluded)} if self.exclude_file else {}),
         }
 
     def __repr__(self) -> str:
@@ -97,6 +103,7 @@ def load_dataset(
     run_dir: str | os.PathLike | None = None,
     check_images: bool = True,
     progress: bool = True,
+    exclude: str | os.PathLike | None = None,
 ) -> ImageDataset:
     """Load ``spec`` into normalised splits.
 
@@ -105,6 +112,8 @@ def load_dataset(
     - Every image is decoded once up front (``check_images``): unreadable ones are a DataError listing all
       of them (``on_bad_image='error'``), or are dropped, counted and listed in ``run_dir/bad_images.txt``
       (``'skip'``). Grayscale, RGBA, CMYK, palette and 16-bit images are converted to RGB.
+    - ``exclude``: a file listing rows to drop from every split (zoo.data.exclude), before the validation
+      split is carved; the dropped identifiers are listed in ``run_dir/excluded.txt``.
     """
     if on_bad_image not in BAD_MODES:
         raise DataError(f"on_bad_image={on_bad_image!r}: use 'error' or 'skip'")
@@ -113,12 +122,12 @@ def load_dataset(
     # check has its own bar for large folders
     with datasets_progress(None if progress and parsed.kind in ("hf", "disk", "parquet") else 0):
         return _load(parsed, val_size, seed, image_column, label_column, on_bad_image, run_dir, check_images,
-                     progress)
+                     progress, exclude)
 
 
 def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, label_column: str | None,
-          on_bad_image: str, run_dir: str | os.PathLike | None, check_images: bool, progress: bool
-          ) -> ImageDataset:
+          on_bad_image: str, run_dir: str | os.PathLike | None, check_images: bool, progress: bool,
+          exclude: str | os.PathLike | None = None) -> ImageDataset:
     raw = load_source(parsed, seed=seed)
     what = repr(parsed.text)
     dd = canonical_splits(raw.splits, what)
@@ -126,6 +135,7 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
     if raw.label_names is not None:
         names = raw.label_names
     dd, notes = check_labels(dd, names, what)
+    ids = {split: source_ids(parsed.kind, parsed.text, split, ds) for split, ds in dd.items()}
 
     problems = list(raw.problems)
     scans: dict[str, ScanResult] = {}
@@ -143,14 +153,23 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
         if result.bad_index:
             bad = set(result.bad_index)
             ds = ds.select([i for i in range(len(ds)) if i not in bad])
+            ids[split] = [rid for i, rid in enumerate(ids[split]) if i not in bad]
         dd[split] = ds
+    dropped: list[str] = []
+    if exclude is not None:
+        dd, ids, dropped, unmatched = apply_exclude(dd, ids, read_exclude(exclude), what)
+        notes.append(f"data.exclude: dropped {len(dropped)} image(s) listed in {exclude}"
+                     + (f"; {len(unmatched)} listed image(s) are not in the data" if unmatched else ""))
     if not len(dd["train"]):
         raise DataError(f"no usable training images in {what}")
     check_classes(dd["train"], list(names), what)
 
     validation: dict[str, Any] = {"carved": False}
     if "validation" not in dd:
-        train, val, validation = carve_validation(dd["train"], val_size, seed, list(names))
+        train_idx, val_idx, validation = carve_indices(dd["train"], val_size, seed, list(names))
+        train, val = dd["train"].select(train_idx), dd["train"].select(val_idx)
+        ids["validation"] = [ids["train"][i] for i in val_idx]
+        ids["train"] = [ids["train"][i] for i in train_idx]
         if validation.get("unstratified_classes"):
             notes.append(f"too few images to stratify, no validation image: {validation['unstratified_classes']}")
         dd["train"], dd["validation"] = train, val
@@ -158,8 +177,11 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
 
     dd = datasets.DatasetDict({k: dd[k] for k in ("train", "validation", "test") if k in dd})
     bad_list = _write_bad_list(run_dir, problems) if problems and run_dir is not None else None
+    if exclude is not None and run_dir is not None:
+        write_excluded(run_dir, dropped)
     key = json.dumps({"source": raw.fingerprint, "validation": validation, "columns": columns,
-                      "skipped": sorted(w for w, _ in problems)}, sort_keys=True)
+                      "skipped": sorted(w for w, _ in problems),
+                      **({"excluded": sorted(dropped)} if exclude is not None else {})}, sort_keys=True)
     stats: dict[str, Any] = {}
     for result in ([raw.scan] if raw.scan is not None else list(scans.values())):
         stats.setdefault("sizes", Counter()).update(result.sizes)
@@ -168,5 +190,6 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
         spec=parsed.text, splits=dd, label_names=list(names),
         fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], source_fingerprint=raw.fingerprint,
         columns=columns, validation=validation, bad_images=problems, bad_list_path=bad_list, notes=notes,
-        stats=stats,
+        stats=stats, ids={k: ids[k] for k in dd}, excluded=dropped,
+        exclude_file=str(exclude) if exclude is not None else None,
     )

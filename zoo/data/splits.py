@@ -65,8 +65,15 @@ def check_classes(train: Any, label_names: list[str], what: str) -> None:
 
 def carve_validation(train: Any, val_size: float, seed: int, label_names: list[str] | None = None
                      ) -> tuple[Any, Any, dict[str, Any]]:
+    """``carve_indices``, applied: (train rows, validation rows, record)."""
+    train_idx, val_idx, record = carve_indices(train, val_size, seed, label_names)
+    return train.select(train_idx), train.select(val_idx), record
+
+
+def carve_indices(train: Any, val_size: float, seed: int, label_names: list[str] | None = None
+                  ) -> tuple[Any, Any, dict[str, Any]]:
     """Split ``train`` into (train, validation) with ``val_size`` (a fraction, or a count if >= 1),
-    stratified by label, seeded. Returns the record to keep.
+    stratified by label, seeded. Returns the sorted row indices of each side and the record to keep.
 
     A class with fewer than two images cannot be on both sides: it stays in train, is named in a warning
     and in the record (``unstratified_classes``), and the other classes are still stratified. When the
@@ -104,4 +111,4 @@ def carve_validation(train: Any, val_size: float, seed: int, label_names: list[s
               "stratified": stratified, "indices_sha256": indices_digest(val_idx)}
     if tiny:
         record["unstratified_classes"] = [names[c] for c in tiny]
-    return train.select(train_idx), train.select(val_idx), record
+    return train_idx, val_idx, record

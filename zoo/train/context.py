@@ -144,7 +144,10 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
         data = load_dataset(
             r.data.spec, val_size=r.data.val_size, seed=r.data.seed, image_column=r.data.image_column,
             label_column=r.data.label_column, on_bad_image=r.data.on_bad_image, run_dir=layout.root,
+            exclude=r.data.exclude,
         )
+    if data.exclude_file:  # the run says what data.exclude dropped (listed in RUN_DIR/excluded.txt)
+        console.say(f"data.exclude: dropped {len(data.excluded)} image(s) listed in {data.exclude_file}")
     if r.data.limit:
         train = data.splits["train"]
         data.splits["train"] = train.shuffle(seed=r.data.seed).select(range(min(r.data.limit, len(train))))

@@ -94,7 +94,7 @@ class DataConfig(Section):
     num_workers: Int = Field(2, ge=0)
     limit: Int | None = Field(None, ge=1)  # use only the first N training images (smoke runs)
     sampler: SamplerName = "random"  # balanced: every class equally likely per draw (imbalanced data; DDP-safe)
-    exclude: str | None = None  # a file of image paths to leave out
+    exclude: str | None = None  # a file of image paths/ids to drop from every split (e.g. zoo data doctor's CSV)
 
 
 class StrategyConfig(Section):
