@@ -24,7 +24,7 @@ from torch import nn
 
 from zoo.backbones.base import Backbone
 from zoo.errors import DataError, ZooError
-from zoo.inference import eval_transform, open_model, to_pil
+from zoo.inference import eval_transform, open_model, temperature_of, to_pil
 
 DEFAULT_OPSET = 17
 ATOL = 1e-4  # max abs logit difference allowed between onnxruntime and PyTorch
@@ -78,7 +78,9 @@ def _metadata(model: Backbone, exporter: str, opset: int, dynamic_batch: bool) -
     names = list(model.label_names) if model.label_names else [str(i) for i in range(model.num_classes)]
     return {"zoo_model": model.name, "label_names": json.dumps(names),
             **{k: json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-            "exporter": exporter, "opset": str(opset), "dynamic_batch": json.dumps(dynamic_batch)}
+            "exporter": exporter, "opset": str(opset), "dynamic_batch": json.dumps(dynamic_batch),
+            # the graph outputs raw logits; zoo.predict divides them by this temperature (1 = uncalibrated)
+            "temperature": json.dumps(temperature_of(model))}
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool) -> str:
@@ -183,6 +185,7 @@ class OnnxModel(nn.Module):
         self.data_config = {k: json.loads(meta[k]) for k in PREPROCESS_KEYS if k in meta}
         self.data_config["input_size"] = tuple(self.data_config["input_size"])
         self.dynamic_batch = json.loads(meta.get("dynamic_batch", "false"))
+        self.calibration = {"temperature": json.loads(meta.get("temperature", "1.0"))}
         self.metadata = dict(meta)
         # zoo.predict finds the device from the parameters; a graph run by onnxruntime has none in torch
         self._cpu = nn.Parameter(torch.empty(0), requires_grad=False)

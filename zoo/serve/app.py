@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from zoo import __version__
 from zoo.backbones.base import Backbone
-from zoo.inference import predict
+from zoo.inference import predict, temperature_of
 
 MAX_PIXELS = 50_000_000
 MAX_BYTES = 100 * 2**20
@@ -90,6 +90,8 @@ def model_facts(model: Backbone, spec: str) -> dict[str, Any]:
         "splits": dataset.get("splits") or {},
         "metrics": metrics,
         "created_at": meta.get("created_at"),
+        # probabilities are softmax(logits / T); POST /api/predict?raw=1 gives the raw softmax
+        "temperature": temperature_of(model),
     }
 
 
@@ -99,9 +101,9 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5) -> Starlett
     facts = model_facts(model, spec)
     lock = threading.Lock()  # one forward pass at a time: torch already uses every core for one batch
 
-    def classify(image: Image.Image) -> list[tuple[str, float]]:
+    def classify(image: Image.Image, calibrated: bool = True) -> list[tuple[str, float]]:
         with lock:
-            return predict(model, [image], top_k=top_k)[0]
+            return predict(model, [image], top_k=top_k, calibrated=calibrated)[0]
 
     async def page(request: Request) -> Response:
         html = _env.get_template("page.html.j2").render(facts=facts, top_k=top_k, max_mp=MAX_PIXELS // 10**6,
@@ -117,8 +119,10 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5) -> Starlett
             image = await run_in_threadpool(decode_image, data, filename)
         except UploadError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        ranked = await run_in_threadpool(classify, image)
+        calibrated = request.query_params.get("raw", "0") in ("0", "false", "")
+        ranked = await run_in_threadpool(classify, image, calibrated)
         return JSONResponse({"filename": filename, "width": image.width, "height": image.height,
+                             "calibrated": calibrated, "temperature": facts["temperature"] if calibrated else 1.0,
                              "predictions": [{"label": label, "probability": p} for label, p in ranked]})
 
     return Starlette(routes=[Route("/", page), Route("/api/info", info),

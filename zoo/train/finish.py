@@ -25,6 +25,7 @@ from zoo.data.transforms import build_transform
 from zoo.errors import TrainingError, ZooError
 from zoo.inference import EVAL_BATCH_SIZE, evaluate
 from zoo.metrics import plot_confusion, plot_curves, read_metrics
+from zoo.train.calibration import calibrate_run, with_test_calibration
 
 
 @dataclass
@@ -78,6 +79,7 @@ def finish_run(trainer: Any) -> RunSummary:
     if extra_seconds:
         summary.extra["feature_extract_seconds"] = round(extra_seconds, 3)
     if acc.is_main_process:
+        calibrate_run(t)  # the shipped weights' temperature (zoo.train.calibration), before the final figures
         final = final_evaluation(t, split)
         summary.final_top1 = final["top1"]
         summary.test_top1 = final["top1"] if split == "test" else None
@@ -108,8 +110,9 @@ def final_evaluation(t: Any, split: str) -> dict[str, Any]:
     model = t.accelerator.unwrap_model(t.model, keep_fp32_wrapper=False)
     model = model.float().to(memory_format=torch.contiguous_format).eval()
     transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
-    return evaluate(model, t.ds[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
-                    label_names=t.ds.label_names, progress=False)
+    final = evaluate(model, t.ds[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
+                     label_names=t.ds.label_names, progress=False, tta=t.recipe.eval.tta)
+    return with_test_calibration(model, split, final)  # zoo.train.calibration
 
 
 def write_outputs(t: Any, summary: RunSummary, final: dict[str, Any], in_sync: bool) -> None:

@@ -29,6 +29,7 @@ TrackerName = Literal["tensorboard", "trackio", "wandb"]
 SamplerName = Literal["random", "balanced"]
 ClassWeights = Literal["none", "balanced"]
 SelectBy = Literal["val_top1", "val_balanced_acc", "val_macro_f1", "val_loss"]
+TTAName = Literal["none", "flip", "five_crop", "ten_crop"]
 
 INTERNAL = {"internal": True}  # field metadata: bookkeeping, not a recipe key (never read from or written to YAML)
 
@@ -108,6 +109,12 @@ class TrainConfig:
     save_every_steps: int = 0  # resumable state every N optimizer steps (0 = only at epoch ends)
     keep_last: int = 2  # resumable states kept
     log_every: int = 20
+    calibrate: bool = True  # fit a temperature on the validation split for the shipped weights (zoo.train.calibration)
+
+
+@dataclass
+class EvalConfig:
+    tta: TTAName = "none"  # test-time augmentation for the run's final figures (zoo.inference.tta_views)
 
 
 @dataclass
@@ -139,6 +146,7 @@ class Recipe:
     output: OutputConfig = field(default_factory=OutputConfig)
     resume: str = "auto"  # auto | never | <path of a state folder>
     hub: HubConfig = field(default_factory=HubConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # {variant: {dotted.key: value}}
     # bookkeeping, not recipe keys: where the recipe came from, and what expand_variants needs to rebuild variants
     source_path: Path | None = field(default=None, compare=False, repr=False, metadata=INTERNAL)
