@@ -13,7 +13,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
                            prefix: str = "") -> dict[str, Any]:
     """top-1, top-5, loss, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix (rows:
     true, columns: predicted). On imbalanced data top-1 rewards predicting the big classes; balanced accuracy
-    (the mean recall over the classes present) and macro-F1 (the mean F1 over the same classes) do not."""
+    (the mean recall over the classes present in the targets) and macro-F1 do not. Macro-F1 is scikit-learn's
+    ``f1_score(average="macro")``: the mean F1 over every class that occurs in the targets or the predictions,
+    so a class that is only ever predicted (wrongly) counts with F1 0."""
     logits, labels = logits.float().cpu(), labels.long().cpu()
     k = min(5, num_classes)
     topk = logits.topk(k, dim=1).indices
@@ -23,6 +25,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
     per_class = (cm.diag().float() / support.clamp(min=1)).tolist()
     n = max(len(labels), 1)
     present = support > 0
+    seen = present | (cm.sum(0) > 0)  # in the targets or the predictions: scikit-learn's labels for macro-F1
     tp = cm.diag().float()
     f1 = 2 * tp / (support + cm.sum(0)).float().clamp(min=1)  # 2TP / (2TP + FP + FN)
     return {
@@ -30,7 +33,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
         f"{prefix}top5": float((topk == labels[:, None]).any(1).sum()) / n,
         f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan"),
         f"{prefix}balanced_acc": float((tp / support.clamp(min=1))[present].mean()) if present.any() else float("nan"),
-        f"{prefix}macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        f"{prefix}macro_f1": float(f1[seen].mean()) if seen.any() else float("nan"),
         f"{prefix}per_class_acc": [round(a, 4) if s else None for a, s in zip(per_class, support.tolist())],
         f"{prefix}confusion": cm.tolist(),
         f"{prefix}n": len(labels),
