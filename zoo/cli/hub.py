@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", "-k", type=positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
     p.add_argument("--json", action="store_true", help="print JSON: [{image, predictions: [{label, probability}]}]")
+    p.add_argument("--explain", metavar="OUT", help="also write where the model looked: OUT/<image>.cam.png, the "
+                   "class-activation map of the top-1 class over the crop the model saw (Grad-CAM; on patch "
+                   "tokens for transformers)")
     p.add_argument("--uncalibrated", action="store_true",
                    help="the raw softmax (default: calibrated probabilities, softmax(logits / T) with the "
                         "temperature the training run fitted; T = 1 for a model without one)")
@@ -95,6 +98,14 @@ def run_predict(args: argparse.Namespace) -> int:
     images = read_images(args.images)  # every file checked before the model is loaded
     model = _open(args.model, args.revision)
     results = predict(model, images, top_k=args.top_k, calibrated=not args.uncalibrated)
+    if args.explain:
+        from zoo.explain import explain
+
+        out = Path(args.explain)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, item in zip(args.images, explain(model, images)):
+            item["overlay"].save(out / f"{Path(name).stem}.cam.png")
+        print(f"wrote {len(images)} map(s) to {out} ({item['method']})", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
                           for img, preds in zip(args.images, results)], indent=2))
