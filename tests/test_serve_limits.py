@@ -120,3 +120,31 @@ def test_bound_to_localhost_only_loopback_host_headers_are_answered(model, host,
         assert status == 400 and "not this machine" in body["error"]
     # bound to all interfaces (the user chose to serve other names), any Host is answered
     assert call(create_app(model, host="0.0.0.0"), [], {"host": host}, "/api/info", "GET")[0] == 200
+
+
+def test_explain_adds_the_overlay_of_the_top_label(model):
+    status, body, _ = call(create_app(model), [png_bytes()], {"content-type": "image/png"},
+                           "/api/predict", "POST")
+    assert status == 200 and "cam" not in body
+    app = create_app(model)
+    sent: dict = {}
+
+    async def run():
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"explain=1",
+                 "root_path": "", "headers": [(b"content-type", b"image/png")], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 7860)}
+        body = png_bytes()
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.body":
+                sent["body"] = sent.get("body", b"") + message.get("body", b"")
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    answer = json.loads(sent["body"])
+    assert answer["cam"].startswith("data:image/png;base64,") and "Grad-CAM" in answer["cam_method"]
+    assert answer["cam_label"] == answer["predictions"][0]["label"]

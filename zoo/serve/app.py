@@ -6,7 +6,9 @@ a front end that fetches fonts and scripts at view time), and the JSON API is pl
 
     GET  /             the page
     GET  /api/info     the model card's facts (JSON)
-    POST /api/predict  one image (multipart field "image", or the raw bytes as the body) -> top-k (JSON)
+    POST /api/predict  one image (multipart field "image", or the raw bytes as the body) -> top-k (JSON);
+                       ?raw=1 the raw softmax instead of calibrated probabilities, ?explain=1 adds the
+                       class-activation overlay ("cam", a PNG data URI) of the top label
 
 Bad uploads (empty, not an image, over 50 megapixels, undecodable) answer 4xx with {"error": message};
 the page shows that message, and the server keeps serving. The upload limit counts the bytes actually read
@@ -31,6 +33,7 @@ from starlette.routing import Route
 
 from zoo import __version__
 from zoo.backbones.base import Backbone
+from zoo.explain import data_uri, explain
 from zoo.inference import predict, temperature_of
 
 MAX_PIXELS = 50_000_000
@@ -141,9 +144,17 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5, host: str |
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         calibrated = request.query_params.get("raw", "0") in ("0", "false", "")
         ranked = await run_in_threadpool(classify, image, calibrated)
-        return JSONResponse({"filename": filename, "width": image.width, "height": image.height,
-                             "calibrated": calibrated, "temperature": facts["temperature"] if calibrated else 1.0,
-                             "predictions": [{"label": label, "probability": p} for label, p in ranked]})
+        answer = {"filename": filename, "width": image.width, "height": image.height, "calibrated": calibrated,
+                  "temperature": facts["temperature"] if calibrated else 1.0,
+                  "predictions": [{"label": label, "probability": p} for label, p in ranked]}
+        if request.query_params.get("explain", "0") not in ("0", "false", ""):
+            answer.update(await run_in_threadpool(where_it_looked, image))
+        return JSONResponse(answer)
+
+    def where_it_looked(image: Image.Image) -> dict[str, Any]:
+        with lock:
+            item = explain(model, [image])[0]
+        return {"cam": data_uri(item["overlay"], side=224), "cam_method": item["method"], "cam_label": item["label"]}
 
     app = Starlette(routes=[Route("/", page), Route("/api/info", info),
                             Route("/api/predict", api_predict, methods=["POST"])])
