@@ -98,6 +98,10 @@ def run_predict(args: argparse.Namespace) -> int:
     images = read_images(args.images)  # every file checked before the model is loaded
     model = _open(args.model, args.revision)
     results = predict(model, images, top_k=args.top_k, calibrated=not args.uncalibrated)
+    if args.explain and not hasattr(model, "layer_groups"):
+        print(f"zoo: error: --explain needs the PyTorch model (its layers); {args.model} is run by onnxruntime. "
+              "Pass the artifact folder the ONNX file was exported from.", file=sys.stderr)
+        return 2
     if args.explain:
         from zoo.explain import explain
 
