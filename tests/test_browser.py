@@ -77,11 +77,44 @@ def test_report_renders_in_chromium(run_dir, browser, tmp_path):
     assert page.eval_on_selector_all(".gallery.unsure img", "imgs => imgs.map(i => i.naturalWidth)")
     captions = page.inner_text(".gallery.wrong figure:first-child figcaption")
     assert "true" in captions
+    check_cam_overlays(page)
+    assert page.eval_on_selector("img.reliability", "img => img.complete && img.naturalWidth") > 0
     assert page.locator("table.per-class tbody tr").count() == 10
     assert errors == []
     shots = screenshot_dir(tmp_path)
     page.screenshot(path=str(shots / "report.png"))
     page.locator(".gallery.wrong").screenshot(path=str(shots / "report-top-losses.png"))
+    page.close()
+
+
+def check_cam_overlays(page) -> None:
+    """Every gallery image has its class-activation overlay beside it, decoded by the browser, as large as
+    the thumbnail, and the note names the method."""
+    thumbs = page.eval_on_selector_all(".gallery figure img.thumb:not(.cam)", "imgs => imgs.length")
+    cams = page.eval_on_selector_all(".gallery img.cam", "imgs => imgs.map(i => [i.complete, i.naturalWidth, "
+                                     "i.getBoundingClientRect().width])")
+    assert cams and len(cams) == thumbs, (len(cams), thumbs)
+    assert all(done and natural > 0 and shown > 0 for done, natural, shown in cams), cams
+    assert "Grad-CAM" in page.inner_text(".cam-note")
+
+
+def test_report_shows_cam_overlays_on_a_short_run(browser, tmp_path):
+    """A one-epoch run of a tiny model on CIFAR-schema data: quick enough for every browser run."""
+    from zoo.data.synthetic import make_cifar_like
+    from zoo.report import write_report
+
+    spec = str(make_cifar_like(tmp_path / "cifar", n_per_class=12, size=32, fmt="disk"))
+    [summary] = train({"name": "cam", "model": {"name": "timm:test_resnet", "pretrained": False},
+                       "data": {"spec": spec, "image_size": 32, "batch_size": 32, "augment": "none"},
+                       "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}, "resume": "never"})
+    report = write_report(summary.run_dir, top_n=4, progress=False)
+    page = browser.new_page(viewport={"width": 1200, "height": 1500})
+    errors = watch_console(page)
+    page.goto(report.as_uri())
+    page.wait_for_load_state("load")
+    check_cam_overlays(page)
+    assert page.eval_on_selector("img.reliability", "img => img.complete && img.naturalWidth") > 0
+    assert errors == []
     page.close()
 
 

@@ -112,3 +112,28 @@ def test_export_usage_errors(artifact, tmp_path, capsys):
     Image.new("RGB", (40, 40), "red").save(tmp_path / "x.png")  # the images are checked before the model
     assert main(["predict", str(tmp_path / "missing.onnx"), str(tmp_path / "x.png")]) == 2
     assert "ONNX file not found" in capsys.readouterr().err
+
+
+def _batch_dim(path) -> object:
+    dim = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_param or dim.dim_value
+
+
+def test_batch_is_dynamic_by_default_checked_at_batch_1_and_larger_and_fixed_on_request(artifact, tmp_path, capsys):
+    """Issue 18.9: timm's onnx_export makes the batch dynamic; so does zoo export unless --fixed-batch."""
+    import onnxruntime as ort
+
+    path = tmp_path / "dyn.onnx"
+    assert main(["export", str(artifact), "--out", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert isinstance(_batch_dim(path), str) and "batch dynamic" in printed and "at batch 1 and 6" in printed
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = zoo.load(artifact)
+    x = torch.randn(5, 3, 48, 48)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = session.run(["logits"], {"pixel_values": x.numpy()})[0]
+    assert got.shape == (5, 10) and abs(got - expected).max() < 1e-4
+    fixed = tmp_path / "fixed.onnx"
+    assert main(["export", str(artifact), "--fixed-batch", "--out", str(fixed)]) == 0
+    assert _batch_dim(fixed) == 1 and "batch fixed at 1" in capsys.readouterr().out

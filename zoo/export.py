@@ -24,7 +24,7 @@ from torch import nn
 
 from zoo.backbones.base import Backbone
 from zoo.errors import DataError, ZooError
-from zoo.inference import eval_transform, open_model, to_pil
+from zoo.inference import eval_transform, open_model, temperature_of, to_pil
 
 DEFAULT_OPSET = 17
 ATOL = 1e-4  # max abs logit difference allowed between onnxruntime and PyTorch
@@ -78,7 +78,9 @@ def _metadata(model: Backbone, exporter: str, opset: int, dynamic_batch: bool) -
     names = list(model.label_names) if model.label_names else [str(i) for i in range(model.num_classes)]
     return {"zoo_model": model.name, "label_names": json.dumps(names),
             **{k: json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-            "exporter": exporter, "opset": str(opset), "dynamic_batch": json.dumps(dynamic_batch)}
+            "exporter": exporter, "opset": str(opset), "dynamic_batch": json.dumps(dynamic_batch),
+            # the graph outputs raw logits; zoo.predict divides them by this temperature (1 = uncalibrated)
+            "temperature": json.dumps(temperature_of(model))}
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool) -> str:
@@ -105,25 +107,31 @@ def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, dynam
 
 
 def check_parity(path: str | os.PathLike, model: nn.Module, batch: torch.Tensor, dynamic_batch: bool) -> dict[str, Any]:
-    """onnxruntime vs PyTorch logits on ``batch`` (one image at a time for a fixed-batch graph)."""
+    """onnxruntime vs PyTorch logits on ``batch``: one image at a time, and for a dynamic-batch graph the whole
+    batch at once too (a graph that only works, or only matches, at the batch it was traced with fails)."""
     session = _session(path)
     with torch.no_grad():
         expected = _Logits(model).eval()(batch).float().numpy()
-    chunks = [batch] if dynamic_batch else list(batch.split(1))
-    got = np.concatenate([session.run(["logits"], {"pixel_values": c.numpy()})[0] for c in chunks])
-    diff = float(np.abs(got - expected).max())
-    same_top1 = bool((got.argmax(1) == expected.argmax(1)).all())
-    return {"max_abs_diff": diff, "same_top1": same_top1, "images": len(batch), "ok": diff <= ATOL and same_top1}
+    sizes = [1, len(batch)] if dynamic_batch and len(batch) > 1 else [1]
+    diff, same_top1 = 0.0, True
+    for size in sizes:
+        chunks = list(batch.split(size))
+        got = np.concatenate([session.run(["logits"], {"pixel_values": c.numpy()})[0] for c in chunks])
+        diff = max(diff, float(np.abs(got - expected).max()))
+        same_top1 = same_top1 and bool((got.argmax(1) == expected.argmax(1)).all())
+    return {"max_abs_diff": diff, "same_top1": same_top1, "images": len(batch), "batch_sizes": sizes,
+            "ok": diff <= ATOL and same_top1}
 
 
 def export_onnx(model: str | os.PathLike | Backbone, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = False, images: list[Any] | None = None) -> tuple[Path, dict[str, Any]]:
+                dynamic_batch: bool = True, images: list[Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Export ``model`` (an artifact folder, Hub id, registry name or a Backbone) to ONNX and check it.
 
     The graph is written to a temporary name, compared with PyTorch on a real batch (the photos in
     ``images``, else scikit-learn's sample photos) and only then moved to ``out`` (default: ``model.onnx``
-    in the artifact folder). A graph off by more than 1e-4 in any logit, or with another top-1, is deleted
-    and an ExportError says by how much.
+    in the artifact folder). The batch dimension is dynamic unless ``dynamic_batch=False`` (fixed at 1), and a
+    dynamic graph is checked at batch 1 and at the whole batch. A graph off by more than 1e-4 in any logit, or
+    with another top-1, is deleted and an ExportError says by how much.
     """
     source = model
     if not isinstance(model, nn.Module):
@@ -183,6 +191,7 @@ class OnnxModel(nn.Module):
         self.data_config = {k: json.loads(meta[k]) for k in PREPROCESS_KEYS if k in meta}
         self.data_config["input_size"] = tuple(self.data_config["input_size"])
         self.dynamic_batch = json.loads(meta.get("dynamic_batch", "false"))
+        self.calibration = {"temperature": json.loads(meta.get("temperature", "1.0"))}
         self.metadata = dict(meta)
         # zoo.predict finds the device from the parameters; a graph run by onnxruntime has none in torch
         self._cpu = nn.Parameter(torch.empty(0), requires_grad=False)

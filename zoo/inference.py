@@ -2,7 +2,12 @@
 
 Preprocessing is one transform everywhere: the data layer's evaluation transform built from the model's own
 ``data_config`` (resize to input/crop_pct, center crop, normalise, as timm's eval transform does), used by
-``zoo predict``, ``zoo eval``, ``zoo serve`` and the final evaluation of every training run.
+``zoo predict``, ``zoo eval``, ``zoo serve`` and the final evaluation of every training run. Test-time
+augmentation (``tta``) builds its views from that same transform, and the logits are averaged over views.
+
+Probabilities are calibrated: softmax(logits / T) with the temperature a training run fitted on its
+validation split (``model.calibration``, saved in zoo.json and ONNX metadata); ``calibrated=False`` gives the
+raw softmax. A model without a temperature (a registry model, an old artifact) uses T = 1.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from zoo.backbones.base import Backbone
 from zoo.data.transforms import build_transform
 from zoo.data.validate import read_image
 from zoo.errors import ConfigError, DataError
-from zoo.metrics import classification_metrics
+from zoo.metrics import calibration_report, classification_metrics
 from zoo.registry import create_model
 
 ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
@@ -79,14 +84,66 @@ def preprocess(images: ImageInput | Sequence[ImageInput], data_config: Mapping[s
     return torch.stack([transform(to_pil(img)) for img in as_list(images)])
 
 
+TTA_MODES = ("none", "flip", "five_crop", "ten_crop")
+
+
+def tta_views(data_config: Mapping[str, Any], mode: str = "none") -> Callable[[Image.Image], torch.Tensor]:
+    """callable(PIL) -> the views ``[V, C, H, W]`` test-time augmentation averages, built on the eval transform:
+    ``flip`` is the eval crop and its mirror (V=2); ``five_crop`` the four corners and the centre of the image
+    the eval transform resizes to (input/crop_pct) before it center-crops (V=5); ``ten_crop`` those and their
+    mirrors (V=10). ``none`` is the eval crop alone (V=1)."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"tta {mode!r} is not one of {', '.join(TTA_MODES)}")
+    plain = eval_transform(data_config)
+    if mode in ("none", "flip"):
+        def views(img: Image.Image) -> torch.Tensor:
+            x = plain(img)
+            return torch.stack([x, x.flip(-1)]) if mode == "flip" else x[None]
+        return views
+    from torchvision.transforms.v2.functional import five_crop
+
+    from zoo.data.transforms import eval_scale_size, resolve_config
+
+    cfg = resolve_config(dict(data_config))
+    _, h, w = cfg["input_size"]
+    # the same eval transform, asked for the whole resized image (crop_pct 1 at the resize size)
+    whole = eval_transform({**data_config, "input_size": (3, *eval_scale_size(cfg)), "crop_pct": 1.0})
+
+    def crops(img: Image.Image) -> torch.Tensor:
+        big = whole(img)
+        if big.shape[-2] < h or big.shape[-1] < w:  # data.upsample=false kept a small image small: one view
+            x = plain(img)[None]
+        else:
+            x = torch.stack(five_crop(big, [h, w]))
+        return torch.cat([x, x.flip(-1)]) if mode == "ten_crop" else x
+    return crops
+
+
+def tta_logits(model: Any, images: Sequence[Image.Image], views: Callable[[Image.Image], torch.Tensor],
+               device: torch.device) -> torch.Tensor:
+    """Logits ``[B, C]`` averaged over each image's views (one forward pass for the whole batch)."""
+    stacks = [views(img) for img in images]
+    out = model(torch.cat(stacks).to(device)).float().cpu()
+    return torch.stack([chunk.mean(0) for chunk in out.split([len(s) for s in stacks])])
+
+
+def temperature_of(model: Any) -> float:
+    """The temperature calibrated probabilities divide logits by: fitted by the training run (zoo.json's
+    ``calibration``, an ONNX file's metadata), else 1 (the raw softmax)."""
+    cal = getattr(model, "calibration", None) or (getattr(model, "zoo_metadata", None) or {}).get("calibration")
+    t = (cal or {}).get("temperature") if isinstance(cal, Mapping) else None
+    return float(t) if t and float(t) > 0 else 1.0
+
+
 def label_names_of(model: Backbone) -> list[str]:
     return list(model.label_names) if model.label_names else [str(i) for i in range(model.num_classes)]
 
 
 @torch.no_grad()
 def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: int = 5,
-            batch_size: int = EVAL_BATCH_SIZE) -> list[Prediction]:
-    """For each image, the ``top_k`` (label name, probability) pairs, most likely first."""
+            batch_size: int = EVAL_BATCH_SIZE, calibrated: bool = True) -> list[Prediction]:
+    """For each image, the ``top_k`` (label name, probability) pairs, most likely first; calibrated
+    probabilities (the model's temperature) unless ``calibrated=False``."""
     if top_k < 1:
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
     if model.num_classes < 1:
@@ -98,11 +155,12 @@ def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: i
     was_training = model.training
     model.eval()
     transform = eval_transform(model.data_config)
+    temperature = temperature_of(model) if calibrated else 1.0
     out: list[Prediction] = []
     try:
         for start in range(0, len(items), batch_size):
             batch = torch.stack([transform(to_pil(img)) for img in items[start:start + batch_size]])
-            probs = model(batch.to(device)).float().softmax(dim=-1).cpu()
+            probs = (model(batch.to(device)).float() / temperature).softmax(dim=-1).cpu()
             values, indices = probs.topk(k, dim=-1)
             out += [[(names[i], float(p)) for p, i in zip(vs.tolist(), ix.tolist())] for vs, ix in zip(values, indices)]
     finally:
@@ -135,13 +193,28 @@ def label_mapping(model_names: Sequence[str] | None, data_names: Sequence[str] |
 
 @torch.no_grad()
 def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
-             batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None, progress: bool = True
-             ) -> dict[str, Any]:
+             batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None, progress: bool = True,
+             tta: str = "none") -> dict[str, Any]:
     """top-1/top-5, loss, per-class accuracy and the confusion matrix of ``model`` on a dataset with
-    ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split."""
+    ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split; with
+    ``calibration`` (ECE, NLL, Brier before and after the model's temperature) and the ``tta`` used."""
+    logits, labels = dataset_logits(model, dataset, transform, batch_size, label_names, progress, tta)
+    result = classification_metrics(logits, labels, model.num_classes)
+    result["calibration"] = calibration_report(logits, labels, temperature_of(model))
+    result["tta"] = tta
+    result["label_names"] = label_names_of(model)
+    return result
+
+
+@torch.no_grad()
+def dataset_logits(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
+                   batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None,
+                   progress: bool = True, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw logits ``[N, C]`` (averaged over the TTA views) and labels ``[N]`` in the model's class order."""
     columns = getattr(dataset, "column_names", None)
     if columns is not None and not {"image", "label"} <= set(columns):
         raise DataError(f"evaluation needs 'image' and 'label' columns, the dataset has {columns}")
+    views = tta_views(model.data_config, tta) if tta != "none" else None
     transform = transform or eval_transform(model.data_config)
     mapping = label_mapping(model.label_names, label_names or dataset_label_names(dataset))
     device = next(model.parameters()).device
@@ -151,8 +224,11 @@ def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], t
     with tqdm(total=n, desc="eval", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             rows = dataset[start:start + batch_size]
-            x = torch.stack([transform(to_pil(img)) for img in rows["image"]])
-            logits.append(model(x.to(device)).float().cpu())
+            if views is not None:
+                logits.append(tta_logits(model, [to_pil(img) for img in rows["image"]], views, device))
+            else:
+                x = torch.stack([transform(to_pil(img)) for img in rows["image"]])
+                logits.append(model(x.to(device)).float().cpu())
             y = [int(v) for v in rows["label"]]
             labels.append(torch.tensor([mapping[v] for v in y] if mapping else y))
             bar.update(len(y))
@@ -160,10 +236,7 @@ def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], t
     if len(all_labels) and int(all_labels.max()) >= model.num_classes:
         raise DataError(f"the dataset has label {int(all_labels.max())} but {model.name} has only "
                         f"{model.num_classes} classes")
-    result = classification_metrics(torch.cat(logits) if logits else torch.zeros(0, model.num_classes),
-                                    all_labels, model.num_classes)
-    result["label_names"] = label_names_of(model)
-    return result
+    return torch.cat(logits) if logits else torch.zeros(0, model.num_classes), all_labels
 
 
 def open_model(spec: str, revision: str | None = None) -> Backbone:

@@ -13,7 +13,9 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
                            prefix: str = "") -> dict[str, Any]:
     """top-1, top-5, loss, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix (rows:
     true, columns: predicted). On imbalanced data top-1 rewards predicting the big classes; balanced accuracy
-    (the mean recall over the classes present) and macro-F1 (the mean F1 over the same classes) do not."""
+    (the mean recall over the classes present in the targets) and macro-F1 do not. Macro-F1 is scikit-learn's
+    ``f1_score(average="macro")``: the mean F1 over every class that occurs in the targets or the predictions,
+    so a class that is only ever predicted (wrongly) counts with F1 0."""
     logits, labels = logits.float().cpu(), labels.long().cpu()
     k = min(5, num_classes)
     topk = logits.topk(k, dim=1).indices
@@ -23,6 +25,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
     per_class = (cm.diag().float() / support.clamp(min=1)).tolist()
     n = max(len(labels), 1)
     present = support > 0
+    seen = present | (cm.sum(0) > 0)  # in the targets or the predictions: scikit-learn's labels for macro-F1
     tp = cm.diag().float()
     f1 = 2 * tp / (support + cm.sum(0)).float().clamp(min=1)  # 2TP / (2TP + FP + FN)
     return {
@@ -30,7 +33,7 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_class
         f"{prefix}top5": float((topk == labels[:, None]).any(1).sum()) / n,
         f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan"),
         f"{prefix}balanced_acc": float((tp / support.clamp(min=1))[present].mean()) if present.any() else float("nan"),
-        f"{prefix}macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        f"{prefix}macro_f1": float(f1[seen].mean()) if seen.any() else float("nan"),
         f"{prefix}per_class_acc": [round(a, 4) if s else None for a, s in zip(per_class, support.tolist())],
         f"{prefix}confusion": cm.tolist(),
         f"{prefix}n": len(labels),
@@ -120,3 +123,75 @@ def selection_score(val: dict[str, Any], select_by: str) -> float:
     if value != value:
         return float("-inf")
     return -value if select_by == "val_loss" else value
+
+
+# ---- calibration: does "0.9" mean right 9 times in 10? ---------------------------------------------------
+ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (2017) report ECE
+
+
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> list[dict[str, float]]:
+    """Per equal-width bin of top-1 confidence: image count, mean confidence and accuracy (the reliability
+    diagram's bars and the ECE's terms)."""
+    conf, pred = probs.max(1)
+    correct = (pred == labels).float()
+    # bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 joins the first bin
+    index = (conf * bins).ceil().long().clamp(1, bins) - 1
+    out = []
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        out.append({"lo": b / bins, "hi": (b + 1) / bins, "n": n,
+                    "confidence": float(conf[mask].mean()) if n else None,
+                    "accuracy": float(correct[mask].mean()) if n else None})
+    return out
+
+
+def calibration_scores(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0,
+                       bins: int = ECE_BINS) -> dict[str, Any]:
+    """ECE (``bins`` equal-width bins of top-1 confidence), NLL (mean cross-entropy) and the multi-class
+    Brier score (mean over images of the squared error summed over classes) of softmax(logits / T)."""
+    logits, labels = logits.float().cpu(), labels.long().cpu()
+    n = len(labels)
+    if n == 0:
+        return {"ece": float("nan"), "nll": float("nan"), "brier": float("nan"), "bins": []}
+    scaled = logits / temperature
+    probs = scaled.softmax(dim=1)
+    table = reliability_bins(probs, labels, bins)
+    ece = sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in table if b["n"])
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).float()
+    return {"ece": float(ece), "nll": float(torch.nn.functional.cross_entropy(scaled, labels)),
+            "brier": float(((probs - onehot) ** 2).sum(1).mean()), "bins": table}
+
+
+def calibration_report(logits: torch.Tensor, labels: torch.Tensor, temperature: float | None) -> dict[str, Any]:
+    """Before (raw softmax) and after (softmax(logits / T)) scores, with the temperature and the binning stated."""
+    t = float(temperature) if temperature else 1.0
+    return {"temperature": t, "ece_bins": ECE_BINS, "ece_binning": f"{ECE_BINS} equal-width bins of top-1 confidence",
+            "before": calibration_scores(logits, labels, 1.0), "after": calibration_scores(logits, labels, t)}
+
+
+def draw_reliability(report: dict[str, Any], title: str = "reliability") -> Any:
+    """The reliability diagram (Guo et al. 2017, fig. 1): accuracy per confidence bin before and after
+    temperature scaling, against the diagonal a calibrated model would follow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for ax, key, label in zip(axes, ("before", "after"), ("raw softmax", f"T = {report['temperature']:.3f}")):
+        scores = report[key]
+        bars = [b for b in scores["bins"] if b["n"]]
+        width = 1.0 / max(len(scores["bins"]), 1)
+        ax.bar([b["lo"] for b in bars], [b["accuracy"] for b in bars], width=width, align="edge",
+               edgecolor="black", color="C0", label="accuracy")
+        ax.bar([b["lo"] for b in bars], [b["confidence"] - b["accuracy"] for b in bars], bottom=[b["accuracy"] for b in bars],
+               width=width, align="edge", color="C3", alpha=0.35, label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)",
+               title=f"{label}: ECE {scores['ece']:.4f}, NLL {scores['nll']:.4f}")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"{title} ({report.get('ece_bins', ECE_BINS)} equal-width bins)")
+    fig.tight_layout()
+    return fig

@@ -113,6 +113,7 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
     scalars = {k: v for k, v in metrics.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
     if scalars:
         lines += ["## Results", "", markdown_table(list(scalars.items()), ["metric", "value"], digits=4), ""]
+    lines += calibration_lines(meta.get("calibration"))
     if has_curve:
         lines += ["## Training curve", "", f"![training curve]({CURVE_NAME})", ""]
     lines += ["## Usage", "", "With zoo:", "", "```python", "import zoo", "",
@@ -142,6 +143,28 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
               f"- zoo {meta.get('zoo_version')}" + (f", git commit `{meta['git_commit']}`" if meta.get("git_commit") else ""),
               f"- written {meta.get('created_at')}; full metadata in `zoo.json`", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
+
+
+def calibration_lines(cal: Any) -> list[str]:
+    """The card's calibration section: the temperature zoo.predict applies and what it did to ECE and NLL."""
+    if not isinstance(cal, Mapping):
+        return []
+    lines = ["## Calibration", ""]
+    if cal.get("temperature") is None:
+        return lines + [f"Not calibrated: {cal.get('reason', 'no temperature was fitted')}. Probabilities are "
+                        "the raw softmax.", ""]
+    lines += [f"Probabilities are calibrated by temperature scaling (Guo et al. 2017): softmax(logits / T) with "
+              f"**T = {cal['temperature']:.4f}**, fitted by NLL on the {cal.get('images')} images of the "
+              f"{cal.get('split', 'validation')} split. `zoo.predict(..., calibrated=False)` gives the raw softmax.",
+              "", "| split | ECE before | ECE after | NLL before | NLL after | Brier before | Brier after |",
+              "|---|---|---|---|---|---|---|"]
+    for split in ("test", "validation"):
+        row = cal.get(split)
+        if isinstance(row, Mapping) and "ece_before" in row:
+            cells = [row.get(f"{k}_{w}") for k in ("ece", "nll", "brier") for w in ("before", "after")]
+            lines.append(f"| {split} | " + " | ".join("–" if c is None else f"{c:.4f}" for c in cells) + " |")
+    lines += ["", f"ECE over {(cal.get('test') or {}).get('ece_bins', 15)} equal-width bins of top-1 confidence.", ""]
+    return lines
 
 
 def write_model_card(folder: str | Path, meta: Mapping[str, Any], repo_id: str | None = None) -> Path:

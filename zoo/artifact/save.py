@@ -129,6 +129,8 @@ def metadata(model: Backbone, recipe: Mapping[str, Any] | None, metrics: Mapping
         "recipe": jsonable(dict(recipe)) if recipe else earlier.get("recipe"),
         "metrics": jsonable(dict(metrics)) if metrics else earlier.get("metrics"),
         "dataset": jsonable(dict(dataset)) if dataset else earlier.get("dataset"),
+        # the temperature a run fitted (zoo.train.calibration); zoo.predict divides logits by it
+        "calibration": jsonable(getattr(model, "calibration", None) or earlier.get("calibration")),
         "zoo_version": __version__,
         "git_commit": git_commit(),
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -8,7 +8,7 @@ from pathlib import Path
 EPILOG = """\
 examples:
   zoo export runs/quickstart-finetune/model --format onnx           writes runs/quickstart-finetune/model/model.onnx
-  zoo export runs/quickstart-finetune/model --dynamic-batch --opset 18
+  zoo export runs/quickstart-finetune/model --fixed-batch --opset 18   batch fixed at 1
   zoo export timm:resnet50.a1_in1k --out resnet50.onnx
   zoo predict runs/quickstart-finetune/model/model.onnx digit.png   run it with onnxruntime, same preprocessing
 
@@ -26,7 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="an artifact folder, a Hub repo id, or a registry name")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx (default: %(default)s)")
     p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default: %(default)s)")
-    p.add_argument("--dynamic-batch", action="store_true", help="any batch size (default: batch fixed at 1)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--fixed-batch", dest="dynamic_batch", action="store_false",
+                       help="fix the batch at 1 (default: any batch size, checked at batch 1 and a larger one)")
+    batch.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true",
+                       help="any batch size (the default; kept for older scripts)")
+    p.set_defaults(dynamic_batch=True)
     p.add_argument("--out", type=Path, help="output file (default: MODEL/model.onnx for an artifact folder)")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="photos for the parity check (default: "
                    "scikit-learn's sample photos)")
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"zoo: export failed: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {report['exporter']}, opset {report['opset']}): "
-          f"onnxruntime vs PyTorch on {report['images']} real images, max abs logit difference "
+          f"batch {'dynamic' if args.dynamic_batch else 'fixed at 1'}; onnxruntime vs PyTorch on {report['images']} "
+          f"real images at batch {' and '.join(map(str, report['batch_sizes']))}, max abs logit difference "
           f"{report['max_abs_diff']:.2e}, same top-1: {report['same_top1']}")
     return 0

@@ -28,6 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", "-k", type=positive_int, default=5, help="labels per image (default: 5)")
     p.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
     p.add_argument("--json", action="store_true", help="print JSON: [{image, predictions: [{label, probability}]}]")
+    p.add_argument("--explain", metavar="OUT", help="also write where the model looked: OUT/<image>.cam.png, the "
+                   "class-activation map of the top-1 class over the crop the model saw (Grad-CAM; on patch "
+                   "tokens for transformers)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="the raw softmax (default: calibrated probabilities, softmax(logits / T) with the "
+                        "temperature the training run fitted; T = 1 for a model without one)")
     p.set_defaults(func=run_predict)
 
     e = sub.add_parser(
@@ -49,7 +55,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="unreadable images in the evaluated split: error (default, exit 1 listing them) or "
                         "skip (evaluate the rest; the count is reported)")
     e.add_argument("--revision", help="branch, tag or commit when MODEL is a Hub repo")
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--tta", choices=("none", "flip", "five_crop", "ten_crop"), default="none",
+                   help="test-time augmentation: average the logits over the eval crop and its mirror (flip), "
+                        "the five or ten crops of the resized image (default: none)")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON (with 'tta' and 'calibration': "
+                   "ECE over 15 equal-width bins, NLL and Brier, before and after the model's temperature)")
     e.set_defaults(func=run_eval)
 
     u = sub.add_parser(
@@ -87,7 +97,19 @@ def run_predict(args: argparse.Namespace) -> int:
 
     images = read_images(args.images)  # every file checked before the model is loaded
     model = _open(args.model, args.revision)
-    results = predict(model, images, top_k=args.top_k)
+    results = predict(model, images, top_k=args.top_k, calibrated=not args.uncalibrated)
+    if args.explain and not hasattr(model, "layer_groups"):
+        print(f"zoo: error: --explain needs the PyTorch model (its layers); {args.model} is run by onnxruntime. "
+              "Pass the artifact folder the ONNX file was exported from.", file=sys.stderr)
+        return 2
+    if args.explain:
+        from zoo.explain import explain
+
+        out = Path(args.explain)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, item in zip(args.images, explain(model, images)):
+            item["overlay"].save(out / f"{Path(name).stem}.cam.png")
+        print(f"wrote {len(images)} map(s) to {out} ({item['method']})", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps([{"image": img, "predictions": [{"label": n, "probability": round(p, 6)} for n, p in preds]}
                           for img, preds in zip(args.images, results)], indent=2))
@@ -131,7 +153,7 @@ def run_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
     result = evaluate(model, data[split], transform=build_transform(model.data_config, train=False),
                       batch_size=args.batch_size or EVAL_BATCH_SIZE, label_names=data.label_names,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), tta=args.tta)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"model": args.model, "data": args.data, "split": split, "skipped_bad_images": len(bad), **result}
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -144,7 +166,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
     print(f"{args.model} on {args.data} [{split}], {result['n']} images: top-1 {result['top1']:.4f}, "
           f"top-5 {result['top5']:.4f}, balanced accuracy {result['balanced_acc']:.4f}, "
-          f"macro-F1 {result['macro_f1']:.4f}")
+          f"macro-F1 {result['macro_f1']:.4f} (test-time augmentation: {args.tta})")
+    cal = result["calibration"]
+    print(f"calibration (ECE over {cal['ece_bins']} equal-width bins): temperature {cal['temperature']:.4f}, "
+          f"ECE {cal['before']['ece']:.4f} -> {cal['after']['ece']:.4f}, NLL {cal['before']['nll']:.4f} -> "
+          f"{cal['after']['nll']:.4f}, Brier {cal['before']['brier']:.4f} -> {cal['after']['brier']:.4f}")
     print_table(["class", "accuracy"], [[n, "-" if a is None else f"{a:.4f}"]
                                         for n, a in zip(result["label_names"], result["per_class_acc"])])
     print(f"wrote {out / 'metrics.json'} and {out / 'confusion.png'}")

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from zoo.metrics import draw_confusion  # noqa: E402
+from zoo.metrics import draw_confusion, draw_reliability  # noqa: E402
 from zoo.report.run import RunData  # noqa: E402
 
 
@@ -73,3 +73,8 @@ def learning_rates(run: RunData) -> str:
 def confusion(matrix: list[list[int]], names: Sequence[str], title: str) -> str:
     """The run's confusion matrix, drawn as its confusion.png is (zoo.metrics.draw_confusion)."""
     return _data_uri(draw_confusion(matrix, names, title))
+
+
+def reliability(report: dict[str, Any], title: str) -> str:
+    """The reliability diagram before and after temperature scaling (zoo.metrics.draw_reliability)."""
+    return _data_uri(draw_reliability(report, title))

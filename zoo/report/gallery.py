@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from zoo.backbones.base import Backbone
 from zoo.artifact.load import load
 from zoo.data import load_dataset
+from zoo.explain import data_uri, explain
 from zoo.inference import predict
 from zoo.report.run import RunData
 
@@ -107,10 +108,21 @@ def top_losses(run: RunData, n: int = 12, dataset: Any = None, max_images: int =
     wrong.sort(key=lambda i: -float(loss[i]))
     right.sort(key=lambda i: float(p_true[i]))
 
+    shown = wrong[:n] + right[:n]
+    # where the model looked, for the predicted class (zoo.explain: Grad-CAM through the backbone contract)
+    try:
+        maps = dict(zip(shown, explain(model, [split[i]["image"] for i in shown]))) if shown else {}
+        cam_error = None
+    except Exception as exc:  # noqa: BLE001 - the gallery is still worth showing without its maps
+        maps, cam_error = {}, f"{type(exc).__name__}: {exc}"
+
     def item(i: int) -> dict[str, Any]:
         return {"index": keep[i], "image": thumbnail(split[i]["image"]), "true": model_names[int(labels[i])],
                 "predicted": model_names[int(pred[i])], "probability": float(p_pred[i]),
-                "p_true": float(p_true[i]), "loss": float(loss[i])}
+                "p_true": float(p_true[i]), "loss": float(loss[i]),
+                "cam": data_uri(maps[i]["overlay"]) if i in maps else None}
 
+    method = next(iter(maps.values()))["method"] if maps else None
     return {"wrong": [item(i) for i in wrong[:n]], "unsure": [item(i) for i in right[:n]], "scored": len(labels),
-            "errors": len(wrong), "top1": len(right) / max(len(labels), 1), "note": "; ".join(notes)}
+            "errors": len(wrong), "top1": len(right) / max(len(labels), 1), "note": "; ".join(notes),
+            "cam_method": method, "cam_error": cam_error}

@@ -49,6 +49,8 @@ def run_context(run: RunData, *, top_n: int = 12, dataset: Any = None, progress:
         "lr": figures.learning_rates(run) if run.epochs else None,
         "confusion": figures.confusion(matrix, run.label_names, f"{run.name}: {run.split} confusion matrix")
         if matrix else None,
+        "reliability": figures.reliability(run.final["calibration"], f"{run.name}: {run.split} reliability")
+        if run.final.get("calibration") else None,
         "per_class": per_class(matrix, run.label_names) if matrix else [],
         "confused": most_confused(matrix, run.label_names),
         "gallery": gallery,

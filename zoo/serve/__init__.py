@@ -15,14 +15,14 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 7860, top_k: int = 5,
           log_level: str = "warning") -> None:
     """Load ``model`` (folder, Hub id or registry name) the way ``zoo predict`` does and serve it until Ctrl-C."""
     _check_port(host, port)
-    app = build_app(model, top_k=top_k, revision=revision)
+    app = build_app(model, top_k=top_k, revision=revision, host=host)
     import uvicorn  # optional extra, imported only when serving
 
     print(f"zoo serve: {model} on http://{host}:{port}/  (JSON: POST /api/predict; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
-def build_app(model: str, top_k: int = 5, revision: str | None = None) -> Any:
+def build_app(model: str, top_k: int = 5, revision: str | None = None, host: str | None = None) -> Any:
     """The Starlette app for a model name; a ConfigError naming the extra when Starlette is missing."""
     try:
         from zoo.serve.app import create_app  # Starlette is an optional extra: import it only here
@@ -31,7 +31,7 @@ def build_app(model: str, top_k: int = 5, revision: str | None = None) -> Any:
                           f"pip install 'zoo-transfer[serve]'") from exc
     if top_k < 1:
         raise ConfigError(f"--top-k {top_k}: use 1 or more")
-    return create_app(open_model(model, revision=revision), spec=model, top_k=top_k)
+    return create_app(open_model(model, revision=revision), spec=model, top_k=top_k, host=host)
 
 
 def _check_port(host: str, port: int) -> None:

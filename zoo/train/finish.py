@@ -24,6 +24,7 @@ from zoo.data.transforms import build_transform
 from zoo.errors import TrainingError
 from zoo.inference import EVAL_BATCH_SIZE, evaluate
 from zoo.metrics import plot_confusion, plot_curves, read_metrics
+from zoo.train.calibration import calibrate_run, with_test_calibration
 from zoo.train.context import RunContext
 
 
@@ -76,6 +77,7 @@ def finish_run(ctx: RunContext) -> RunSummary:
     if ctx.extract_seconds:
         summary.extra["feature_extract_seconds"] = round(ctx.extract_seconds, 3)
     if acc.is_main_process:
+        calibrate_run(ctx)  # the shipped weights' temperature (zoo.train.calibration), before the final figures
         final = final_evaluation(ctx, split)
         summary.final_top1 = final["top1"]
         summary.test_top1 = final["top1"] if split == "test" else None
@@ -105,8 +107,9 @@ def final_evaluation(ctx: RunContext, split: str) -> dict[str, Any]:
     model = ctx.accelerator.unwrap_model(ctx.model, keep_fp32_wrapper=False)
     model = model.float().to(memory_format=torch.contiguous_format).eval()
     transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
-    return evaluate(model, ctx.data[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
-                    label_names=ctx.data.label_names, progress=False)
+    final = evaluate(model, ctx.data[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
+                     label_names=ctx.data.label_names, progress=False, tta=ctx.recipe.eval.tta)
+    return with_test_calibration(model, split, final)  # zoo.train.calibration
 
 
 def write_outputs(ctx: RunContext, summary: RunSummary, final: dict[str, Any]) -> None:
