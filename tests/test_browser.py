@@ -100,7 +100,7 @@ def check_cam_overlays(page) -> None:
 
 def test_report_shows_cam_overlays_on_a_short_run(browser, tmp_path):
     """A one-epoch run of a tiny model on CIFAR-schema data: quick enough for every browser run."""
-    from zoo.data.synthetic import make_cifar_like
+    from synthetic_data import make_cifar_like
     from zoo.report import write_report
 
     spec = str(make_cifar_like(tmp_path / "cifar", n_per_class=12, size=32, fmt="disk"))

@@ -117,7 +117,7 @@ def test_predict_eval_serve_and_onnx_agree_on_calibrated_probabilities(calibrate
 
 
 def test_training_run_fits_a_temperature_by_default_and_not_when_off(tmp_path):
-    from zoo.data.synthetic import make_cifar_like
+    from synthetic_data import make_cifar_like
     from zoo.train.run import train
 
     spec = str(make_cifar_like(tmp_path / "cifar", n_per_class=60, size=32, fmt="disk"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo.cli.train import main as train_main
-from zoo.data.synthetic import make_cifar_like
+from synthetic_data import make_cifar_like
 from zoo.metrics import read_metrics
 
 
