@@ -54,28 +54,25 @@ def _epochs(batches: Any, epochs: int, device: torch.device, step: Any) -> list[
     return out
 
 
-def time_reference(split: Any, cfg: dict, train: bool, batch_size: int, workers: int, epochs: int,
-                   device: torch.device) -> list[tuple[int, float]]:
-    """What the Hugging Face examples do: with_transform + timm's per-sample PIL transforms in workers
-    that persist across epochs (the first epoch pays their start)."""
+def reference_loader(split: Any, cfg: dict, batch_size: int, workers: int) -> Any:
+    """What the Hugging Face examples do: with_transform + timm's per-sample PIL transforms (train:
+    RandomResizedCrop + flip) in workers that persist across epochs (the first epoch pays their start)."""
     from zoo.data.transforms import batch_fn, build_transform, collate
 
-    data = split.with_transform(batch_fn(build_transform(cfg, train=train)))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
-                                         collate_fn=collate, persistent_workers=workers > 0)
-    return _epochs(lambda: iter(loader), epochs, device, lambda x: x)
+    data = split.with_transform(batch_fn(build_transform(cfg, train=True)))
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                       collate_fn=collate, persistent_workers=workers > 0)
 
 
-def time_fast(store: Any, cfg: dict, train: bool, batch_size: int, epochs: int,
-              device: torch.device) -> list[tuple[int, float]]:
-    from zoo.data.fast import BatchTransform
+def fast_loader(store: Any, cfg: dict, batch_size: int, workers: int) -> Any:
+    """zoo's fast path as build_loaders makes it: crops cut in persistent workers from the store."""
+    from zoo.data.crops import train_loader
 
-    bt = BatchTransform(cfg, train=train).to(device)
-    return _epochs(lambda: store.loader(batch_size=batch_size, shuffle=train), epochs, device, bt)
+    return train_loader(store, cfg, batch_size, preset="flip-crop", num_workers=workers, shuffle=True)
 
 
 def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes: int = 10, seed: int = 0) -> Path:
-    """``n`` photo-sized JPEGs (quality 90) in ``root/<class>/``: random crops of scikit-image's photos,
+    """``n`` photo-sized JPEGs (quality 90; every fourth one portrait) in ``root/<class>/``: random crops of scikit-image's photos,
     resized and colour-shifted, so decoding costs what a real photo costs (noise would not compress)."""
     import numpy as np
     import skimage.data
@@ -90,7 +87,8 @@ def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes:
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         crop = src[top:top + ch, left:left + cw].astype(np.float32) * rng.uniform(0.8, 1.2, size=3)
-        img = Image.fromarray(crop.clip(0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
+        shape = size if i % 4 else size[::-1]  # a quarter portrait: the store keeps each one's aspect ratio
+        img = Image.fromarray(crop.clip(0, 255).astype(np.uint8)).resize(shape, Image.BICUBIC)
         folder = root / f"class_{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
         img.save(folder / f"{i:05d}.jpg", quality=90)
@@ -107,39 +105,43 @@ def _summary(epochs: list[tuple[int, float]]) -> dict[str, Any]:
 
 def bench_source(source: str, split: Any, cfg: dict, args: argparse.Namespace, device: torch.device,
                  common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train mode, both paths with ``--workers`` workers, their epochs interleaved (reference, fast, fast,
+    reference, ...) so that a change in the machine's load falls on both."""
+    from zoo.bench.backbones import load_average
+    from zoo.data.crops import Normalize
     from zoo.data.fast import TensorStore, store_size
 
     t0 = time.perf_counter()
-    size = store_size(cfg) if source == "photo" else None  # as zoo's loaders: photos pre-resized once
-    store = TensorStore.from_split(split, size=size, progress=False)
+    store = TensorStore.from_split(split, size=store_size(cfg), progress=False)  # as zoo's loaders build it
     decode_s = time.perf_counter() - t0
-    print(f"{source}: {len(split)} images, store {tuple(store.images.shape[1:])}, decoded once in {decode_s:.1f} s")
-    rows = []
-    for mode in args.modes.split(","):
-        train = mode == "train"
-        base = {"source": source, "mode": mode, "num_images": len(split), **common}
-        ref = _summary(time_reference(split, cfg, train, args.batch_size, args.workers, args.epochs, device))
-        ref_row = {"path": "reference", "num_workers": args.workers, **base, **ref}
-        try:
-            fast_epochs = time_fast(store, cfg, train, args.batch_size, args.epochs, device)
-        except Exception as exc:  # noqa: BLE001 - recorded in the row, the other rows still count
-            rows += [ref_row, {"path": "fast", **base, "error": f"{type(exc).__name__}: {exc}"}]
-            print(f"{source:6s} {mode:5s}  fast path FAILED: {type(exc).__name__}: {exc}")
-            continue
-        fast = _summary(fast_epochs)
-        # the fast path's first epoch also pays the store's one-time decode
-        n0, s0 = fast_epochs[0]
-        fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
-        steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
-        first = fast["first_epoch_images_per_sec"] / ref["first_epoch_images_per_sec"]
-        rows += [ref_row, {"path": "fast", "num_workers": 0, "store_decode_s": round(decode_s, 2), **base, **fast,
-                           "steady_ratio_vs_reference": round(steady, 2),
-                           "first_epoch_ratio_vs_reference": round(first, 2)}]
-        print(f"{source:6s} {mode:5s}  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
-              f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
-              f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
-              f"{first:5.2f}x")
-    return rows
+    sizes = store.sizes
+    print(f"{source}: {len(split)} images, stored {sizes.min(0).tolist()}..{sizes.max(0).tolist()} (h, w), "
+          f"decoded once in {decode_s:.1f} s")
+    load_start = load_average()
+    norm = Normalize(cfg).to(device)
+    sides = {"reference": (reference_loader(split, cfg, args.batch_size, args.workers), lambda x: x),
+             "fast": (fast_loader(store, cfg, args.batch_size, args.workers), norm)}
+    epochs: dict[str, list[tuple[int, float]]] = {k: [] for k in sides}
+    for e in range(args.epochs):
+        for side in (["reference", "fast"] if e % 2 == 0 else ["fast", "reference"]):
+            loader, step = sides[side]
+            epochs[side] += _epochs(lambda: iter(loader), 1, device, step)
+    base = {"source": source, "mode": "train", "num_images": len(split), "num_workers": args.workers, **common,
+            "load_average_at_start": load_start, "load_average_at_end": load_average(),
+            "stored_min_hw": "x".join(map(str, sizes.min(0).tolist())),
+            "stored_max_hw": "x".join(map(str, sizes.max(0).tolist()))}
+    ref, fast = _summary(epochs["reference"]), _summary(epochs["fast"])
+    n0, s0 = epochs["fast"][0]  # the fast path's first epoch also pays the store's one-time decode
+    fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
+    steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
+    first = fast["first_epoch_images_per_sec"] / ref["first_epoch_images_per_sec"]
+    print(f"{source:7s} train  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
+          f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
+          f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
+          f"{first:5.2f}x   load {load_start} -> {base['load_average_at_end']}")
+    return [{"path": "reference", **base, **ref},
+            {"path": "fast", "store_decode_s": round(decode_s, 2), **base, **fast,
+             "steady_ratio_vs_reference": round(steady, 2), "first_epoch_ratio_vs_reference": round(first, 2)}]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=MIN_EPOCHS, help="epochs per path (>= 3; default 3)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224, help="model input size (default 224)")
-    p.add_argument("--modes", default="eval,train", help="comma list of eval,train (train = flip-crop)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="reference DataLoader workers")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers, both paths (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the main process (default 1: the workers have the cores)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = make_data_config(args.size)  # ImageNet-style: bicubic, crop_pct 0.875 -> resize 256, crop 224
     common = {"batch_size": args.batch_size, "input_size": args.size, "epochs": args.epochs, "device": tag,
               "device_name": name, "torch_version": torch.__version__, "num_threads": args.threads,
-              "load_average_at_start": load_average(), "note": "; ".join(args.note) or None,
+              "note": "; ".join(args.note) or None,
               "protocol_met": not args.quick}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 p.error(f"unknown source {source!r}: use cifar32 or photo")
             split = load_dataset(path, val_size=10, check_images=False, progress=False)["train"]
-            src_px = "32x32" if source == "cifar32" else "500x375"
+            src_px = "32x32" if source == "cifar32" else "500x375 and 375x500"
             if len(split) * args.epochs < MIN_TIMED_IMAGES and not args.quick:
                 print(f"note: {len(split)} x {args.epochs} epochs < {MIN_TIMED_IMAGES} timed images: below the protocol")
                 common = {**common, "protocol_met": False}
