@@ -351,3 +351,31 @@ def test_mixup_on_an_odd_sized_dataset(photo_corpus, tmp_path, fast):
         train({"name": "m", "model": {"name": "timm:test_resnet", "pretrained": False},
                "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 32, "batch_size": 7, "limit": 21},
                "train": {"epochs": 1, "mixup": 0.2}, "output": {"dir": str(tmp_path)}, "resume": "never"})
+
+
+def test_best_epoch_validation_is_what_zoo_eval_reports(photo_corpus, tmp_path, capsys):
+    """A real (short) run on photos: the best epoch's validation figures, as the run printed and recorded
+    them, are what `zoo eval` reports for the saved model on that split: the same top-1 and the same loss
+    (to float rounding: the batches differ). On the fast path the per-epoch validation used to run on the
+    store's pre-resized squares, so its loss differed from zoo eval's."""
+    import json
+
+    from zoo.cli import main as zoo_main
+    from zoo.metrics import read_metrics
+
+    spec = f"imagefolder:{photo_corpus}"
+    [s] = train({"name": "v", "model": {"name": "timm:test_resnet", "pretrained": False},
+                 "data": {"spec": spec, "image_size": 48, "batch_size": 16, "val_size": 0.2, "fast": True},
+                 "train": {"epochs": 2, "mixed_precision": "no", "select_best": True},
+                 "optim": {"lr": 0.01}, "output": {"dir": str(tmp_path)}, "resume": "never"})
+    run = Path(s.run_dir)
+    epochs = [m for m in read_metrics(run / "metrics.jsonl") if m["kind"] == "epoch"]
+    best = epochs[s.best_epoch]
+    assert best["val_top1"] == s.val_top1
+    capsys.readouterr()
+    assert zoo_main(["eval", str(run / "model"), "--data", spec, "--split", "validation", "--json",
+                     "--out", str(tmp_path / "eval")]) == 0
+    reported = json.loads(capsys.readouterr().out)
+    assert reported["n"] == len(load_dataset(photo_corpus, val_size=0.2, progress=False)["validation"])
+    assert reported["top1"] == best["val_top1"]
+    assert reported["loss"] == pytest.approx(best["val_loss"], rel=1e-5, abs=1e-6)
