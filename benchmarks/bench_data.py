@@ -1,23 +1,29 @@
-"""Images/s of the data fast path (uint8 TensorStore + on-device BatchTransform) vs the reference path
-(``Dataset.with_transform`` + per-sample PIL transforms + DataLoader workers), same device, batch and
-model input size, for two kinds of source:
+"""Images/s of the data fast path vs the reference path, train mode (RandomResizedCrop + flip), same batch,
+model input size and number of DataLoader workers, for two kinds of source:
 
 - ``cifar32``: 32x32 PNGs in CIFAR-10's schema, upsampled to the model's 224;
-- ``photo``: 500x375 JPEGs (crops of scikit-image's photos, generated), resized down to 224.
+- ``photo``: 500x375 JPEGs, every fourth one 375x500 (crops of scikit-image's photos, generated).
 
-Protocol (both paths): the same ``--epochs`` (>= 3) over the same split, >= 10,000 images timed in all
-per path and mode (3,400 images x 3 epochs by default).
-The reference's DataLoader keeps its workers (``persistent_workers``) across epochs; the fast path decodes
-the split into its store once. Two figures per path, never mixed:
-- ``first_epoch_images_per_sec``: the first epoch from nothing, INCLUDING the one-time costs (the
-  reference's worker start and decode; the fast path's store decode);
-- ``steady_images_per_sec``: epochs 2..N (warm: workers up, store built, kernels and weights cached).
+Fast path, as zoo's loaders build it: the split decoded once into the store (each image at its own aspect
+ratio, the shorter side bounded by the model's resize size, 256 for 224), one crop per image cut in the
+DataLoader workers with torchvision's uint8 kernels, uint8 batches normalised in this process (crops.py).
+Reference: ``Dataset.with_transform`` + timm's per-sample PIL transforms in the workers, as the Hugging Face
+examples do. Both keep their workers across epochs (``persistent_workers``). Evaluation is not timed: it is
+the same code on both paths (zoo eval's PIL transform).
 
-    python benchmarks/bench_data.py                      # CPU: cifar32 + photo, eval and train, a few minutes
+Protocol: the same ``--epochs`` (>= 3) over the same split, >= 10,000 images timed in all per path
+(3,390 images x 3 epochs by default), the two paths' epochs interleaved (reference, fast, fast, reference,
+...) so that a change in the machine's load falls on both; the load average is recorded at the start and
+the end of each source. Two figures per path, never mixed:
+- ``first_epoch_images_per_sec``: the first epoch from nothing, INCLUDING the one-time costs (the workers'
+  start; the fast path's store decode);
+- ``steady_images_per_sec``: epochs 2..N (warm: workers up, store built).
+
+    python benchmarks/bench_data.py --note "..."        # CPU: cifar32 + photo, a few minutes
     python benchmarks/bench_data.py --device cuda        # on a GPU machine
     python benchmarks/bench_data.py --quick              # smoke run (tiny; not a result to quote)
 
-Writes benchmarks/results/data_<device>.csv (one row per source, mode and path).
+Writes benchmarks/results/data_<device>.csv (one row per source and path).
 """
 from __future__ import annotations
 
@@ -125,7 +131,7 @@ def bench_source(source: str, split: Any, cfg: dict, args: argparse.Namespace, d
     for e in range(args.epochs):
         for side in (["reference", "fast"] if e % 2 == 0 else ["fast", "reference"]):
             loader, step = sides[side]
-            epochs[side] += _epochs(lambda: iter(loader), 1, device, step)
+            epochs[side] += _epochs(lambda loader=loader: iter(loader), 1, device, step)
     base = {"source": source, "mode": "train", "num_images": len(split), "num_workers": args.workers, **common,
             "load_average_at_start": load_start, "load_average_at_end": load_average(),
             "stored_min_hw": "x".join(map(str, sizes.min(0).tolist())),
@@ -151,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cifar-images", type=int, default=3_400,
                    help="32x32 images (default 3400: x 3 epochs = 10,200 timed images)")
     p.add_argument("--photo-images", type=int, default=3_400,
-                   help="500x375 JPEGs (default 3400: x 3 epochs = 10,200 timed images)")
+                   help="500x375 (a quarter 375x500) JPEGs (default 3400: x 3 epochs = 10,200 timed images)")
     p.add_argument("--epochs", type=int, default=MIN_EPOCHS, help="epochs per path (>= 3; default 3)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224, help="model input size (default 224)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers, both paths (default 2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads of the main process (default 1: the workers have the cores)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads of the main process, which normalises the fast path's batches as the "
+                        "trainer does (default: all cores)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--epochs must be at least 2 (the first epoch is reported apart from the steady ones)")
 
     from zoo.backbones.base import make_data_config
-    from zoo.bench.backbones import device_name, load_average
+    from zoo.bench.backbones import device_name
     from zoo.bench.report import slugify, write_csv
     from zoo.data import load_dataset
     from zoo.data.synthetic import make_cifar_like

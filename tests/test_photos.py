@@ -16,7 +16,7 @@ from zoo.data.crops import INTERPOLATIONS, Normalize, SampleCrop, train_loader
 from zoo.data.decode import bounded_size, decode_image
 from zoo.data.fast import TensorStore, store_size
 from zoo.data.transforms import PRESETS, build_transform
-from zoo.errors import ConfigError, DataError
+from zoo.errors import ConfigError
 from zoo.data.loaders import build_loaders
 from zoo.train.schema import DataConfig
 from zoo.train.run import train
@@ -156,7 +156,7 @@ def test_crop_boxes_are_torchvisions_on_wide_and_tall_photos(photos, monkeypatch
     wide, tall = src.resize((480, 240), Image.BICUBIC), src.resize((240, 480), Image.BICUBIC)
     real = crops.resized_crop
     for photo in (wide, tall):
-        split = photos["train"].select([0]).map(lambda r: {"image": photo})
+        split = photos["train"].select([0]).map(lambda r, im=photo: {"image": im})
         store = TensorStore.from_split(split, size=128, progress=False)
         h, w = (int(v) for v in store.sizes[0])
         assert (w, h) == ((256, 128) if photo is wide else (128, 256))

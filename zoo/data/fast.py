@@ -48,7 +48,7 @@ class TensorStore(torch.utils.data.Dataset):
         self._keep = keep  # a temporary folder that must live as long as the memory map
 
     @classmethod
-    def from_images(cls, images: torch.Tensor, labels: Any) -> "TensorStore":
+    def from_images(cls, images: torch.Tensor, labels: Any) -> TensorStore:
         """A store from uint8 images [N, 3, h, w] already in memory (tests, small arrays)."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise DataError(f"TensorStore wants uint8 images [N, 3, h, w], got {images.dtype} {tuple(images.shape)}")
@@ -101,7 +101,7 @@ class TensorStore(torch.utils.data.Dataset):
 
     @classmethod
     def from_split(cls, split: Any, size: int | None = None, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True, num_proc: int | None = None) -> "TensorStore":
+                   progress: bool = True, num_proc: int | None = None) -> TensorStore:
         """Decode a split (``image``/``label`` columns) once. Each image keeps its aspect ratio; with
         ``size=S`` an image whose shorter side is above S is resized so that it is S (never up; the longer
         side capped at decode.MAX_ASPECT x the shorter). The decision is made for every image on its own.

@@ -88,7 +88,7 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
 
     train_t = build_transform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
-    workers = dict(num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0)
+    workers = {"num_workers": data_cfg.num_workers, "persistent_workers": data_cfg.num_workers > 0}
     # Evaluation (validation, test, and the probe's features) is zoo eval's own: the PIL eval transform on the
     # decoded split (zoo.inference), so the best epoch's validation figure is what zoo eval reports.
     plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size,
@@ -99,7 +99,9 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
         # decoded once (shared by the runs of one output folder: the variants of a recipe decode it once);
         # each worker cuts one crop per image from the memory-mapped store and sends it as uint8
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
-        store = lambda: _store(ds["train"], data_config, cache_dir)  # noqa: E731 - built on first use
+        def store() -> Any:  # built on first use (a linear probe never reads the train loader)
+            return _store(ds["train"], data_config, cache_dir)
+
         train = train_loader(store, data_config, batch_size, preset=data_cfg.augment, upsample=data_cfg.upsample,
                              num_workers=data_cfg.num_workers, drop_last=True, **order)
         return Loaders(train, evals, Normalize(data_config), nn.Identity(), plain)
