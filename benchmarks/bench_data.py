@@ -1,23 +1,29 @@
-"""Images/s of the data fast path (uint8 TensorStore + on-device BatchTransform) vs the reference path
-(``Dataset.with_transform`` + per-sample PIL transforms + DataLoader workers), same device, batch and
-model input size, for two kinds of source:
+"""Images/s of the data fast path vs the reference path, train mode (RandomResizedCrop + flip), same batch,
+model input size and number of DataLoader workers, for two kinds of source:
 
 - ``cifar32``: 32x32 PNGs in CIFAR-10's schema, upsampled to the model's 224;
-- ``photo``: 500x375 JPEGs (crops of scikit-image's photos, generated), resized down to 224.
+- ``photo``: 500x375 JPEGs, every fourth one 375x500 (crops of scikit-image's photos, generated).
 
-Protocol (both paths): the same ``--epochs`` (>= 3) over the same split, >= 10,000 images timed in all
-per path and mode (3,400 images x 3 epochs by default).
-The reference's DataLoader keeps its workers (``persistent_workers``) across epochs; the fast path decodes
-the split into its store once. Two figures per path, never mixed:
-- ``first_epoch_images_per_sec``: the first epoch from nothing, INCLUDING the one-time costs (the
-  reference's worker start and decode; the fast path's store decode);
-- ``steady_images_per_sec``: epochs 2..N (warm: workers up, store built, kernels and weights cached).
+Fast path, as zoo's loaders build it: the split decoded once into the store (each image at its own aspect
+ratio, the shorter side bounded by the model's resize size, 256 for 224), one crop per image cut in the
+DataLoader workers with torchvision's uint8 kernels, uint8 batches normalised in this process (crops.py).
+Reference: ``Dataset.with_transform`` + timm's per-sample PIL transforms in the workers, as the Hugging Face
+examples do. Both keep their workers across epochs (``persistent_workers``). Evaluation is not timed: it is
+the same code on both paths (zoo eval's PIL transform).
 
-    python benchmarks/bench_data.py                      # CPU: cifar32 + photo, eval and train, a few minutes
+Protocol: the same ``--epochs`` (>= 3) over the same split, >= 10,000 images timed in all per path
+(3,390 images x 3 epochs by default), the two paths' epochs interleaved (reference, fast, fast, reference,
+...) so that a change in the machine's load falls on both; the load average is recorded at the start and
+the end of each source. Two figures per path, never mixed:
+- ``first_epoch_images_per_sec``: the first epoch from nothing, INCLUDING the one-time costs (the workers'
+  start; the fast path's store decode);
+- ``steady_images_per_sec``: epochs 2..N (warm: workers up, store built).
+
+    python benchmarks/bench_data.py --note "..."        # CPU: cifar32 + photo, a few minutes
     python benchmarks/bench_data.py --device cuda        # on a GPU machine
     python benchmarks/bench_data.py --quick              # smoke run (tiny; not a result to quote)
 
-Writes benchmarks/results/data_<device>.csv (one row per source, mode and path).
+Writes benchmarks/results/data_<device>.csv (one row per source and path).
 """
 from __future__ import annotations
 
@@ -57,28 +63,25 @@ def _epochs(batches: Any, epochs: int, device: torch.device, step: Any) -> list[
     return out
 
 
-def time_reference(split: Any, cfg: dict, train: bool, batch_size: int, workers: int, epochs: int,
-                   device: torch.device) -> list[tuple[int, float]]:
-    """What the Hugging Face examples do: with_transform + timm's per-sample PIL transforms in workers
-    that persist across epochs (the first epoch pays their start)."""
+def reference_loader(split: Any, cfg: dict, batch_size: int, workers: int) -> Any:
+    """What the Hugging Face examples do: with_transform + timm's per-sample PIL transforms (train:
+    RandomResizedCrop + flip) in workers that persist across epochs (the first epoch pays their start)."""
     from zoo.data.transforms import batch_fn, build_transform, collate
 
-    data = split.with_transform(batch_fn(build_transform(cfg, train=train)))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=train, num_workers=workers,
-                                         collate_fn=collate, persistent_workers=workers > 0)
-    return _epochs(lambda: iter(loader), epochs, device, lambda x: x)
+    data = split.with_transform(batch_fn(build_transform(cfg, train=True)))
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                       collate_fn=collate, persistent_workers=workers > 0)
 
 
-def time_fast(store: Any, cfg: dict, train: bool, batch_size: int, epochs: int,
-              device: torch.device) -> list[tuple[int, float]]:
-    from zoo.data.fast import BatchTransform
+def fast_loader(store: Any, cfg: dict, batch_size: int, workers: int) -> Any:
+    """zoo's fast path as build_loaders makes it: crops cut in persistent workers from the store."""
+    from zoo.data.crops import train_loader
 
-    bt = BatchTransform(cfg, train=train).to(device)
-    return _epochs(lambda: store.loader(batch_size=batch_size, shuffle=train), epochs, device, bt)
+    return train_loader(store, cfg, batch_size, preset="flip-crop", num_workers=workers, shuffle=True)
 
 
 def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes: int = 10, seed: int = 0) -> Path:
-    """``n`` photo-sized JPEGs (quality 90) in ``root/<class>/``: random crops of scikit-image's photos,
+    """``n`` photo-sized JPEGs (quality 90; every fourth one portrait) in ``root/<class>/``: random crops of scikit-image's photos,
     resized and colour-shifted, so decoding costs what a real photo costs (noise would not compress)."""
     import numpy as np
     import skimage.data
@@ -93,7 +96,8 @@ def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes:
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
         crop = src[top:top + ch, left:left + cw].astype(np.float32) * rng.uniform(0.8, 1.2, size=3)
-        img = Image.fromarray(crop.clip(0, 255).astype(np.uint8)).resize(size, Image.BICUBIC)
+        shape = size if i % 4 else size[::-1]  # a quarter portrait: the store keeps each one's aspect ratio
+        img = Image.fromarray(crop.clip(0, 255).astype(np.uint8)).resize(shape, Image.BICUBIC)
         folder = root / f"class_{i % classes}"
         folder.mkdir(parents=True, exist_ok=True)
         img.save(folder / f"{i:05d}.jpg", quality=90)
@@ -110,39 +114,43 @@ def _summary(epochs: list[tuple[int, float]]) -> dict[str, Any]:
 
 def bench_source(source: str, split: Any, cfg: dict, args: argparse.Namespace, device: torch.device,
                  common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train mode, both paths with ``--workers`` workers, their epochs interleaved (reference, fast, fast,
+    reference, ...) so that a change in the machine's load falls on both."""
+    from zoo.env import load_average
+    from zoo.data.crops import Normalize
     from zoo.data.fast import TensorStore, store_size
 
     t0 = time.perf_counter()
-    size = store_size(cfg) if source == "photo" else None  # as zoo's loaders: photos pre-resized once
-    store = TensorStore.from_split(split, size=size, progress=False)
+    store = TensorStore.from_split(split, size=store_size(cfg), progress=False)  # as zoo's loaders build it
     decode_s = time.perf_counter() - t0
-    print(f"{source}: {len(split)} images, store {tuple(store.images.shape[1:])}, decoded once in {decode_s:.1f} s")
-    rows = []
-    for mode in args.modes.split(","):
-        train = mode == "train"
-        base = {"source": source, "mode": mode, "num_images": len(split), **common}
-        ref = _summary(time_reference(split, cfg, train, args.batch_size, args.workers, args.epochs, device))
-        ref_row = {"path": "reference", "num_workers": args.workers, **base, **ref}
-        try:
-            fast_epochs = time_fast(store, cfg, train, args.batch_size, args.epochs, device)
-        except Exception as exc:  # noqa: BLE001 - recorded in the row, the other rows still count
-            rows += [ref_row, {"path": "fast", **base, "error": f"{type(exc).__name__}: {exc}"}]
-            print(f"{source:6s} {mode:5s}  fast path FAILED: {type(exc).__name__}: {exc}")
-            continue
-        fast = _summary(fast_epochs)
-        # the fast path's first epoch also pays the store's one-time decode
-        n0, s0 = fast_epochs[0]
-        fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
-        steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
-        first = fast["first_epoch_images_per_sec"] / ref["first_epoch_images_per_sec"]
-        rows += [ref_row, {"path": "fast", "num_workers": 0, "store_decode_s": round(decode_s, 2), **base, **fast,
-                           "steady_ratio_vs_reference": round(steady, 2),
-                           "first_epoch_ratio_vs_reference": round(first, 2)}]
-        print(f"{source:6s} {mode:5s}  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
-              f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
-              f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
-              f"{first:5.2f}x")
-    return rows
+    sizes = store.sizes
+    print(f"{source}: {len(split)} images, stored {sizes.min(0).tolist()}..{sizes.max(0).tolist()} (h, w), "
+          f"decoded once in {decode_s:.1f} s")
+    load_start = load_average()
+    norm = Normalize(cfg).to(device)
+    sides = {"reference": (reference_loader(split, cfg, args.batch_size, args.workers), lambda x: x),
+             "fast": (fast_loader(store, cfg, args.batch_size, args.workers), norm)}
+    epochs: dict[str, list[tuple[int, float]]] = {k: [] for k in sides}
+    for e in range(args.epochs):
+        for side in (["reference", "fast"] if e % 2 == 0 else ["fast", "reference"]):
+            loader, step = sides[side]
+            epochs[side] += _epochs(lambda loader=loader: iter(loader), 1, device, step)
+    base = {"source": source, "mode": "train", "num_images": len(split), "num_workers": args.workers, **common,
+            "load_average_at_start": load_start, "load_average_at_end": load_average(),
+            "stored_min_hw": "x".join(map(str, sizes.min(0).tolist())),
+            "stored_max_hw": "x".join(map(str, sizes.max(0).tolist()))}
+    ref, fast = _summary(epochs["reference"]), _summary(epochs["fast"])
+    n0, s0 = epochs["fast"][0]  # the fast path's first epoch also pays the store's one-time decode
+    fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
+    steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
+    first = fast["first_epoch_images_per_sec"] / ref["first_epoch_images_per_sec"]
+    print(f"{source:7s} train  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
+          f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
+          f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
+          f"{first:5.2f}x   load {load_start} -> {base['load_average_at_end']}")
+    return [{"path": "reference", **base, **ref},
+            {"path": "fast", "store_decode_s": round(decode_s, 2), **base, **fast,
+             "steady_ratio_vs_reference": round(steady, 2), "first_epoch_ratio_vs_reference": round(first, 2)}]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cifar-images", type=int, default=3_400,
                    help="32x32 images (default 3400: x 3 epochs = 10,200 timed images)")
     p.add_argument("--photo-images", type=int, default=3_400,
-                   help="500x375 JPEGs (default 3400: x 3 epochs = 10,200 timed images)")
+                   help="500x375 (a quarter 375x500) JPEGs (default 3400: x 3 epochs = 10,200 timed images)")
     p.add_argument("--epochs", type=int, default=MIN_EPOCHS, help="epochs per path (>= 3; default 3)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224, help="model input size (default 224)")
-    p.add_argument("--modes", default="eval,train", help="comma list of eval,train (train = flip-crop)")
-    p.add_argument("--workers", type=int, default=cpu_cores(), help="reference DataLoader workers")
-    p.add_argument("--threads", type=int, default=cpu_cores(), help="torch threads")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers, both paths (default 2)")
+    p.add_argument("--threads", type=int, default=cpu_cores(),
+                   help="torch threads of the main process, which normalises the fast path's batches as the "
+                        "trainer does (default: all cores)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = make_data_config(args.size)  # ImageNet-style: bicubic, crop_pct 0.875 -> resize 256, crop 224
     common = {"batch_size": args.batch_size, "input_size": args.size, "epochs": args.epochs, "device": tag,
               "device_name": name, "torch_version": torch.__version__, "num_threads": args.threads,
-              "load_average_at_start": load_average(), "note": "; ".join(args.note) or None,
+              "note": "; ".join(args.note) or None,
               "protocol_met": not args.quick}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -194,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 p.error(f"unknown source {source!r}: use cifar32 or photo")
             split = load_dataset(path, val_size=10, check_images=False, progress=False)["train"]
-            src_px = "32x32" if source == "cifar32" else "500x375"
+            src_px = "32x32" if source == "cifar32" else "500x375 and 375x500"
             if len(split) * args.epochs < MIN_TIMED_IMAGES and not args.quick:
                 print(f"note: {len(split)} x {args.epochs} epochs < {MIN_TIMED_IMAGES} timed images: below the protocol")
                 common = {**common, "protocol_met": False}

@@ -1,4 +1,4 @@
-"""Transforms from the model's data config: the PIL reference path, the fast tensor path, and mixing."""
+"""Transforms from the model's data config: the PIL reference path, the fast path's store and crops, and mixing."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +10,8 @@ import torch
 import zoo
 from zoo.backbones.base import make_data_config
 from zoo.data import load_dataset
-from zoo.data.fast import BatchTransform, TensorStore, store_size
+from zoo.data.crops import Normalize, SampleCrop
+from zoo.data.fast import TensorStore
 from zoo.data.mixing import build_mixup
 from zoo.train.losses import build_loss
 from synthetic_data import make_cifar_like
@@ -57,8 +58,8 @@ def test_upsample_false_keeps_low_res(cifar):
     cfg = make_data_config(224)
     for train in (False, True):
         assert build_transform(cfg, train=train, upsample=False)(img).shape == (3, 32, 32)
-        assert BatchTransform(cfg, train=train, upsample=False)(
-            torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 3, 32, 32)
+        assert SampleCrop(cfg, train=train, upsample=False)(
+            torch.zeros(3, 32, 32, dtype=torch.uint8)).shape == (3, 32, 32)
     big = img.resize((300, 300))
     assert build_transform(cfg, train=False, upsample=False)(big).shape == (3, 224, 224)
 
@@ -70,65 +71,56 @@ def test_bad_preset_message():
 
 
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit", "bilinear-0.9", "nonsquare"])
-def test_fast_eval_matches_reference(cifar, name):
+def test_fast_preset_none_is_the_eval_geometry(cifar, name):
+    """Training with augment=none on the fast path sees what the reference's eval transform makes (resize to
+    input / crop_pct, center crop), upsampled from 32 px here, for square and non-square inputs."""
     cfg = _configs()[name]
     store = TensorStore.from_split(cifar["train"], progress=False)
-    fast = BatchTransform(cfg, train=False)(store.images[:12])
+    crop = SampleCrop(cfg, train=True, preset="none")
+    fast = Normalize(cfg)(torch.stack([crop(store.image(i)) for i in range(12)]))
     ref = torch.stack([build_transform(cfg, train=False)(cifar["train"][i]["image"]) for i in range(12)])
     assert fast.shape == ref.shape == (12, *cfg["input_size"])
     std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
     diff = ((fast - ref) * std * 255).abs()  # in 8-bit levels
-    assert diff.max() <= 2.0 and diff.mean() < 0.5  # PIL rounds each pass to 8 bits; we round once
+    assert diff.max() <= 2.0 and diff.mean() < 0.5
 
 
-def test_fast_eval_matches_reference_on_large_non_square_photos(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (tmp_path / c).mkdir()
-        for i in range(3):
-            small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)  # smooth-ish: upscaled noise
-            Image.fromarray(small).resize((400, 300), Image.BILINEAR).save(tmp_path / c / f"{i}.png")
-    ds = load_dataset(str(tmp_path), val_size=2, progress=False)
-    cfg = make_data_config(64, crop_pct=0.875)
-    store = TensorStore.from_split(ds["train"], size=store_size(cfg), progress=False)
-    assert store.images.shape[-2:] == (73, 73)
-    fast = BatchTransform(cfg, train=False)(store.images)
-    ref = torch.stack([build_transform(cfg, train=False)(ex["image"]) for ex in ds["train"]])
-    diff = ((fast - ref) * torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255).abs()
-    assert diff.mean() < 2.0  # two resizes (store, then model) vs one: within resize tolerance
-
-
-def test_fast_train_presets_shapes_randomness_and_seed(cifar):
-    x = TensorStore.from_split(cifar["train"], progress=False).images[:8]
+def test_fast_train_crops_random_and_seeded(cifar):
+    x = TensorStore.from_split(cifar["train"], progress=False).image(0)
     cfg = make_data_config(48)
     for preset in PRESETS:
-        out = BatchTransform(cfg, train=True, preset=preset)(x)
-        assert out.shape == (8, 3, 48, 48) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    a = BatchTransform(cfg, train=True, generator=torch.Generator().manual_seed(1))(x)
-    b = BatchTransform(cfg, train=True, generator=torch.Generator().manual_seed(1))(x)
-    c = BatchTransform(cfg, train=True, generator=torch.Generator().manual_seed(2))(x)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert not torch.equal(a, BatchTransform(cfg, train=False)(x))  # it augments
+        out = SampleCrop(cfg, train=True, preset=preset)(x)
+        assert out.shape == (3, 48, 48) and out.dtype == torch.uint8
+    crop = SampleCrop(cfg, train=True)
+
+    def draw(seed: int) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return torch.stack([crop(x) for _ in range(4)])
+
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
+    assert not torch.equal(draw(1)[0], SampleCrop(cfg, train=False)(x))  # it augments
 
 
 def test_fast_flip_is_a_mirror():
-    """With the crop forced to the whole image, a flipped output is the mirror of an unflipped one."""
-    from zoo.data.resample import apply_weights, resample_weights
-
-    x = torch.randint(0, 256, (2, 3, 10, 10), dtype=torch.uint8)
-    x[1] = x[0]
-    zero, full = torch.zeros(2), torch.full((2,), 10.0)
-    wy = resample_weights(10, zero, full, 20, "bicubic")
-    wx = resample_weights(10, zero, full, 20, "bicubic", flip=torch.tensor([False, True]))
-    out = apply_weights(x, wy, wx)
-    assert torch.allclose(out[0], out[1].flip(-1), atol=1e-4)
+    """With the crop forced to the whole image, a flipped crop is the mirror of an unflipped one."""
+    x = torch.randint(0, 256, (3, 10, 14), dtype=torch.uint8)
+    crop = SampleCrop(make_data_config(20), train=True)
+    crop.draw = lambda h, w: ((0, 0, h, w), False)
+    plain = crop(x)
+    crop.draw = lambda h, w: ((0, 0, h, w), True)
+    assert torch.equal(plain, crop(x).flip(-1))
 
 
-def test_batch_transform_rejects_float_input():
-    with pytest.raises(DataError, match=r"BatchTransform wants uint8 \[B, 3, h, w\], got torch.float32 \(2, 3, 8, 8\)"):
-        BatchTransform(make_data_config(8), train=False)(torch.zeros(2, 3, 8, 8))
+def test_normalize_is_the_references_to_float_rounding():
+    """uint8 -> float as ToTensor + Normalize compute it (to float rounding), and only from uint8."""
+    import torchvision.transforms as T
+
+    cfg = make_data_config(8)
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    ref = torch.stack([T.Normalize(cfg["mean"], cfg["std"])(T.ToTensor()(im.permute(1, 2, 0).numpy())) for im in x])
+    assert torch.allclose(Normalize(cfg)(x), ref, rtol=0, atol=1e-6)
+    with pytest.raises(DataError, match=r"Normalize wants uint8 \[B, 3, H, W\], got torch.float32 \(2, 3, 8, 8\)"):
+        Normalize(cfg)(torch.zeros(2, 3, 8, 8))
 
 
 def test_tensor_store_and_disk_cache(cifar, tmp_path):
@@ -138,30 +130,30 @@ def test_tensor_store_and_disk_cache(cifar, tmp_path):
     img, label = store[3]
     assert np.array_equal(img.permute(1, 2, 0).numpy(), np.asarray(cifar["train"][3]["image"]))
     assert label == cifar["train"][3]["label"]
-    x, y = next(iter(store.loader(batch_size=5)))
-    assert x.shape == (5, 3, 32, 32) and y.tolist() == store.labels[:5].tolist()
 
-    a = TensorStore.from_split(cifar["train"], size=40, cache_dir=tmp_path, progress=False)
-    files = list(tmp_path.glob("store-*/images.npy"))
-    assert len(files) == 1 and a.images.shape[-2:] == (40, 40)
-    b = TensorStore.from_split(cifar["train"], size=40, cache_dir=tmp_path, progress=False)
+    a = TensorStore.from_split(cifar["train"], size=24, cache_dir=tmp_path, progress=False)
+    files = list(tmp_path.glob("store-*/records.bin"))
+    assert len(files) == 1 and a.images.shape[-2:] == (24, 24)
+    b = TensorStore.from_split(cifar["train"], size=24, cache_dir=tmp_path, progress=False)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.fingerprint == b.fingerprint
-    TensorStore.from_split(cifar["train"], size=24, cache_dir=tmp_path, progress=False)
-    assert len(list(tmp_path.glob("store-*/images.npy"))) == 2  # keyed by the resize setting
+    TensorStore.from_split(cifar["train"], size=16, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("store-*/records.bin"))) == 2  # keyed by the resize setting
+    assert TensorStore.from_split(cifar["train"], size=64, progress=False).images.shape[-2:] == (32, 32)  # never up
 
 
-def test_tensor_store_mixed_sizes_needs_size(tmp_path):
+def test_tensor_store_keeps_mixed_sizes(tmp_path):
     from PIL import Image
 
     for i, s in enumerate((20, 30)):
         for c in ("a", "b"):  # two classes: one is an error since a classifier cannot learn from it
             (tmp_path / c).mkdir(exist_ok=True)
-            Image.new("RGB", (s, s)).save(tmp_path / c / f"{i}.png")
-            Image.new("RGB", (s, s)).save(tmp_path / c / f"{i}b.png")
+            Image.new("RGB", (s, s + 4)).save(tmp_path / c / f"{i}.png")
+            Image.new("RGB", (s, s + 4)).save(tmp_path / c / f"{i}b.png")
     ds = load_dataset(str(tmp_path), val_size=1, progress=False)
-    with pytest.raises(DataError, match=r"images of different sizes need TensorStore.from_split\(split, size=S\)"):
-        TensorStore.from_split(ds["train"], progress=False)
-    assert TensorStore.from_split(ds["train"], size=16, progress=False).images.shape[-2:] == (16, 16)
+    store = TensorStore.from_split(ds["train"], progress=False)
+    assert sorted({tuple(int(v) for v in hw) for hw in store.sizes}) == [(24, 20), (34, 30)]
+    with pytest.raises(DataError, match=r"images of different sizes have no \[N, 3, h, w\] view"):
+        _ = store.images
 
 
 def test_reference_path_through_with_transform(cifar):
@@ -185,26 +177,3 @@ def test_mixup_hooks():
         load_recipe(Path(__file__).resolve().parents[1] / "recipes/quickstart.yaml", ["train.mixup=-1"])
     with pytest.raises(ConfigError, match=r"'train.label_smoothing' must be in \[0, 1\)"):
         load_recipe(Path(__file__).resolve().parents[1] / "recipes/quickstart.yaml", ["train.label_smoothing=1.5"])
-
-
-def test_train_batch_weights_cache_is_exact():
-    """The per-box weight cache must give exactly what building every sample's weights would."""
-    import torch
-
-    from zoo.data.fast import BatchTransform
-    from zoo.data.resample import apply_weights, resample_weights, rrc_boxes
-    from zoo.data.transforms import TRAIN_RATIO, TRAIN_SCALE
-
-    cfg = {"input_size": (3, 64, 64), "interpolation": "bicubic", "mean": (0.5,) * 3, "std": (0.5,) * 3,
-           "crop_pct": 0.875, "crop_mode": "center"}
-    x = torch.randint(0, 255, (64, 3, 16, 16), dtype=torch.uint8)
-    bt = BatchTransform(cfg, train=True, generator=torch.Generator().manual_seed(3))
-    g = torch.Generator().manual_seed(3)
-    for _ in range(3):  # later batches hit the cache
-        out = bt(x)
-        boxes = rrc_boxes(64, 16, 16, TRAIN_SCALE, TRAIN_RATIO, g)
-        flip = torch.rand(64, generator=g) < 0.5
-        wy = resample_weights(16, boxes[:, 0], boxes[:, 2], 64, "bicubic")
-        wx = resample_weights(16, boxes[:, 1], boxes[:, 3], 64, "bicubic", flip=flip)
-        assert torch.equal(out, apply_weights(x, wy, wx, bt.scale, bt.shift))
-    assert bt._box_cache

@@ -1,7 +1,7 @@
 """The data layer: specs -> normalised splits (``image``/``label``) -> the model's own transforms.
 
 ``load_dataset(spec)`` is the entry point; ``transforms.build_transform`` is the per-sample PIL reference
-path; ``fast.TensorStore`` + ``fast.BatchTransform`` the decode-once, transform-on-device fast path.
+path; ``fast.TensorStore`` + ``crops`` the decode-once fast path (crops cut in DataLoader workers).
 """
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """From a loaded dataset to the batches the trainer consumes: the fast path or the reference path.
 
-Fast path (``data.fast: true``): each split is decoded once into a uint8 tensor store; DataLoaders batch
-uint8 tensors and the resize/crop/flip/normalise happen as batched tensor ops on the training device
-(``BatchTransform``). Reference path: ``datasets.with_transform`` with per-sample PIL transforms in
-DataLoader workers, as the Hugging Face examples do. Either way the trainer sees ``(x, y)`` batches and
-one ``batch_transform`` to apply on the device (identity on the reference path).
+Fast path (``data.fast: true``): the train split is decoded once into a uint8 store (each photo at its own
+aspect ratio, the shorter side bounded); DataLoader workers cut each image's random crop from it with
+torchvision's uint8 kernels (crops.py) and the device normalises the uint8 batch (``Normalize``).
+Reference path: ``datasets.with_transform`` with per-sample PIL transforms in DataLoader workers, as the
+Hugging Face examples do. Evaluation is the same on both: zoo eval's PIL transform on the decoded split, so
+per-epoch validation figures are zoo eval's. Either way the trainer sees ``(x, y)`` batches and one
+transform per side to apply on the device (identity where the loader already normalised).
 """
 from __future__ import annotations
 
@@ -44,28 +46,15 @@ def _with_pil_transform(split: Any, transform: Callable[[Any], torch.Tensor]) ->
 
 
 def _store(split: Any, data_config: dict[str, Any], cache_dir: Path | None) -> Any:
-    """Small images (CIFAR, digits) are stored at their own size and upsampled per batch on the device;
-    large or mixed-size photos are pre-resized once to the model's resize size, then cached on disk."""
+    """Each image stored once at its own aspect ratio; those whose shorter side is above the model's resize
+    size (floor(input / crop_pct)) resized down to it, judged image by image (fast.TensorStore.from_split)."""
     from zoo.data.fast import TensorStore, store_size
-    from zoo.errors import DataError
 
-    size = store_size(data_config)
-    if max(split[0]["image"].size) > size:
-        return TensorStore.from_split(split, size=size, cache_dir=cache_dir)
-    try:
-        return TensorStore.from_split(split, size=None, cache_dir=cache_dir)
-    except DataError:  # mixed sizes: bring them to one
-        return TensorStore.from_split(split, size=size, cache_dir=cache_dir)
+    return TensorStore.from_split(split, size=store_size(data_config), cache_dir=cache_dir)
 
 
 def _warn(message: str) -> None:
     warnings.warn(message, UserWarning, stacklevel=3)
-
-
-def _default(section: Any, key: str) -> Any:
-    """The schema's default of a recipe key, read from the section's own pydantic model (no import of the
-    schema from this lower layer)."""
-    return type(section).model_fields[key].default
 
 
 def train_batch_size(n_train: int, batch_size: int, warn: Callable[[str], None] = _warn) -> int:
@@ -86,7 +75,7 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
                   seed: int = 0, warn: Callable[[str], None] = _warn) -> Loaders:
     """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
     notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning)."""
-    from zoo.data.fast import BatchTransform
+    from zoo.data.crops import Normalize, train_loader
     from zoo.data.transforms import build_transform
 
     batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
@@ -97,30 +86,26 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     sampler = train_sampler(ds["train"]["label"], data_cfg.sampler, seed)
     order: dict[str, Any] = {"sampler": sampler} if sampler is not None else {"shuffle": True, "generator": generator}
 
-    if data_cfg.fast:
-        # shared by the runs of one output folder (the variants of a recipe decode the images once)
-        cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
-        stores = {s: _store(ds[s], data_config, cache_dir) for s in ["train", *eval_splits]}
-        # In-memory uint8 tensors, fetched a batch at a time: worker processes would only add start-up cost.
-        # 0 is what happens anyway, and the default was not asked for: nothing to tell
-        if data_cfg.num_workers not in (0, _default(data_cfg, "num_workers")):
-            warn(f"data.num_workers={data_cfg.num_workers} is ignored on the fast path (data.fast: true): images "
-                 "are decoded once into a tensor store and batched in this process; data.fast=false uses "
-                 "DataLoader workers")
-        train = stores["train"].loader(batch_size, drop_last=True, **order)
-        plain = stores["train"].loader(eval_batch_size)
-        evals = {s: stores[s].loader(eval_batch_size) for s in eval_splits}
-        train_tf: nn.Module = BatchTransform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
-        eval_tf: nn.Module = BatchTransform(data_config, train=False, upsample=data_cfg.upsample)
-        return Loaders(train, evals, train_tf, eval_tf, plain)
-
     train_t = build_transform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
-    workers = dict(num_workers=data_cfg.num_workers, persistent_workers=data_cfg.num_workers > 0,
-                   collate_fn=_pixel_collate)
+    workers = {"num_workers": data_cfg.num_workers, "persistent_workers": data_cfg.num_workers > 0}
+    # Evaluation (validation, test, and the probe's features) is zoo eval's own: the PIL eval transform on the
+    # decoded split (zoo.inference), so the best epoch's validation figure is what zoo eval reports.
+    plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size,
+                       collate_fn=_pixel_collate, **workers)
+    evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size,
+                           collate_fn=_pixel_collate, **workers) for s in eval_splits}
+    if data_cfg.fast:
+        # decoded once (shared by the runs of one output folder: the variants of a recipe decode it once);
+        # each worker cuts one crop per image from the memory-mapped store and sends it as uint8
+        cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
+        def store() -> Any:  # built on first use (a linear probe never reads the train loader)
+            return _store(ds["train"], data_config, cache_dir)
+
+        train = train_loader(store, data_config, batch_size, preset=data_cfg.augment, upsample=data_cfg.upsample,
+                             num_workers=data_cfg.num_workers, drop_last=True, **order)
+        return Loaders(train, evals, Normalize(data_config), nn.Identity(), plain)
+
     train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, drop_last=True, **order,
-                       **workers)
-    plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size, **workers)
-    evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size, **workers)
-             for s in eval_splits}
+                       collate_fn=_pixel_collate, **workers)
     return Loaders(train, evals, nn.Identity(), nn.Identity(), plain)
