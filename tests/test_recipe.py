@@ -76,7 +76,7 @@ def test_cifar10_recipes_use_the_models_and_strategies_asked_for():
         if stem.endswith("-finetune"):
             assert recipe.optim.name == "adamw" and 1e-4 <= recipe.optim.lr <= 3e-4
             assert recipe.schedule.warmup_epochs > 0 and recipe.train.label_smoothing == 0.1
-            assert recipe.train.mixed_precision == "bf16" and 10 <= recipe.train.epochs <= 20
+            assert recipe.train.mixed_precision == "auto" and 10 <= recipe.train.epochs <= 20
             vit = stem.startswith(("vit", "dinov2"))
             assert recipe.strategy.name == ("llrd" if vit else "finetune")
     assert r["scratch-resnet18"].strategy.name == "scratch" and r["scratch-resnet18"].model.pretrained is False
@@ -165,7 +165,7 @@ def test_defaults_are_the_documented_schema():
     recipe = load_recipe({})
     assert recipe.name == "run" and recipe.model.name == "timm:resnet50.a1_in1k"
     assert recipe.optim.lr == 1e-3 and recipe.optim.betas == (0.9, 0.999)
-    assert recipe.train.mixed_precision == "no" and recipe.output.trackers == [] and recipe.resume == "auto"
+    assert recipe.train.mixed_precision == "auto" and recipe.output.trackers == [] and recipe.resume == "auto"
     assert "optim.lr" in recipe_keys() and "hub.push_checkpoints" in recipe_keys()
     assert "source_path" not in recipe_keys() and "source_path" not in recipe.to_dict()
 
@@ -317,7 +317,7 @@ BAD = {
     "unknown augment": ({"data": {"augment": "randaug"}}, (), "recipe key 'data.augment' must be one of none, "
                         "flip-crop, randaugment, trivialaugment; got 'randaug'. Did you mean: randaugment?"),
     "unknown precision": ({}, ["train.mixed_precision=fp8"],
-                          "recipe key 'train.mixed_precision' must be one of no, fp16, bf16; got 'fp8'."),
+                          "recipe key 'train.mixed_precision' must be one of auto, no, fp16, bf16; got 'fp8'."),
     "unknown on_bad_image": ({"data": {"on_bad_image": "ignore"}}, (),
                              "recipe key 'data.on_bad_image' must be one of error, skip; got 'ignore'."),
     "unknown tracker": ({}, ["output.trackers=[tensorbord]"], "recipe key 'output.trackers' must be one of "

@@ -192,7 +192,7 @@ class Trainer:
 
         def features(split: str, loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
             key = feature_key(model, self.ds[split], model.data_config, fast=r.data.fast, upsample=r.data.upsample,
-                              precision=r.train.mixed_precision)
+                              precision=str(acc.mixed_precision))
             hit = cache.get(key)
             if hit is not None:
                 self._print(f"features {split}: read from the cache {cache.path(key)}")

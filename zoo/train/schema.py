@@ -23,7 +23,7 @@ StrategyName = Literal["linear_probe", "finetune", "partial", "freeze_then_unfre
 OptimizerName = Literal["adamw", "sgd"]
 ScheduleName = Literal["cosine", "onecycle", "constant"]
 AugmentName = Literal[PRESETS]  # type: ignore[valid-type]
-MixedPrecision = Literal["no", "fp16", "bf16"]
+MixedPrecision = Literal["auto", "no", "fp16", "bf16"]  # auto: what the device runs natively (zoo.train.precision)
 OnBadImage = Literal[ON_BAD_IMAGE]  # type: ignore[valid-type]
 TrackerName = Literal["tensorboard", "trackio", "wandb"]
 SamplerName = Literal["random", "balanced"]
@@ -97,7 +97,7 @@ class TrainConfig:
     cutmix: float = 0.0
     ema: bool = False
     ema_decay: float = 0.999
-    mixed_precision: MixedPrecision = "no"
+    mixed_precision: MixedPrecision = "auto"
     channels_last: bool = False
     compile: bool = False
     seed: int = 0
