@@ -49,7 +49,7 @@ from zoo.bench.timm_anchor import require_timm_script, sha256_of  # noqa: E402
 from zoo.train.precision import choose_precision  # noqa: E402
 
 TIMM_TRAIN_SHA256 = "f0bb70b9e1c8c576eb1f7beba9cb46953d01ec1308d68c59ec055a6266f76388"  # third_party/README.md
-TOOLS = ("zoo", "timm", "tutorial")
+TOOLS = ("zoo", "timm", "tutorial", "zoo-fp32")  # zoo-fp32: the same recipe with train.mixed_precision=no
 RECIPE = "recipes/imagefolder/fruits-finetune.yaml"
 # timm has no TrivialAugmentWide (zoo's and torchvision's preset): its RandAugment with one op per image,
 # always applied, at a uniformly drawn magnitude is the nearest thing (a difference written in the README)
@@ -61,7 +61,8 @@ FIELDS = ["tool", "repeat", "order", "wall_seconds", "train_seconds", "train_ima
 def timm_train_script() -> tuple[Path, str]:
     """timm's train.py beside the checkout (or $ZOO_TIMM_TRAIN), refused unless its sha256 is the pinned one."""
     rel = Path("shared") / "third_party" / "timm_train.py"
-    found = [p for p in (ROOT.parent / rel, ROOT.parent.parent / rel) if p.is_file()]  # a checkout or a worktree
+    # inside the checkout (as copied to a device machine), beside it, or beside a worktree's parent
+    found = [p for p in (ROOT / rel, ROOT.parent / rel, ROOT.parent.parent / rel) if p.is_file()]
     path = Path(os.environ.get("ZOO_TIMM_TRAIN") or (found or [ROOT.parent / rel])[0])
     return require_timm_script(path, expected=TIMM_TRAIN_SHA256)
 
@@ -96,20 +97,24 @@ def commands(a: argparse.Namespace, data: Path, weights: Path, work: Path, preci
              timm_script: Path) -> dict[str, list[str]]:
     py = sys.executable
     amp = {"bf16": ["--amp", "--amp-dtype", "bfloat16"], "fp16": ["--amp"], "no": []}[precision]
+    zoo = [py, "-m", "zoo", "train", RECIPE, f"data.spec=imagefolder:{data}", "model.name=pypi:efficientnet_lite0",
+           f"train.epochs={a.epochs}", f"data.batch_size={a.batch_size}", f"data.num_workers={a.workers}",
+           f"schedule.warmup_epochs={a.warmup_epochs}", "resume=never", *a.zoo_override]
     return {
-        "zoo": [py, "-m", "zoo", "train", RECIPE, f"data.spec=imagefolder:{data}", "model.name=pypi:efficientnet_lite0",
-                f"train.epochs={a.epochs}", f"output.dir={work / 'zoo'}", "resume=never", *a.zoo_override],
+        "zoo": [*zoo, f"output.dir={work / 'zoo'}"],
+        "zoo-fp32": [*zoo, f"output.dir={work / 'zoo-fp32'}", "train.mixed_precision=no"],
         "timm": [py, str(timm_script), str(data), "--train-split", "train", "--val-split", "val",
                  "--model", "tf_efficientnet_lite0", "--pretrained", "--pretrained-path", str(weights),
                  "--num-classes", "10", "--img-size", "224", "-b", str(a.batch_size), "-vb", str(2 * a.batch_size),
                  "--epochs", str(a.epochs), "--opt", "adamw", "--lr", "1e-4", "--weight-decay", "0.05",
-                 "--sched", "cosine", "--sched-on-updates", "--warmup-epochs", "1", "--min-lr", "1e-6",
+                 "--sched", "cosine", "--sched-on-updates", "--warmup-epochs", str(a.warmup_epochs), "--min-lr", "1e-6",
                  "--smoothing", "0.1", "--drop-path", "0.1", "--clip-grad", "1.0", "--channels-last",
                  "--aa", TIMM_AA, "--train-interpolation", "bicubic", "--reprob", "0", "-j", str(a.workers),
                  "--device", a.device, *amp, "--output", str(work), "--experiment", "timm", "--seed", "0",
                  "--checkpoint-hist", "1", "--log-interval", "5"],
         "tutorial": [py, str(ROOT / "benchmarks" / "photo_job_tutorial.py"), str(data), "--weights", str(weights),
                      "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--workers", str(a.workers),
+                     "--warmup-epochs", str(a.warmup_epochs),
                      "--precision", precision, "--device", a.device],
     }
 
@@ -156,8 +161,8 @@ def run_tree(cmd: list[str], log: Path, timeout: float) -> tuple[int, float, flo
 def read_result(tool: str, work: Path, log: Path) -> dict[str, Any]:
     """train_seconds, train_images and test_top1 as the tool itself reports them."""
     text = log.read_text(errors="replace")
-    if tool == "zoo":
-        rows = [json.loads(line) for line in (work / "zoo" / "fruits-finetune" / "metrics.jsonl").read_text().splitlines()]
+    if tool.startswith("zoo"):
+        rows = [json.loads(line) for line in (work / tool / "fruits-finetune" / "metrics.jsonl").read_text().splitlines()]
         final = rows[-1]
         secs = final["train_seconds"]
         return {"train_seconds": secs, "train_images": round(final["images_per_sec"] * secs),
@@ -182,6 +187,10 @@ def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         med = {k: round(statistics.median(float(r[k]) for r in ok), 4)
                for k in ("wall_seconds", "train_seconds", "train_images_per_sec", "peak_pss_mb", "test_top1")}
         out.append({"tool": tool, "runs": len(ok), **med, "precision": ok[0]["precision"]})
+    zoo = next((r for r in out if r["tool"] == "zoo"), None)
+    for r in out:  # each tool's speed against zoo's (train images/s and wall time), from the medians
+        r["zoo_speed_ratio"] = round(zoo["train_images_per_sec"] / r["train_images_per_sec"], 3) if zoo else ""
+        r["zoo_wall_ratio"] = round(r["wall_seconds"] / zoo["wall_seconds"], 3) if zoo else ""
     return out
 
 
@@ -193,6 +202,7 @@ def main() -> None:
     p.add_argument("--test-per-class", type=int, default=4, help="held-out photos per class")
     p.add_argument("--max-side", type=int, default=800, help="longest photo side (min 150)")
     p.add_argument("--epochs", type=int, default=2, help="the recipe warms up for 1 epoch: at least 2")
+    p.add_argument("--warmup-epochs", type=int, default=1, help="linear warm-up epochs (the recipe's 1; < --epochs)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
@@ -233,17 +243,22 @@ def main() -> None:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             print(json.dumps(row), flush=True)
-            with open(out.with_name(out.stem + "_runs.csv"), "w", newline="") as f:
-                w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-                w.writeheader()
-                w.writerows(rows)
+            write_results(out, rows, a, choice.describe(), digest, cmds)  # after every run: a cut-short run still counts
+    print(out.with_suffix(".md").read_text())
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], a: argparse.Namespace, precision: str, digest: str,
+                  cmds: dict[str, list[str]]) -> None:
+    with open(out.with_name(out.stem + "_runs.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
     summary = median_rows(rows)
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, list(summary[0]) if summary else ["tool"])
         w.writeheader()
         w.writerows(summary)
-    write_markdown(out, summary, a, choice.describe(), digest, cmds)
-    print(out.with_suffix(".md").read_text())
+    write_markdown(out, summary, a, precision, digest, cmds)
 
 
 def write_markdown(out: Path, summary: list[dict[str, Any]], a: argparse.Namespace, precision: str, digest: str,
@@ -257,15 +272,16 @@ def write_markdown(out: Path, summary: list[dict[str, Any]], a: argparse.Namespa
              f"- command: `python benchmarks/bench_photo_job.py {' '.join(sys.argv[1:])}`",
              f"- data: tests/photo_corpus.py, 10 classes, {a.per_class} train + {a.test_per_class} held-out photos "
              f"per class, 150-{a.max_side} px; input 224, batch {a.batch_size}, {a.epochs} epoch(s), "
-             f"{a.workers} workers, {a.repeats} interleaved repeats (median)",
+             f"{a.workers} workers, warm-up {a.warmup_epochs} epoch(s), {a.repeats} interleaved repeats (median)",
              f"- {precision}", f"- timm train.py sha256 `{digest}`",
              f"- torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}, "
              f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at the end "
              f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
              *[f"- note: {n}" for n in a.note], "",
-             "| tool | runs | wall s | train s | train img/s | peak PSS MiB | test top-1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| tool | runs | wall s | train s | train img/s | zoo img/s / this | peak PSS MiB | test top-1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['tool']} | {r['runs']} | {r['wall_seconds']} | {r['train_seconds']} | {r['train_images_per_sec']} "
-              f"| {r['peak_pss_mb']} | {r['test_top1']} |" for r in summary]
+              f"| {r['zoo_speed_ratio']} | {r['peak_pss_mb']} | {r['test_top1']} |" for r in summary]
     lines += ["", "Commands (per run, paths as on the machine that ran them):", ""]
     lines += [f"- {t}: `{' '.join(c)}`" for t, c in cmds.items()]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

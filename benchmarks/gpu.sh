@@ -14,6 +14,8 @@
 #   bash benchmarks/gpu.sh --install-wheels --steps none       # install .whl/*/ (benchmarks/gpu_wheels.sh) to .pydeps/
 #   bash benchmarks/gpu.sh --device cpu --quick --steps photo  # smoke run with tiny settings (runs/gpu-quick_cpu/)
 #
+# timm's train.py and benchmark.py (sha256-checked) are looked for in ./shared/third_party/ (copy ../shared/ into the
+# checkout before sending it to a device machine) or ../shared/third_party/, or at $ZOO_TIMM_TRAIN / $ZOO_TIMM_BENCHMARK.
 # Runs from the checkout without `pip install -e`: the checkout and .pydeps/ go first on PYTHONPATH and every
 # command is `python -m zoo ...` or `python benchmarks/...`. The backbone steps take RUNS=... COMPILE_RUNS=...
 # COMPILE_MODELS="..." from the environment.
@@ -45,6 +47,11 @@ cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 export PYTHONPATH="$PWD/.pydeps:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 START=$(date +%s)
+# timm's unchanged scripts (the anchors): ./shared/third_party/ in the checkout (a device copy) or ../shared/
+for d in "$PWD/shared/third_party" "$PWD/../shared/third_party"; do
+    [[ -f $d/timm_train.py ]] && export ZOO_TIMM_TRAIN=${ZOO_TIMM_TRAIN:-$d/timm_train.py}
+    [[ -f $d/timm_benchmark.py ]] && export ZOO_TIMM_BENCHMARK=${ZOO_TIMM_BENCHMARK:-$d/timm_benchmark.py}
+done
 
 if [[ $INSTALL == 1 ]]; then
     # the wheels benchmarks/gpu_wheels.sh downloaded: each one whose package is missing or older, without deps

@@ -15,7 +15,7 @@ p = argparse.ArgumentParser()
 p.add_argument("data"), p.add_argument("--weights"), p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--batch-size", type=int, default=32), p.add_argument("--lr", type=float, default=1e-4)
 p.add_argument("--workers", type=int, default=2), p.add_argument("--precision", default="no")
-p.add_argument("--device", default="cpu")
+p.add_argument("--device", default="cpu"), p.add_argument("--warmup-epochs", type=int, default=1)
 a = p.parse_args()
 
 model = timm.create_model("tf_efficientnet_lite0", num_classes=1000, drop_path_rate=0.1)
@@ -34,7 +34,7 @@ test_dl = torch.utils.data.DataLoader(test_ds, 2 * a.batch_size, num_workers=a.w
 model.reset_classifier(len(train_ds.classes))
 model = model.to(a.device, memory_format=torch.channels_last)
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.05)
-steps, warmup = a.epochs * len(train_dl), len(train_dl)  # one epoch of linear warm-up, then cosine to 1e-6
+steps, warmup = a.epochs * len(train_dl), a.warmup_epochs * len(train_dl)  # linear warm-up, then cosine to 1e-6
 lr_at = lambda s: (s + 1) / (warmup + 1) if s < warmup else (
     1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
