@@ -35,12 +35,12 @@ CASES = {  # name -> (environment, precision override or None for the recipe as 
 DEFAULT_CASES = "native-auto,native-fp32,avx2-auto,avx2-fp32"
 
 
-def run(case: str, data: str, limit: int, work: Path, rep: int) -> dict:
+def run(case: str, data: str, limit: int, batch: int, work: Path, rep: int) -> dict:
     env_extra, precision = CASES[case]
     out = work / f"{case}-{rep}"
     cmd = [sys.executable, "-m", "zoo", "train", "recipes/imagefolder/fruits-finetune.yaml",
            f"data.spec=imagefolder:{data}", "model.name=pypi:efficientnet_lite0", f"data.limit={limit}",
-           "train.epochs=2", f"output.dir={out}", "resume=never"]
+           f"data.batch_size={batch}", "train.epochs=2", f"output.dir={out}", "resume=never"]
     if precision:
         cmd.append(f"train.mixed_precision={precision}")
     start = time.perf_counter()
@@ -62,6 +62,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="an image folder (train/ and val/ inside)")
     p.add_argument("--limit", type=int, default=64, help="training images per epoch")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--cases", default=DEFAULT_CASES, help=f"comma list of {', '.join(CASES)}")
     p.add_argument("--work", default="runs/precision")
@@ -71,8 +72,12 @@ def main() -> None:
     cases, rows, out = a.cases.split(","), [], ROOT / a.out
     for rep in range(a.repeats):
         for case in (cases if rep % 2 == 0 else cases[::-1]):
-            rows.append(run(case, a.data, a.limit, Path(a.work).resolve(), rep))
+            rows.append(run(case, a.data, a.limit, a.batch_size, Path(a.work).resolve(), rep))
             print(json.dumps(rows[-1]), flush=True)
+            write(rows, cases, a, out)  # after every run: a cut-short run still counts
+
+
+def write(rows: list[dict], cases: list[str], a: argparse.Namespace, out: Path) -> None:
     fields = ["case", "repeat", "precision", "train_images_per_sec", "wall_seconds", "warned", "start_line",
               "command", "error"]
     with open(out.with_name(out.stem + "_runs.csv"), "w", newline="") as f:
@@ -88,11 +93,13 @@ def main() -> None:
         summary.append({"case": c, "precision": first["precision"], "train_images_per_sec": round(v, 3),
                         "vs_fp32": round(v / base, 3) if base else "", "warned": first["warned"],
                         "start_line": first["start_line"]})
+    if not summary:
+        return
     with open(out, "w", newline="") as f:
         w = csv.DictWriter(f, list(summary[0]))
         w.writeheader()
         w.writerows(summary)
-    md = [f"# fruits-finetune.yaml as shipped (precision auto) vs fp32, {a.limit} photos x 2 epochs per run", "",
+    md = [f"# fruits-finetune.yaml as shipped (precision auto) vs fp32, {a.limit} photos x 2 epochs per run, batch {a.batch_size}", "",
           f"- command: `python benchmarks/bench_precision.py {' '.join(sys.argv[1:])}`",
           f"- {a.repeats} interleaved repeats, median; load average at the end "
           f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}", *[f"- note: {n}" for n in a.note], "",
@@ -100,7 +107,6 @@ def main() -> None:
     md += [f"| {s['case']} | {s['precision']} | {s['train_images_per_sec']} | {s['vs_fp32']} | {s['warned']} "
            f"| `{s['start_line']}` |" for s in summary]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
 
 
 if __name__ == "__main__":
