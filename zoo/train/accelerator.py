@@ -60,9 +60,8 @@ def announce_precision(accelerator: Accelerator, choice: PrecisionChoice, name: 
     if not accelerator.is_main_process:
         return
     print(f"[{name}] {choice.describe()}", flush=True)
-    if choice.warning:
-        log.warning(choice.warning)
-        print(f"[{name}] warning: {choice.warning}", flush=True)
+    if choice.warning:  # once: `zoo train` shows zoo.train's warnings on stderr
+        log.warning(f"[{name}] {choice.warning}")
 
 
 def flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
