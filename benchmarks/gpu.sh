@@ -70,14 +70,14 @@ if [[ $QUICK == 1 ]]; then
     BB=(--img-size 64 --batch-size 4 --warmup 1 --iters 5 --runs "${RUNS:-1}")
     BB_COMPILE=(--img-size 64 --batch-size 4 --warmup 1 --iters 5 --runs "${COMPILE_RUNS:-1}")
     DATA=(--quick --sources cifar32,photo)
-    PHOTO=(--per-class 4 --test-per-class 2 --max-side 300 --epochs 2 --repeats 1 --workers 2)
+    PHOTO=(--per-class 4 --test-per-class 2 --max-side 300 --epochs 2 --repeats 1 --workers 2 --tools zoo,timm,tutorial)
     QS=(train.epochs=1)
 else
     OUT=benchmarks/results/gpu_$SLUG
     BB=(--img-size 224 --batch-size 256 --warmup 10 --iters 20 --runs "${RUNS:-5}")
     BB_COMPILE=(--img-size 224 --batch-size 256 --warmup 10 --iters 20 --runs "${COMPILE_RUNS:-1}")
     DATA=(--sources cifar32,photo --workers 8)
-    PHOTO=(--per-class 32 --test-per-class 10 --max-side 1600 --epochs 2 --repeats 3 --workers 8)
+    PHOTO=(--per-class 32 --test-per-class 10 --max-side 1600 --epochs 2 --repeats 3 --workers 8 --tools zoo,timm,tutorial)
     QS=()
 fi
 mkdir -p "$OUT"
