@@ -76,7 +76,7 @@ def test_cifar10_recipes_use_the_models_and_strategies_asked_for():
         if stem.endswith("-finetune"):
             assert recipe.optim.name == "adamw" and 1e-4 <= recipe.optim.lr <= 3e-4
             assert recipe.schedule.warmup_epochs > 0 and recipe.train.label_smoothing == 0.1
-            assert recipe.train.mixed_precision == "bf16" and 10 <= recipe.train.epochs <= 20
+            assert recipe.train.mixed_precision == "auto" and 10 <= recipe.train.epochs <= 20
             vit = stem.startswith(("vit", "dinov2"))
             assert recipe.strategy.name == ("llrd" if vit else "finetune")
     assert r["scratch-resnet18"].strategy.name == "scratch" and r["scratch-resnet18"].model.pretrained is False

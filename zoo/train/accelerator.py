@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+from accelerate.state import AcceleratorState, GradientState, PartialState
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, parse_flag_from_env
 
 from zoo.errors import ConfigError
+from zoo.train.precision import PrecisionChoice, choose_precision
 from zoo.train.schema import Recipe
 
 log = logging.getLogger("zoo.train")
@@ -22,9 +23,11 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
     # distributed process group) so a second variant may choose its own precision or accumulation.
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    # the device first (the same one the Accelerator will take), so that `auto` can pick its precision
+    device = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    choice = choose_precision(recipe.train.mixed_precision, device)
     accelerator = Accelerator(
-        # "auto" (the schema's default) is resolved by the mixed-precision work; until it lands: full precision
-        mixed_precision="no" if recipe.train.mixed_precision == "auto" else recipe.train.mixed_precision,
+        mixed_precision=choice.precision,
         gradient_accumulation_steps=recipe.train.grad_accum,
         log_with=list(recipe.output.trackers) or None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
@@ -47,7 +50,19 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
         log.warning(f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
                     f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
                     "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs.")
+    announce_precision(accelerator, choice, recipe.name)
     return accelerator
+
+
+def announce_precision(accelerator: Accelerator, choice: PrecisionChoice, name: str | None) -> None:
+    """Say once (main process) which precision the run trains in and why; keep it on the accelerator so
+    the run's metrics record it."""
+    accelerator.zoo_precision = choice  # type: ignore[attr-defined]
+    if not accelerator.is_main_process:
+        return
+    print(f"[{name}] {choice.describe()}", flush=True)
+    if choice.warning:  # once: `zoo train` shows zoo.train's warnings on stderr
+        log.warning(f"[{name}] {choice.warning}")
 
 
 def flat_scalars(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -147,6 +147,7 @@ def environment(acc: Accelerator) -> dict[str, Any]:
     if acc.device.type == "cuda":
         device += f" ({torch.cuda.get_device_name(acc.device)})"
     return {"versions": versions, "device": device, "mixed_precision": str(acc.mixed_precision),
+            **(acc.zoo_precision.record() if hasattr(acc, "zoo_precision") else {}),
             "num_processes": acc.num_processes, "platform": platform.platform(), "cpu_count": os.cpu_count()}
 
 
