@@ -77,7 +77,7 @@ else
     BB=(--img-size 224 --batch-size 256 --warmup 10 --iters 20 --runs "${RUNS:-5}")
     BB_COMPILE=(--img-size 224 --batch-size 256 --warmup 10 --iters 20 --runs "${COMPILE_RUNS:-1}")
     DATA=(--sources cifar32,photo --workers 8)
-    PHOTO=(--per-class 32 --test-per-class 10 --max-side 1600 --epochs 2 --repeats 3 --workers 8 --tools zoo,timm,tutorial)
+    PHOTO=(--per-class 32 --test-per-class 10 --max-side 1600 --epochs 2 --repeats "${PHOTO_REPEATS:-3}" --workers 8 --tools zoo,timm,tutorial)
     QS=()
 fi
 mkdir -p "$OUT"
