@@ -51,6 +51,7 @@ START=$(date +%s)
 for d in "$PWD/shared/third_party" "$PWD/../shared/third_party"; do
     [[ -f $d/timm_train.py ]] && export ZOO_TIMM_TRAIN=${ZOO_TIMM_TRAIN:-$d/timm_train.py}
     [[ -f $d/timm_benchmark.py ]] && export ZOO_TIMM_BENCHMARK=${ZOO_TIMM_BENCHMARK:-$d/timm_benchmark.py}
+    true  # a folder that is not there is no error (set -e would end the script on the loop's last test)
 done
 
 if [[ $INSTALL == 1 ]]; then
