@@ -40,8 +40,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 READMES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]
 SOURCE = re.compile(r"results/([\w.\-]+\.(?:csv|json|md))")
 COMMAND = re.compile(r"`(?:zoo |python benchmarks/|bash benchmarks/|OMP_NUM_THREADS=\d+ python benchmarks/)[^`]*`")
-# a number: digits with thousands commas and decimals; never a piece of a word, a version or a file name
-NUMBER = re.compile(r"(?<![\w.])\d(?:[\d,]*\d)?(?:\.\d+)?(?![\d.]|[A-Za-wyz_])")
+# a number: digits with thousands commas and decimals, a leading minus kept (not a range's dash: '0.90-1.08');
+# never a piece of a word, a version or a file name
+NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?(?![\d.]|[A-Za-wyz_])")
 NUMERIC_CELL = re.compile(r"^\(?[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?\s*(?:x|%|s|img/s|MiB)?\)?"
                           r"(?:\s*(?:±|-)\s*\d+(?:\.\d+)?\)?)?(?:\s*\(.*\))?$")
 UNIT = re.compile(r"(?<![\w.])(\d(?:[\d,]*\d)?(?:\.\d+)?)(?:\s*(?:-|–| to )\s*(\d(?:[\d,]*\d)?(?:\.\d+)?))?"
@@ -200,6 +201,7 @@ def table_problems(t: Table, where: str, results: Path) -> list[str]:
         cell = dict(zip(t.header, cells))
         key = {f: cell.get(h, "") for h, f in keys.items()}
         hits = [d for d in data if _where(d, cond) and all(_key_matches(c, d.get(f)) for f, c in key.items())]
+        hits = list({repr(sorted(d.items())): d for d in hits}.values())  # rows equal in every field: one record
         if len(hits) != 1:
             found.append(f"{where}: row {r} ({', '.join(key.values())}) matches {len(hits)} rows of {path.name}")
             continue
@@ -350,10 +352,10 @@ def test_swapping_figures_within_a_row_fails(tmp_path):
 
 def test_a_prose_figure_with_a_unit_is_checked(tmp_path):
     text = (ROOT / "benchmarks" / "README.md").read_text()
-    assert "(1.91x)" in text
-    found = problems(_write(tmp_path, text.replace("(1.91x)", "(9.99x)", 1)))
+    assert "(0.74x)" in text
+    found = problems(_write(tmp_path, text.replace("(0.74x)", "(9.99x)", 1)))
     assert any("9.99 (in '9.99x')" in p for p in found), found
-    found = problems(_write(tmp_path, text.replace("(1.91x)", "(about 9.99x)", 1)))
+    found = problems(_write(tmp_path, text.replace("(0.74x)", "(about 9.99x)", 1)))
     assert found == []  # a rough figure is not a measurement
 
 
@@ -374,6 +376,21 @@ def test_a_row_must_match_one_results_row_and_a_column_must_be_mapped(tmp_path):
     found = problems(md, tmp_path)
     assert any("row 1 (c) matches 0 rows" in p for p in found), found
     assert any("'note' holds ['4'] but the comment maps no field" in p for p in found), found
+
+
+def test_a_negative_figure_and_rows_equal_in_every_field(tmp_path):
+    """A figure keeps its sign ('-0.0439' was read as 0.0439); a file that holds one row twice, every field
+    equal, ties a table row to that record; rows that differ in any field still do not."""
+    head = ("`zoo bench x` wrote results/r.csv.\n\n<!-- figures: results/r.csv\nkey: {model: model}\n"
+            "columns: {rate: '{rate}'}\n-->\n\n| model | rate |\n|---|---:|\n")
+    (tmp_path / "r.csv").write_text("model,rate,note\na,-0.5,nan\na,-0.5,nan\nb,0.25,\n")
+    md = _write(tmp_path, head + "| a | -0.5 |\n| b | 0.25 |\n")
+    assert problems(md, tmp_path) == []
+    md.write_text(head + "| a | 0.5 |\n")
+    assert any("0.5 is not rate = -0.5" in p for p in problems(md, tmp_path))
+    (tmp_path / "r.csv").write_text("model,rate\na,-0.5\na,-0.6\n")
+    md.write_text(head + "| a | -0.5 |\n")
+    assert any("row 1 (a) matches 2 rows" in p for p in problems(md, tmp_path))
 
 
 def test_rounding_rule():
