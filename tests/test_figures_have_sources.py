@@ -38,8 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 READMES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md"]
-SOURCE = re.compile(r"results/([\w.\-]+\.(?:csv|json|md))")
-COMMAND = re.compile(r"`(?:zoo |python benchmarks/|bash benchmarks/|OMP_NUM_THREADS=\d+ python benchmarks/)[^`]*`")
+SOURCE = re.compile(r"results/((?:[\w.\-]+/)?[\w.\-]+\.(?:csv|json|md))")  # a subfolder: results/gpu_<device>/
+COMMAND = re.compile(r"`(?:[A-Z_]+=\w+ )*(?:zoo |python benchmarks/|bash benchmarks/)[^`]*`")  # env settings may lead
 # a number: digits with thousands commas and decimals, a leading minus kept (not a range's dash: '0.90-1.08');
 # never a piece of a word, a version or a file name
 NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?(?![\d.]|[A-Za-wyz_])")
