@@ -55,3 +55,21 @@ def test_resumed_epoch_gets_the_uninterrupted_crops_with_workers(photos, fast, s
     assert len(resumed) == 2 and _same(resumed, second[2:])
     # the crops do not depend on the workers at all: no workers give the same epoch
     assert _same(_epoch(_train_loader(photos, fast, sampler, workers=0), 1), second)
+
+
+@pytest.mark.parametrize(("fast", "workers"), [(True, 0), (True, 2), (False, 0)])
+def test_train_batches_leave_the_main_process_generators_alone(photos, fast, workers):
+    """Nothing the train loader draws comes from the main process's global generators (which a checkpoint
+    saves, and mixup/cutmix and dropout draw from): neither the crops nor the workers' base seed, which each
+    new iterator draws (a resumed epoch makes one more, its skip loader)."""
+    import random
+
+    import numpy as np
+
+    loader = _train_loader(photos, fast, "random", workers)
+    before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    for epoch in (0, 1):
+        _epoch(loader, epoch)
+    _epoch(_train_loader(photos, fast, "random", workers), 1, skip=2)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert random.getstate() == before[1] and np.array_equal(np.random.get_state()[1], before[2])

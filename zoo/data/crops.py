@@ -206,5 +206,8 @@ def train_loader(store: Any, data_config: dict[str, Any], batch_size: int, prese
 
     data = SeededItems(CroppedStore(store, SampleCrop(data_config, train=True, preset=preset, upsample=upsample)))
     order = seeded_order(data, seed, sampler, shuffle)
+    # its own generator for the workers' base seed, which each new iterator draws: from the global one, a
+    # resumed run (whose skip loader makes one more iterator) would shift the main process's draws (mixup)
     return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0, drop_last=drop_last)
+                                       persistent_workers=num_workers > 0, drop_last=drop_last,
+                                       generator=torch.Generator().manual_seed(seed))

@@ -110,5 +110,5 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
 
     items = SeededItems(_with_pil_transform(ds["train"], train_t))
     train = DataLoader(items, batch_size=batch_size, drop_last=True, sampler=seeded_order(items, seed, sampler),
-                       collate_fn=_pixel_collate, **workers)
+                       generator=torch.Generator().manual_seed(seed), collate_fn=_pixel_collate, **workers)
     return Loaders(train, evals, nn.Identity(), nn.Identity(), plain)
