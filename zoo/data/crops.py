@@ -12,7 +12,9 @@ float on the device.
 
 The crop box is drawn by torchvision's own ``RandomResizedCrop.get_params`` on each stored image's height and
 width (the same draw as the reference path's, on the same aspect ratio), the flip as ``RandomHorizontalFlip``
-draws it, both from the worker's torch generator (seeded by the DataLoader from its ``generator``).
+draws it, both from the torch generator, which ``train_loader`` seeds for each sample from the seed its
+sampler drew for that position (zoo.data.order: the workers' own random state never decides a crop, so a
+resumed run sees the crops an uninterrupted one does).
 """
 from __future__ import annotations
 
@@ -194,9 +196,18 @@ class Normalize(nn.Module):
 
 
 def train_loader(store: Any, data_config: dict[str, Any], batch_size: int, preset: str = "flip-crop",
-                 upsample: bool = True, num_workers: int = 2, **kwargs: Any) -> torch.utils.data.DataLoader:
+                 upsample: bool = True, num_workers: int = 2, sampler: Any = None, shuffle: bool = False,
+                 seed: int = 0, drop_last: bool = False) -> torch.utils.data.DataLoader:
     """The fast path's train DataLoader: uint8 crops [B, 3, H, W] cut in ``num_workers`` persistent workers
-    (pair with ``Normalize`` on the device). ``kwargs``: shuffle/sampler/generator/drop_last."""
-    data = CroppedStore(store, SampleCrop(data_config, train=True, preset=preset, upsample=upsample))
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0, **kwargs)
+    (pair with ``Normalize`` on the device). The order (``sampler``, or a shuffle when ``shuffle``) and each
+    position's crop seed come from the sampler in the main process (zoo.data.order), so an epoch's crops are
+    a function of (seed, epoch) alone, whatever the workers, and a resumed epoch replays them exactly."""
+    from zoo.data.order import SeededItems, seeded_order
+
+    data = SeededItems(CroppedStore(store, SampleCrop(data_config, train=True, preset=preset, upsample=upsample)))
+    order = seeded_order(data, seed, sampler, shuffle)
+    # its own generator for the workers' base seed, which each new iterator draws: from the global one, a
+    # resumed run (whose skip loader makes one more iterator) would shift the main process's draws (mixup)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order, num_workers=num_workers,
+                                       persistent_workers=num_workers > 0, drop_last=drop_last,
+                                       generator=torch.Generator().manual_seed(seed))

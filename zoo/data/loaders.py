@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from zoo.data.balance import train_sampler
+from zoo.data.order import SeededItems, seeded_order
 from zoo.errors import DataError
 
 
@@ -81,10 +82,10 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
     eval_batch_size = data_cfg.eval_batch_size or 2 * data_cfg.batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
-    generator = torch.Generator().manual_seed(seed)
-    # data.sampler: random shuffles; balanced draws classes equally (zoo.data.balance, DDP-safe)
+    # data.sampler: random shuffles; balanced draws classes equally (zoo.data.balance, DDP-safe). Either way
+    # the sampler also gives each position its augmentation seed (zoo.data.order): the crops drawn in the
+    # workers are then a function of (seed, epoch, position), and a resumed epoch replays them exactly
     sampler = train_sampler(ds["train"]["label"], data_cfg.sampler, seed)
-    order: dict[str, Any] = {"sampler": sampler} if sampler is not None else {"shuffle": True, "generator": generator}
 
     train_t = build_transform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
@@ -103,9 +104,11 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
             return _store(ds["train"], data_config, cache_dir)
 
         train = train_loader(store, data_config, batch_size, preset=data_cfg.augment, upsample=data_cfg.upsample,
-                             num_workers=data_cfg.num_workers, drop_last=True, **order)
+                             num_workers=data_cfg.num_workers, drop_last=True, sampler=sampler, shuffle=True,
+                             seed=seed)
         return Loaders(train, evals, Normalize(data_config), nn.Identity(), plain)
 
-    train = DataLoader(_with_pil_transform(ds["train"], train_t), batch_size=batch_size, drop_last=True, **order,
-                       collate_fn=_pixel_collate, **workers)
+    items = SeededItems(_with_pil_transform(ds["train"], train_t))
+    train = DataLoader(items, batch_size=batch_size, drop_last=True, sampler=seeded_order(items, seed, sampler),
+                       generator=torch.Generator().manual_seed(seed), collate_fn=_pixel_collate, **workers)
     return Loaders(train, evals, nn.Identity(), nn.Identity(), plain)
