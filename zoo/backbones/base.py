@@ -4,6 +4,7 @@ Every source wraps its own module (kept as ``self.model``, never re-implemented)
 subclass, so freezing, partial unfreezing, layer-wise learning rates, checkpoints and benchmarks are
 written once against this class and work on every backbone.
 """
+
 from __future__ import annotations
 
 import json
@@ -166,7 +167,7 @@ class Backbone(nn.Module):
             p.requires_grad_(True)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         """Like ``nn.Module.train`` but normalisation layers whose parameters are all frozen stay in
         eval mode, so their running statistics never drift while the rest trains."""
         super().train(mode)
@@ -196,9 +197,14 @@ class Backbone(nn.Module):
         loads in plain timm and a transformers folder in transformers."""
         save_file(state_dict_for_saving(self.model), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         source, _, model_id = self.name.partition(":")
-        config = {"library_name": "zoo", "zoo_source": self.source or source, "model_id": model_id or self.name,
-                  "num_classes": self.num_classes, "label_names": self.label_names,
-                  "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}}
+        config = {
+            "library_name": "zoo",
+            "zoo_source": self.source or source,
+            "model_id": model_id or self.name,
+            "num_classes": self.num_classes,
+            "label_names": self.label_names,
+            "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+        }
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     # ---- description ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """timm backbones: ``timm:resnet50.a1_in1k``, bare ``resnet50``, and timm's ``hf-hub:``/``local-dir:``."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,13 @@ from timm.models import get_pretrained_cfg, group_parameters, save_for_hf, split
 from torch import nn
 
 from zoo.backbones.base import (
-    CONFIG_NAME, DATA_CONFIG_KEYS, GENERIC_LAYOUT, WEIGHTS_NAME, Backbone, common_prefix_name, group_by_stage_regex,
+    CONFIG_NAME,
+    DATA_CONFIG_KEYS,
+    GENERIC_LAYOUT,
+    WEIGHTS_NAME,
+    Backbone,
+    common_prefix_name,
+    group_by_stage_regex,
 )
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.backbones.timm_args import checked_model_args
@@ -47,7 +54,9 @@ class TimmBackbone(Backbone):
 
     @property
     def architecture(self) -> str:
-        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(self.model).__name__.lower()
+        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(
+            self.model
+        ).__name__.lower()
 
     def base_model(self) -> str | None:
         ident = self.name.split(":", 1)[1] if self.name.startswith("timm:") else ""
@@ -97,14 +106,24 @@ class TimmBackbone(Backbone):
         return named + [("head", ordered_head)]
 
 
-def write_timm_layout(net: nn.Module, folder: Path, label_names: list[str] | None, data_config: Mapping[str, Any],
-                      drop_pretrained_fields: tuple[str, ...] = ()) -> None:
+def write_timm_layout(
+    net: nn.Module,
+    folder: Path,
+    label_names: list[str] | None,
+    data_config: Mapping[str, Any],
+    drop_pretrained_fields: tuple[str, ...] = (),
+) -> None:
     """timm's own public writer (``save_for_hf``: model.safetensors + config.json), then the one fix
     transformers' TimmWrapper needs: no num_classes inside model_args (it passes num_classes itself)."""
     if any(not p.is_contiguous() for p in net.state_dict().values()):
         net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only (channels_last)
-    save_for_hf(net, str(folder), model_config={"label_names": list(label_names)} if label_names else None,
-                safe_serialization=True, data_config={k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config})
+    save_for_hf(
+        net,
+        str(folder),
+        model_config={"label_names": list(label_names)} if label_names else None,
+        safe_serialization=True,
+        data_config={k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config},
+    )
     config = json.loads((folder / CONFIG_NAME).read_text())
     config.get("model_args", {}).pop("num_classes", None)
     for key in drop_pretrained_fields:
@@ -121,12 +140,15 @@ def read_timm_net(folder: Path, config: Mapping[str, Any]) -> nn.Module:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool):
         raise CheckpointError(f"{path}: field 'num_classes' = {num_classes!r} must be an integer")
     if not timm.is_model(arch):
-        raise CheckpointError(f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
-                              f"(timm {timm.__version__}); upgrade timm or fix the field")
+        raise CheckpointError(
+            f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
+            f"(timm {timm.__version__}); upgrade timm or fix the field"
+        )
     model_args = checked_model_args(config, path)  # an allow-list: create_model kwargs can load files
     pretrained_cfg = {**(config.get("pretrained_cfg") or {}), "architecture": arch}
-    net = timm.create_model(arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg,
-                            **model_args)
+    net = timm.create_model(
+        arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg, **model_args
+    )
     load_weights(net, folder / WEIGHTS_NAME, config_hint=f"{path} (architecture {arch!r}, num_classes {num_classes})")
     return net
 
@@ -156,13 +178,19 @@ class TimmSource(Source):
         for model_id in ids:
             arch, tag = split_model_name_tag(model_id)
             cfg = get_pretrained_cfg(model_id) if tag else None
-            rows.append(ModelInfo(
-                name=f"timm:{model_id}", source="timm", id=model_id, pretrained_tag=tag or None,
-                param_count=_param_count_millions(arch) if with_params else None,
-                resolution=cfg.input_size[-1] if cfg else None,
-                pretrain_data=tag or None, license=getattr(cfg, "license", None) if cfg else None,
-                family=arch,
-            ))
+            rows.append(
+                ModelInfo(
+                    name=f"timm:{model_id}",
+                    source="timm",
+                    id=model_id,
+                    pretrained_tag=tag or None,
+                    param_count=_param_count_millions(arch) if with_params else None,
+                    resolution=cfg.input_size[-1] if cfg else None,
+                    pretrain_data=tag or None,
+                    license=getattr(cfg, "license", None) if cfg else None,
+                    family=arch,
+                )
+            )
         return rows
 
     def known_ids(self) -> list[str]:
@@ -176,15 +204,15 @@ class TimmSource(Source):
         if not native and not timm.is_model(split_model_name_tag(model_id)[0]):
             raise unknown_model("timm", model_id, self.known_ids())
 
-    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
-                    ) -> Backbone:
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]) -> Backbone:
         if layout == GENERIC_LAYOUT:
             return super().read_layout(folder, layout, config, meta)
         net = read_timm_net(folder, config)
         return TimmBackbone(str(meta.get("model") or f"timm:{config['architecture']}"), net)
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> TimmBackbone:
+    def create(
+        self, model_id: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any
+    ) -> TimmBackbone:
         self.check_id(model_id)
         if num_classes is not None:
             kwargs["num_classes"] = num_classes

@@ -1,6 +1,7 @@
 """How the `zoo` command fails: one line on stderr, `zoo: error: ...`, and an exit status that says whose
 fault it was: 2 for bad usage (an argument, a name, a path, a recipe key), 1 for work that was tried and
 failed (no network, a failed upload, a bug). Never a traceback unless ZOO_DEBUG=1 asks for one."""
+
 from __future__ import annotations
 
 import argparse

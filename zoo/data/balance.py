@@ -10,10 +10,12 @@ the epoch number, and accelerate's ``BatchSamplerShard`` gives each process its 
 (the same path it takes for any custom sampler). Being a pure function of (seed, epoch), it also resumes
 mid-epoch exactly: skipping the batches already seen continues the same order.
 """
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -92,6 +94,8 @@ def imbalance_warning(counts: dict[str, int], ratio: float = IMBALANCE_WARN_RATI
     small = min(present, key=present.get)
     if present[big] <= ratio * present[small]:
         return None
-    return (f"classes are imbalanced: {big!r} has {present[big]} training images, {small!r} only {present[small]} "
-            f"({present[big] / present[small]:.1f}x). Top-1 will favour the large classes; consider "
-            "train.class_weights=balanced or data.sampler=balanced, and train.select_by=val_balanced_acc.")
+    return (
+        f"classes are imbalanced: {big!r} has {present[big]} training images, {small!r} only {present[small]} "
+        f"({present[big] / present[small]:.1f}x). Top-1 will favour the large classes; consider "
+        "train.class_weights=balanced or data.sampler=balanced, and train.select_by=val_balanced_acc."
+    )

@@ -8,6 +8,7 @@ Features depend on three things only, so the key is made of exactly those:
 ``zoo rank`` on a dataset therefore fills the entry that a later ``linear_probe`` run of the same model,
 data and image size reads instead of extracting again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,15 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, Any], *, fast: bool = True,
-                upsample: bool = True, precision: str = "no") -> dict[str, Any]:
+def feature_key(
+    model: torch.nn.Module,
+    split: Dataset,
+    data_config: dict[str, Any],
+    *,
+    fast: bool = True,
+    upsample: bool = True,
+    precision: str = "no",
+) -> dict[str, Any]:
     """The record a cache entry is keyed by (and stores beside the tensors, for inspection)."""
     cfg = resolve_config(data_config)
     return {
@@ -50,8 +58,12 @@ def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, A
         # datasets keeps a content fingerprint on every Dataset (see zoo.data.fast.TensorStore.cache_key)
         "data": split._fingerprint,
         "n": len(split),
-        "preprocess": {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                       "fast": bool(fast), "upsample": bool(upsample), "precision": precision},
+        "preprocess": {
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+            "fast": bool(fast),
+            "upsample": bool(upsample),
+            "precision": precision,
+        },
     }
 
 
@@ -82,7 +94,10 @@ class FeatureCache:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        save_file({"features": features.float().contiguous(), "labels": labels.long().contiguous()}, str(tmp),
-                  metadata={"key": json.dumps(key, sort_keys=True)})
+        save_file(
+            {"features": features.float().contiguous(), "labels": labels.long().contiguous()},
+            str(tmp),
+            metadata={"key": json.dumps(key, sort_keys=True)},
+        )
         os.replace(tmp, path)  # atomic: a reader sees the whole file or none
         return path

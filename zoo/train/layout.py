@@ -11,6 +11,7 @@ the layout instead of joining strings.
       curve.png, confusion.png, report.html, logs/
     <output.dir>/.cache/ features shared by the runs beside it (and `zoo rank`)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """The training loss: cross-entropy with label smoothing, soft targets when Mixup/CutMix mix the batch
 (zoo.data.mixing), and per-class weights (``train.class_weights``). Kept apart from the data layer: a loss is
 the trainer's, whatever produced the batch."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,9 @@ class WeightedCrossEntropy(nn.Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.float(), target, weight=self.weight,
-                                           label_smoothing=self.label_smoothing)
+        return nn.functional.cross_entropy(
+            logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing
+        )
 
 
 def build_loss(mix: Any, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:

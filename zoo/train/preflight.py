@@ -2,11 +2,13 @@
 the model's source and id are known (no weights are downloaded), the data folder or file exists, and the
 output folder can be written. A run that would fail on one of them fails in a second, before data is
 loaded or a run folder is created."""
+
 from __future__ import annotations
 
 import glob
 import os
 from pathlib import Path
+
 from zoo.data.specs import parse_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import check_model_name  # each source checks its own ids (Source.check_id), plugins too
@@ -34,8 +36,7 @@ def check_writable(directory: str | os.PathLike, key: str = "output.dir") -> Non
     if not probe.is_dir():
         raise ConfigError(f"{key}={str(directory)!r}: {probe} is a file, not a folder; choose another {key}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={str(directory)!r}: {probe} is not writable; choose another {key} "
-                          f"(e.g. {key}=runs)")
+        raise ConfigError(f"{key}={str(directory)!r}: {probe} is not writable; choose another {key} (e.g. {key}=runs)")
 
 
 def preflight(recipe: Recipe) -> None:
