@@ -56,7 +56,7 @@ class Source(ABC):
         """Ids used for 'did you mean' suggestions."""
         return [m.id for m in self.list_models()]
 
-    def check_id(self, model_id: str) -> None:
+    def check_id(self, model_id: str) -> None:  # noqa: B027 (an optional hook: the default accepts every id)
         """Cheap validation of an id without building anything or touching the network (``zoo train
         --check`` and the start of a run call it). Sources that cannot tell without building pass."""
 

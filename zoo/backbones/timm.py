@@ -160,7 +160,7 @@ def _param_count_millions(arch: str) -> float | None:
         with torch.device("meta"):
             model = timm.create_model(arch, pretrained=False)
         return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    except Exception:  # a few exotic architectures cannot be built on meta; leave the cell blank
+    except Exception:  # noqa: BLE001 (a few exotic architectures cannot be built on meta; leave the cell blank)
         return None
 
 

@@ -212,7 +212,7 @@ def measure_inference(model: Any, batch: int, input_size: Sequence[int], cfg: Be
 
         def step() -> None:
             with _autocast(cfg.device, cfg.precision):
-                model(x)
+                model(x)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
 
         seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x
@@ -242,16 +242,16 @@ def measure_training(
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and cfg.device.startswith("cuda") else None
 
         def step() -> None:
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
             with _autocast(cfg.device, cfg.precision):
-                loss = loss_fn(model(x).float(), target)
+                loss = loss_fn(model(x).float(), target)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
             if scaler is not None:  # fp16 gradients underflow without loss scaling
                 scaler.scale(loss).backward()
-                scaler.step(opt)
+                scaler.step(opt)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
                 scaler.update()
             else:
                 loss.backward()
-                opt.step()
+                opt.step()  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
 
         seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x, target, opt

@@ -205,7 +205,8 @@ def _print_report(report: dict[str, Any]) -> None:
         common = ", ".join(f"{s} ({n})" for s, n in sizes["most_common"])
         print(
             f"image sizes: {sizes['distinct']} distinct; most common {common}; width "
-            f"{sizes['width']['min']}..{sizes['width']['max']}, height {sizes['height']['min']}..{sizes['height']['max']}"
+            f"{sizes['width']['min']}..{sizes['width']['max']}, "
+            f"height {sizes['height']['min']}..{sizes['height']['max']}"
         )
     if report["image_modes"]:
         print("image modes: " + ", ".join(f"{m} ({n})" for m, n in report["image_modes"].items()))

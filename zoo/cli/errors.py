@@ -68,7 +68,7 @@ def run_handler(func: Callable[..., Any], *args: Any) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failure zoo did not foresee: still one line, exit 1
+    except Exception as exc:  # noqa: BLE001 (a failure zoo did not foresee: still one line, exit 1)
         _debug()
         return fail(f"{type(exc).__name__}: {one_line(exc)} (run with ZOO_DEBUG=1 for the traceback)", FAILED)
 

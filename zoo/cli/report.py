@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "most confused classes; the top losses (validation images most confidently wrong, and the "
         "least confident right ones, scored with the saved model). Several runs get a side-by-side "
         "table and overlaid curves. `zoo train` writes report.html into every run folder already.",
-        epilog="examples:\n  zoo report runs/quickstart-finetune                 (-> runs/quickstart-finetune/report.html)\n"
+        epilog="examples:\n"
+        "  zoo report runs/quickstart-finetune                 (-> runs/quickstart-finetune/report.html)\n"
         "  zoo report runs/quickstart-* -o quickstart.html\n"
         "  zoo report runs/big-run --top-losses 0                (skip scoring the validation split)",
     )

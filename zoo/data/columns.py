@@ -116,6 +116,7 @@ def normalise(dd: Any, image_column: str | None, label_column: str | None, what:
             raise DataError(f"split {name!r} of {what} lacks column(s) {missing}; columns: {ds.column_names}")
     names = label_names_of(dd, lab_col, what)
     out = {}
+    index = {n: i for i, n in enumerate(names)}
     for name, ds in dd.items():
         ds = ds.select_columns([img_col, lab_col])
         if not isinstance(ds.features[img_col], datasets.Image):
@@ -125,7 +126,6 @@ def normalise(dd: Any, image_column: str | None, label_column: str | None, what:
             )
         feat = ds.features[lab_col]
         if isinstance(feat, datasets.Value) and feat.dtype == "string":
-            index = {n: i for i, n in enumerate(names)}
             ds = ds.map(
                 lambda b: {lab_col: [index[v] for v in b[lab_col]]},
                 batched=True,

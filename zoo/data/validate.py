@@ -13,14 +13,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from zoo.env import cpu_cores
 from zoo.errors import DataError
 
-Source = Union[str, bytes, dict]  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
+Source = str | bytes | dict  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ON_BAD_IMAGE = ("error", "skip")  # an unreadable image: stop with the list of them, or leave it out
 

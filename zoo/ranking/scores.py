@@ -59,21 +59,27 @@ def probe_top1(
         train = order[torch.ones(n, dtype=torch.bool).index_fill_(0, test, False)[order]]
         mean, std = x[train].mean(0), x[train].std(0) + 1e-6
         xt, xv, yt = (x[train] - mean) / std, (x[test] - mean) / std, y[train]
-        head = nn.Linear(x.shape[1], classes)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(head(xt), yt) + weight_decay * head.weight.square().sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        head = _fit_head(xt, yt, classes, epochs, weight_decay)
         with torch.no_grad():
             correct += int((head(xv).argmax(1) == y[test]).sum())
     return correct / n
+
+
+def _fit_head(xt: torch.Tensor, yt: torch.Tensor, classes: int, epochs: int, weight_decay: float) -> nn.Linear:
+    """A zero-initialised linear head fitted by full-batch L-BFGS with an L2 penalty on its weights."""
+    head = nn.Linear(xt.shape[1], classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(head(xt), yt) + weight_decay * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return head
 
 
 def _evidence(

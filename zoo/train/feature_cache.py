@@ -87,7 +87,7 @@ class FeatureCache:
         try:
             data = load_file(str(path))
             return data["features"], data["labels"]
-        except Exception:  # a truncated or foreign file is a miss, never a crash: it is rewritten
+        except Exception:  # noqa: BLE001 (a truncated or foreign file is a miss, never a crash: it is rewritten)
             return None
 
     def put(self, key: dict[str, Any], features: torch.Tensor, labels: torch.Tensor) -> Path:

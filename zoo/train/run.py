@@ -2,8 +2,8 @@
 
 Any accelerate configuration works (one CPU process, one GPU, DDP over many GPUs or nodes, FSDP): the loop
 in ``zoo.train.loop`` only talks to ``Accelerator``. A recipe with ``variants:`` runs once per variant and
-writes ``<output.dir>/<name>-comparison.{json,md,html}``; each run also gets its ``report.html`` (the quickstart compares linear probe, fine-tune and
-training from scratch). The command line lives in ``zoo.cli.train``.
+writes ``<output.dir>/<name>-comparison.{json,md,html}``; each run also gets its ``report.html`` (the
+quickstart compares linear probe, fine-tune and training from scratch). The command line lives in ``zoo.cli.train``.
 """
 
 from __future__ import annotations
