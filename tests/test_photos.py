@@ -15,12 +15,12 @@ from zoo.backbones.base import make_data_config
 from zoo.data import load_dataset
 from zoo.data.decode import decode_image
 from zoo.data.fast import BatchTransform, TensorStore, store_size
+from zoo.data.loaders import build_loaders
 from zoo.data.resample import FILTERS
 from zoo.data.transforms import PRESETS, build_transform
 from zoo.errors import ConfigError, DataError
-from zoo.data.loaders import build_loaders
-from zoo.train.schema import DataConfig
 from zoo.train.run import train
+from zoo.train.schema import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,8 @@ def _fix_pil_random(transform, box: tuple[int, int, int, int], flip: bool, monke
     primary = transform.full.transforms[0]
     for i, t in enumerate(primary.transforms):
         if isinstance(t, T.RandomHorizontalFlip):  # deterministic and drawing no random number
-            primary.transforms[i] = (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) if flip else (lambda im: im)
+            primary.transforms[i] = (
+                (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) if flip else (lambda im: im))
 
 
 @pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
@@ -160,7 +161,7 @@ def test_fast_train_matches_pil_for_a_fixed_crop_box(photos, monkeypatch, interp
             _fix_pil_random(ref_t, box, flip, monkeypatch)
             ref = torch.stack([ref_t(Image.fromarray(x.permute(1, 2, 0).numpy())) for x in src])
             bt = BatchTransform(cfg, train=True, preset="flip-crop")
-            bt._draw = lambda b, h, w: (torch.tensor([box] * b), torch.full((b,), flip))
+            bt._draw = lambda b, h, w, box=box, flip=flip: (torch.tensor([box] * b), torch.full((b,), flip))
             diff = _levels(bt(src), ref, cfg)
             assert _within_one_level(diff), (box, flip, float(diff.max()), float((diff > 1).float().mean()))
 
