@@ -111,7 +111,8 @@ class Backbone(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from pooled features (a linear probe trains exactly this)."""
-        return self.get_classifier()(features)
+        logits: torch.Tensor = self.get_classifier()(features)
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -238,11 +239,11 @@ def common_prefix_name(names: Sequence[str]) -> str:
             prefix.append(parts[0])
         else:
             break
-    parts = prefix or names[0].split(".")[:-1] or [names[0]]
-    for i, part in enumerate(parts):  # cut after the first index: 'stages.0.blocks.0' -> 'stages.0'
+    name_parts = prefix or names[0].split(".")[:-1] or [names[0]]
+    for i, part in enumerate(name_parts):  # cut after the first index: 'stages.0.blocks.0' -> 'stages.0'
         if part.isdigit():
-            return ".".join(parts[: i + 1])
-    return ".".join(parts if prefix else parts[:1])
+            return ".".join(name_parts[: i + 1])
+    return ".".join(name_parts if prefix else name_parts[:1])
 
 
 def group_by_stage_regex(

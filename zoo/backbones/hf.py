@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +136,15 @@ class HFBackbone(Backbone):
 
     source = "hf"
 
+    # a transformers PreTrainedModel: its config and save_pretrained are the library's, untyped to mypy
+    model: Any
+
     def __init__(self, name: str, model: nn.Module, data_config: dict[str, Any]) -> None:
         self_head_path = _head_path(model)
         head = model.get_submodule(self_head_path)
-        num_features = head.in_features if isinstance(head, nn.Linear) else model.config.hidden_size
-        super().__init__(name, model, data_config, num_features, int(model.config.num_labels))
+        config: Any = model.config
+        num_features = head.in_features if isinstance(head, nn.Linear) else config.hidden_size
+        super().__init__(name, model, data_config, num_features, int(config.num_labels))
         self.head_path = self_head_path
         id2label = getattr(model.config, "id2label", None) or {}
         names = [id2label.get(i, id2label.get(str(i), "")) for i in range(self.num_classes)]
@@ -180,10 +184,12 @@ class HFBackbone(Backbone):
         return captured[0].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=x).logits
+        logits: torch.Tensor = self.model(pixel_values=x).logits
+        return logits
 
     def get_classifier(self) -> nn.Module:
-        return self.model.get_submodule(self.head_path)
+        head: nn.Module = self.model.get_submodule(self.head_path)
+        return head
 
     def _set_classifier(self, num_classes: int) -> None:
         new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -192,7 +198,7 @@ class HFBackbone(Backbone):
         setattr(parent, attr, new)
         self.model.config.num_labels = num_classes
 
-    def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
+    def reset_classifier(self, num_classes: int, label_names: Sequence[str] | None = None) -> None:
         super().reset_classifier(num_classes, label_names)
         names = self.label_names or [f"LABEL_{i}" for i in range(num_classes)]
         self.model.config.id2label = dict(enumerate(names))

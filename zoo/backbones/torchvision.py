@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -52,7 +52,8 @@ def _last_linear(model: nn.Module) -> str:
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not names:
         raise UnknownModelError(f"{type(model).__name__} has no linear classifier; zoo cannot replace its head")
-    return names[-1]
+    name: str = names[-1]
+    return name
 
 
 def _weights_enum(arch: str) -> Any | None:
@@ -86,7 +87,7 @@ class TorchvisionBackbone(Backbone):
         self, name: str, arch: str, model: nn.Module, data_config: dict[str, Any], pretrained_tag: str | None
     ) -> None:
         head_path = _last_linear(model)
-        head = model.get_submodule(head_path)
+        head = cast(nn.Linear, model.get_submodule(head_path))  # _last_linear names an nn.Linear
         super().__init__(name, model, data_config, head.in_features, head.out_features, pretrained_tag)
         self.arch = arch
         self.head_path = head_path
@@ -124,7 +125,8 @@ class TorchvisionBackbone(Backbone):
         return captured[0].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        logits: torch.Tensor = self.model(x)
+        return logits
 
     def get_classifier(self) -> nn.Module:
         return self.model.get_submodule(self.head_path)
@@ -195,7 +197,8 @@ class TorchvisionSource(Source):
             weights = list(enum) if enum is not None else []
             ids = [f"{arch}.{w.name}" for w in weights] if pretrained else [arch]
             for model_id in filter_ids(ids, pattern) or (filter_ids([arch], pattern) if pretrained else []):
-                w = enum[model_id.split(".", 1)[1]] if "." in model_id else (enum.DEFAULT if enum else None)
+                # an id with a tag only comes from the enum's own names, so enum is set then
+                w = enum[model_id.split(".", 1)[1]] if enum and "." in model_id else (enum.DEFAULT if enum else None)
                 rows.append(
                     ModelInfo(
                         name=f"tv:{model_id}",
@@ -223,7 +226,7 @@ class TorchvisionSource(Source):
         try:
             weights = (enum[tag] if tag else enum.DEFAULT) if enum is not None else None
         except KeyError:
-            raise unknown_model("tv", model_id, [f"{arch}.{w.name}" for w in enum]) from None
+            raise unknown_model("tv", model_id, [f"{arch}.{w.name}" for w in enum or []]) from None
         if arch in ("googlenet", "inception_v3"):
             kwargs.setdefault("aux_logits", False)
             kwargs.setdefault("init_weights", False)
@@ -232,7 +235,7 @@ class TorchvisionSource(Source):
             raise WeightsUnavailableError(
                 f"torchvision ships no pretrained weights for {name!r}; pass pretrained=False"
             )
-        if pretrained:
+        if pretrained and weights is not None:  # None with pretrained has just been refused
             cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
             if hub_offline() and not os.path.exists(cached):
                 raise WeightsUnavailableError(
