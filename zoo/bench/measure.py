@@ -220,7 +220,7 @@ def measure_inference(model: Any, batch: int, input_size: Sequence[int], cfg: Be
     return {
         "samples_per_sec": round(rate, 2),
         "step_time": round(step_ms, 3),
-        "peak_mem_mb": round(mem.peak_mb, 1),
+        "peak_mem_mb": round(mem.peak_mb or 0.0, 1),  # set on leaving the block
         "run_seconds": [round(s, 4) for s in seconds],
         "mem_method": mem.method,
     }
@@ -259,7 +259,7 @@ def measure_training(
     return {
         "samples_per_sec": round(rate, 2),
         "step_time": round(step_ms, 3),
-        "peak_mem_mb": round(mem.peak_mb, 1),
+        "peak_mem_mb": round(mem.peak_mb or 0.0, 1),  # set on leaving the block
         "run_seconds": [round(s, 4) for s in seconds],
         "mem_method": mem.method,
     }

@@ -250,8 +250,9 @@ def write_backbone_results(
         timm_script_sha256=next((r["timm_script_sha256"] for r in rows if r.get("timm_script_sha256")), None),
         command=f"`{command}`" if command else None,
     )
-    png = out.with_suffix(".png")
+    png: Path | None = None
     if plot and any(isinstance(r.get("infer_samples_per_sec"), (int, float)) for r in rows):
+        png = out.with_suffix(".png")
         ok = [r for r in rows if isinstance(r.get("infer_gmacs"), (int, float))]
         scatter_plot(
             ok,
@@ -265,8 +266,6 @@ def write_backbone_results(
             xlabel="GMACs per image",
             ylabel="inference images/s",
         )
-    else:
-        png = None
     notes = [
         *notes,
         "GMACs: torch.utils.flop_counter FLOPs of one image / 2 (matmul, conv and attention ops).",

@@ -100,7 +100,7 @@ def benchmark_backbones(
     timm_compare: bool = False,
     timm_script: str | Path | None = None,
     progress: bool = True,
-    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_row: Callable[[list[dict[str, Any]]], object] | None = None,  # what it returns is ignored
 ) -> list[dict[str, Any]]:
     """One row per model (see ``COLUMNS``). With ``timm_compare``, timm's script runs after each of
     zoo's runs on the model's timm architecture; rows record the script's sha256. ``on_row(rows so far)``
@@ -128,7 +128,7 @@ def benchmark_backbones(
                 error = z
                 break
             zoo_runs.append(z)
-            if not (timm_compare and z.get("timm_model")):
+            if script is None or digest is None or not z.get("timm_model"):  # both are set by timm_compare
                 continue
             argv = timm_argv(
                 z["timm_model"],

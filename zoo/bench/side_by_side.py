@@ -102,7 +102,9 @@ def run_side_by_side(cfg: SideBySideConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     ds = load_dataset(cfg.spec, seed=cfg.seed)
     load_seconds = time.perf_counter() - t0
-    common = dict(batch_size=cfg.batch_size, image_size=cfg.image_size, num_workers=cfg.num_workers, seed=cfg.seed)
+    common: dict[str, Any] = dict(
+        batch_size=cfg.batch_size, image_size=cfg.image_size, num_workers=cfg.num_workers, seed=cfg.seed
+    )
     # zoo's trainer flushes denormals on CPU; set it for the baselines too, so the loops, not that, differ
     torch.set_flush_denormal(True)
     _warm_up(cfg)

@@ -51,7 +51,7 @@ class TransferConfig:
 def run_overrides(base: dict[str, Any], model: str | None, strategy: str, seed: int, spec: str | None) -> list[str]:
     """The key=value overrides for one cell of the table."""
     variants = base.get("variants") or {}
-    from_variant = next((v for v in variants.values() if v.get("strategy.name") == strategy), {})
+    from_variant: dict[str, Any] = next((v for v in variants.values() if v.get("strategy.name") == strategy), {})
     out = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in from_variant.items()]
     out += [f"strategy.name={strategy}", f"train.seed={seed}", f"data.seed={seed}", "resume=never"]
     if model:

@@ -56,7 +56,9 @@ class BalancedSampler(Sampler[int]):
     The draw depends only on ``seed`` and the epoch set by ``set_epoch`` (accelerate's prepared loader
     calls it), so all processes agree on the order and a resumed epoch replays it."""
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, seed: int = 0, num_samples: int | None = None) -> None:
+    def __init__(
+        self, labels: Sequence[int] | np.ndarray | torch.Tensor, seed: int = 0, num_samples: int | None = None
+    ) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels)
         self.weights = torch.tensor(1.0 / counts[labels], dtype=torch.float64)
@@ -75,7 +77,7 @@ class BalancedSampler(Sampler[int]):
         yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
 
 
-def train_sampler(labels: Sequence[int] | np.ndarray, mode: str, seed: int) -> BalancedSampler | None:
+def train_sampler(labels: Sequence[int] | np.ndarray | torch.Tensor, mode: str, seed: int) -> BalancedSampler | None:
     """The ``data.sampler`` key for the train labels: None for 'random' (the loaders shuffle as before),
     a BalancedSampler for 'balanced'."""
     if mode == "random":
@@ -90,8 +92,8 @@ def imbalance_warning(counts: dict[str, int], ratio: float = IMBALANCE_WARN_RATI
     present = {k: v for k, v in counts.items() if v > 0}
     if len(present) < 2:
         return None
-    big = max(present, key=present.get)
-    small = min(present, key=present.get)
+    big = max(present, key=present.__getitem__)
+    small = min(present, key=present.__getitem__)
     if present[big] <= ratio * present[small]:
         return None
     return (

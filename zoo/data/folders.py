@@ -32,7 +32,7 @@ def _visible(p: Path) -> bool:
 def split_dirs(root: Path) -> dict[str, Path]:
     """{'train': root/train, ...} when root holds split folders; {'train': root} for a folder of classes."""
     subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d)]
-    splits = {}
+    splits: dict[str, Path] = {}
     for d in subdirs:
         canon = split_alias(d.name)
         if canon is not None:

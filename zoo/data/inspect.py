@@ -49,7 +49,7 @@ def thumbnail_grid(
             if img.size != (THUMB, THUMB):  # upscale tiny images (CIFAR, digits) so they can be seen
                 scale = THUMB / max(img.size)
                 img = img.resize(
-                    (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.NEAREST
+                    (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.Resampling.NEAREST
                 )
             grid.paste(img, (label_w + col * (THUMB + 2), y))
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 from zoo.env import cpu_cores
 from zoo.errors import DataError
 
-Source = str | bytes | dict  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
+Source = str | os.PathLike[str] | bytes | dict  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ON_BAD_IMAGE = ("error", "skip")  # an unreadable image: stop with the list of them, or leave it out
 
@@ -64,11 +64,10 @@ def to_rgb(img: Any) -> Any:
 def _open(src: Source) -> Any:
     from PIL import Image
 
-    if isinstance(src, dict):
-        src = src.get("bytes") or src.get("path")
-    if isinstance(src, (bytes, bytearray)):
-        return Image.open(io.BytesIO(src))
-    return Image.open(src)
+    data: Any = (src.get("bytes") or src.get("path")) if isinstance(src, dict) else src
+    if isinstance(data, (bytes, bytearray)):
+        return Image.open(io.BytesIO(data))
+    return Image.open(data)
 
 
 def check_image(src: Source) -> tuple[str | None, str | None, tuple[int, int] | None, bytes | None]:

@@ -72,7 +72,11 @@ class DoctorResult:
 
 
 def _pooled(ds: Any, feats: dict[str, np.ndarray]) -> dict[str, Any]:
-    splits, index, ids, labels, blocks = [], [], [], [], []
+    splits: list[str] = []
+    index: list[int] = []
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     for s in ds.keys():
         n = len(ds[s])
         splits += [s] * n
@@ -102,7 +106,7 @@ def analyse(
     thumbs = thumbnails(ex["image"] for s in ds.keys() for ex in ds[s].select_columns(["image"]))
     centred = l2_normalise(x - x.mean(0))  # what sets images apart, not what every image shares
     dup = find_duplicates(centred, thumbs, rows["split"], **({"cosine": cfg.cosine} if cfg.cosine else {}))
-    out = find_outliers(centred, **({"z": cfg.outlier_z} if cfg.outlier_z else {}))
+    out = find_outliers(centred, z=cfg.outlier_z) if cfg.outlier_z else find_outliers(centred)
     seconds = time.perf_counter() - t0
     issues: list[dict[str, Any]] = []
     for i in lab["flagged"]:

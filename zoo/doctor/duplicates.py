@@ -59,7 +59,7 @@ def find_duplicates(
 
     Returns {"pairs": [{a, b, cosine, pixel, kind}], "groups": [[rows]]}; kind is "leak" for a
     train/validation or train/test pair, "duplicate" otherwise."""
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for i, j, sim, pix in _pairs(feats, thumbs, cosine, pixel):
         leak = (splits[i] == "train") != (splits[j] == "train")
         pairs.append(

@@ -122,8 +122,10 @@ def resolve_candidates(
             out.append((Candidate(m), None))
     if random_init:
         out += [(Candidate(c.name, pretrained=False), p) for c, p in out if c.pretrained]
-    seen: set[Candidate] = set()
-    return [(c, p) for c, p in out if not (c in seen or seen.add(c))]
+    unique: dict[Candidate, float | None] = {}
+    for c, p in out:
+        unique.setdefault(c, p)  # the first listing of a candidate wins
+    return list(unique.items())
 
 
 def auto_image_size(model_size: int, image_side: int) -> int:

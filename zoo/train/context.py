@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from accelerate import Accelerator
@@ -85,7 +85,7 @@ class RunContext:
     loss: nn.Module
     net: nn.Module
     optimizer: torch.optim.Optimizer
-    train_loader: DataLoader
+    train_loader: DataLoader[Any]
     prepare_batch: Callable[[torch.Tensor], torch.Tensor]
     evaluate: Callable[[str], Metrics]
     schedule: GroupLRScheduler
@@ -100,7 +100,7 @@ class RunContext:
         return steps_per_epoch(self.train_loader, self.recipe.train.grad_accum)
 
 
-def steps_per_epoch(train_loader: DataLoader, grad_accum: int) -> int:
+def steps_per_epoch(train_loader: DataLoader[Any], grad_accum: int) -> int:
     """Optimizer steps per epoch: batches / accumulation, rounded up (the last partial group steps too)."""
     return max(math.ceil(len(train_loader) / grad_accum), 1)
 
@@ -111,7 +111,7 @@ class _Trainable:
 
     net: nn.Module
     optimizer: torch.optim.Optimizer
-    train_loader: DataLoader
+    train_loader: DataLoader[Any]
     prepare_batch: Callable[[torch.Tensor], torch.Tensor]
     evaluate: Callable[[str], Metrics]
     shipped: nn.Module
@@ -124,7 +124,7 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     train (prepared by accelerate) and its schedule. The order is fixed: it decides the random streams."""
     r = recipe
     acc = new_accelerator(r, layout.root)
-    console = Console(r.name, acc.is_main_process)
+    console = Console(cast(str, r.name), acc.is_main_process)  # load_recipe fills the name in
     if acc.num_processes > 1:  # one write per line: ranks share stdout
         sys.stdout.write(f"[{r.name}] rank {acc.process_index} of {acc.num_processes}\n")
         sys.stdout.flush()
@@ -163,7 +163,7 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     with acc.main_process_first():
         loaders = build_loaders(data, model.data_config, r.data, layout.root, seed=r.data.seed, warn=console.warn)
     mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, data.num_classes)
-    check_even_batch(mixup, loaders.train.batch_size)
+    check_even_batch(mixup, cast(int, loaders.train.batch_size))  # a batched loader: never None
     weights = loss_weights(data["train"]["label"], data.num_classes, r.train.class_weights)
     loss = build_loss(mixup, r.train.label_smoothing, weights).to(acc.device)
     if r.train.channels_last:
@@ -227,7 +227,7 @@ def build_optimizer(r: Recipe, strategy: Strategy) -> torch.optim.Optimizer:
     groups = strategy.param_groups(o.weight_decay)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
-    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
 
 
 # ---- the two ways to train -----------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _cached_probe(
     # on disk beside the image stores, shared with `zoo rank` (same model weights, split and preprocessing)
     cache = FeatureCache(layout.feature_cache)
 
-    def features(split: str, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(split: str, loader: DataLoader[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         key = feature_key(
             model,
             data[split],
@@ -317,7 +317,7 @@ def _cached_probe(
     def evaluate(split: str) -> Metrics:
         f, y = cached[split]
         with torch.no_grad():
-            logits = torch.cat([head(chunk.to(acc.device)).float().cpu() for chunk in f.split(4096)])
+            logits = torch.cat([head(chunk.to(acc.device)).float().cpu() for chunk in torch.split(f, 4096)])
         return classification_metrics(logits, y, data.num_classes, prefix="")
 
     return _Trainable(head, optimizer, loader, lambda x: x, evaluate, model, None, extract_seconds)
@@ -327,7 +327,7 @@ def _cached_probe(
 def evaluate_loader(
     acc: Accelerator,
     predict: Callable[[torch.Tensor], torch.Tensor],
-    loader: DataLoader,
+    loader: DataLoader[Any],
     module: nn.Module,
     num_classes: int,
 ) -> Metrics:

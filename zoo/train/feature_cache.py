@@ -28,7 +28,8 @@ CACHE_VERSION = 1
 
 def weights_digest(model: torch.nn.Module) -> str:
     """A digest of every parameter and buffer that feeds ``forward_features`` (the classifier excluded)."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier: Any = getattr(model, "get_classifier", None)  # a Backbone's; a bare module has none
+    head = get_classifier() if get_classifier is not None else None
     skip = {t.data_ptr() for t in head.state_dict().values()} if isinstance(head, torch.nn.Module) else set()
     h = hashlib.blake2b(digest_size=16)
     for name, tensor in model.state_dict().items():
@@ -70,7 +71,7 @@ def feature_key(
 class FeatureCache:
     """``root/features/<hash>.safetensors`` holding ``features`` [N, D] and ``labels`` [N]."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.dir = Path(root) / "features"
 
     @staticmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from zoo.train.schema import Recipe
 
@@ -28,7 +29,7 @@ class RunLayout:
 
     @classmethod
     def of(cls, recipe: Recipe) -> RunLayout:
-        return cls(Path(recipe.output.dir) / recipe.name)
+        return cls(Path(recipe.output.dir) / cast(str, recipe.name))  # load_recipe fills the name in
 
     @property
     def recipe(self) -> Path:

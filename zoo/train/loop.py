@@ -132,7 +132,7 @@ def train_step(ctx: RunContext, x: torch.Tensor, y: torch.Tensor, running: Runni
         x, target = ctx.mixup(x, y)
     with acc.accumulate(ctx.net):
         logits = ctx.net(x)
-        loss = ctx.loss(logits, target)
+        loss: torch.Tensor = ctx.loss(logits, target)
         acc.backward(loss)
         if acc.sync_gradients and clip:
             acc.clip_grad_norm_(ctx.net.parameters(), clip)

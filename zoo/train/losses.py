@@ -15,6 +15,8 @@ class WeightedCrossEntropy(nn.Module):
     probability targets (torch weighs those per class as well). Computed in float32 whatever the autocast
     dtype of the logits, since the weights are float32."""
 
+    weight: torch.Tensor  # a buffer: moves with the module
+
     def __init__(self, weight: torch.Tensor, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("weight", weight.float())

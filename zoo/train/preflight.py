@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import cast
 
 from zoo.data.specs import parse_spec
 from zoo.errors import ConfigError, DataError
@@ -26,7 +27,7 @@ def check_data_spec(spec: str) -> None:
             raise DataError(f"dataset spec {spec!r}: no parquet file or folder matches {location!r}")
 
 
-def check_writable(directory: str | os.PathLike, key: str = "output.dir") -> None:
+def check_writable(directory: str | os.PathLike[str], key: str = "output.dir") -> None:
     """``directory`` exists and is writable, or could be created (its nearest existing parent is a writable
     folder). Nothing is created."""
     path = Path(directory).expanduser().absolute()
@@ -43,4 +44,4 @@ def preflight(recipe: Recipe) -> None:
     """Every cheap check of one recipe (one variant): model name, data, output folder."""
     check_model_name(recipe.model.name)
     check_data_spec(recipe.data.spec)
-    check_writable(Path(recipe.output.dir) / recipe.name)
+    check_writable(Path(recipe.output.dir) / cast(str, recipe.name))  # load_recipe fills the name in

@@ -42,9 +42,9 @@ def train(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequence[s
             print_summary(summaries[-1], time.perf_counter() - started)
     if len(summaries) > 1 and PartialState().is_main_process:
         out = write_comparison(recipe, summaries)
-        sections = [s for s in sections if s]
-        if len(sections) > 1:
-            print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=sections)}")
+        shown = [s for s in sections if s]
+        if len(shown) > 1:
+            print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=shown)}")
     return summaries
 
 

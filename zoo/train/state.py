@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from accelerate import Accelerator
 from safetensors.torch import save_file
@@ -24,6 +24,7 @@ from torch import nn
 
 from zoo.artifact.hub import push_to_hub
 from zoo.artifact.save import save
+from zoo.backbones.base import Backbone
 from zoo.data.dataset import ImageDataset
 from zoo.errors import ZooError
 from zoo.fsutil import atomic_write_with, fsync_write
@@ -100,7 +101,7 @@ def push_checkpoint(
 ) -> None:
     """This epoch's weights as a full artifact on the repo's `checkpoints` branch (main process only).
     A failed push is reported and training goes on: the run must not die for the network."""
-    snapshot = copy.deepcopy(shipped).cpu().eval()
+    snapshot = cast(Backbone, copy.deepcopy(shipped).cpu().eval())  # the Backbone, or its EMA copy
     save(
         snapshot,
         layout.checkpoint,
@@ -111,7 +112,7 @@ def push_checkpoint(
     try:
         push_to_hub(
             layout.checkpoint,
-            recipe.hub.repo_id,
+            cast(str, recipe.hub.repo_id),  # the schema requires it with hub.push_checkpoints
             private=recipe.hub.private,
             revision="checkpoints",
             commit_message=f"epoch {epoch + 1}: val top-1 {record['val_top1']:.4f}",
