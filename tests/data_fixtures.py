@@ -22,7 +22,8 @@ def good_folder(root: Path, classes=("cat", "dog"), n=6, splits=("train",)) -> P
             d = root / split / name if splits != ("",) else root / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                Image.fromarray(_noise(seed=100 * s + 10 * c + i, colour=((80 * c) % 256, 50, 100))).save(d / f"{i}.png")
+                image = _noise(seed=100 * s + 10 * c + i, colour=((80 * c) % 256, 50, 100))
+                Image.fromarray(image).save(d / f"{i}.png")
     return root
 
 

@@ -64,7 +64,7 @@ class HubState:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "HubServer"
+    server: HubServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
@@ -243,7 +243,7 @@ class HubServer(ThreadingHTTPServer):
         self._timer = threading.Timer(lifetime, self.stop)
         self._timer.daemon = True
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread.start()
         self._timer.start()
         return self
@@ -253,7 +253,7 @@ class HubServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -63,7 +63,8 @@ def make_cifar_like(
 ) -> str:
     """Write a dataset in CIFAR-10's Hub schema and return the path to load it from.
 
-    ``fmt="disk"``: ``DatasetDict.save_to_disk(out_dir)``; ``"parquet"``: ``out_dir/data/{split}-00000-of-00001.parquet``
+    ``fmt="disk"``: ``DatasetDict.save_to_disk(out_dir)``;
+    ``"parquet"``: ``out_dir/data/{split}-00000-of-00001.parquet``
     (the Hub's repo layout, so ``datasets.load_dataset(out_dir)`` and ``parquet:`` specs both read it);
     ``"imagefolder"``: ``out_dir/{train,test}/<class name>/<n>.png``. The test split has
     ``test_per_class`` (default ``max(2, n_per_class // 4)``) images per class.

@@ -12,9 +12,8 @@ import torch
 
 import zoo
 from zoo import env
-from zoo.bench import measure
+from zoo.bench import measure, worker
 from zoo.bench import results as report
-from zoo.bench import worker
 from zoo.cli import main
 from zoo.errors import ConfigError
 

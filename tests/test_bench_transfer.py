@@ -5,11 +5,11 @@ import csv
 
 import pytest
 import yaml
+from synthetic_data import make_cifar_like
 
 from zoo.bench.baselines import time_to_accuracy
 from zoo.bench.transfer import aggregate, run_overrides
 from zoo.cli import main
-from synthetic_data import make_cifar_like
 
 
 @pytest.fixture(scope="module")

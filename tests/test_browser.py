@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 import zoo
-from conftest import free_port
 from zoo.data import load_dataset
 from zoo.inference import predict
 from zoo.train.run import train

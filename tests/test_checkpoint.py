@@ -12,10 +12,10 @@ import torch
 import yaml
 
 import zoo
-from zoo.backbones.base import make_data_config
 from zoo.artifact.convert import convert_pickle
 from zoo.artifact.files import CONFIG_NAME, META_NAME, WEIGHTS_NAME
 from zoo.artifact.manifest import MANIFEST_NAME, write_manifest
+from zoo.backbones.base import make_data_config
 from zoo.cli import main as cli
 from zoo.errors import CheckpointError
 

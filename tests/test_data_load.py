@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from data_fixtures import bad_folder, good_folder
+from synthetic_data import CIFAR10_NAMES, make_cifar_like
 
 from zoo.data import load_dataset, parse_spec
-from synthetic_data import CIFAR10_NAMES, make_cifar_like
 from zoo.errors import DataError
 
 
@@ -149,7 +149,8 @@ def test_bad_folder_skip_loads_rest_as_rgb_and_writes_list(tmp_path):
     assert all(ex["image"].mode == "RGB" for ex in rows)
     # 16-bit ramp is rescaled, not clipped to white by PIL's convert
     deep = [np.asarray(ex["image"]) for ex in rows if ex["image"].size == (40, 40)
-            and np.asarray(ex["image"])[..., 0].std() < 80 and (np.asarray(ex["image"])[..., 0] == np.asarray(ex["image"])[..., 2]).all()]
+            and np.asarray(ex["image"])[..., 0].std() < 80
+            and (np.asarray(ex["image"])[..., 0] == np.asarray(ex["image"])[..., 2]).all()]
     assert any(0 < d.mean() < 200 and d.max() > 240 for d in deep)
 
 
@@ -177,7 +178,8 @@ def test_out_of_range_labels(tmp_path):
         features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
     ds.save_to_disk(str(tmp_path / "d"))
     # plain integers: names '0'..'5' would hide the -3; it is reported with its row
-    with pytest.raises(DataError, match=r"split 'train' .*: 1 label\(s\) out of range 0..5: values \[-3\] at rows \[5\]"):
+    expected = r"split 'train' .*: 1 label\(s\) out of range 0..5: values \[-3\] at rows \[5\]"
+    with pytest.raises(DataError, match=expected):
         load_dataset(str(tmp_path / "d"), progress=False)
 
 

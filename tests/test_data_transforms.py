@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from synthetic_data import make_cifar_like
 
 import zoo
 from zoo.backbones.base import make_data_config
@@ -13,10 +14,9 @@ from zoo.data import load_dataset
 from zoo.data.crops import Normalize, SampleCrop
 from zoo.data.fast import TensorStore
 from zoo.data.mixing import build_mixup
-from zoo.train.losses import build_loss
-from synthetic_data import make_cifar_like
 from zoo.data.transforms import PRESETS, batch_fn, build_transform, collate
 from zoo.errors import ConfigError, DataError
+from zoo.train.losses import build_loss
 
 
 @pytest.fixture(scope="module")

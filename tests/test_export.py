@@ -99,7 +99,8 @@ def test_export_other_sources(kind, tmp_path, tiny_hf_dir):
     path, report = export_onnx(model, out=tmp_path / f"{kind}.onnx", dynamic_batch=True)
     assert report["ok"] and report["max_abs_diff"] <= 1e-4, report
     loaded = OnnxModel(path)
-    assert loaded.num_classes == model.num_classes and loaded.data_config["input_size"] == tuple(model.data_config["input_size"])
+    assert loaded.num_classes == model.num_classes
+    assert loaded.data_config["input_size"] == tuple(model.data_config["input_size"])
 
 
 def test_export_usage_errors(artifact, tmp_path, capsys):

@@ -11,8 +11,8 @@ import shutil
 import signal
 import struct
 import subprocess
-import threading
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -174,8 +174,8 @@ def test_hub_server_dying_mid_upload_leaves_artifact_and_repo_unchanged(good_art
     """The first push lands; the second dies halfway through the commit's body (the server reads part of it,
     then goes away): a PushError that says which step failed and how to retry, the local folder untouched,
     and the repo still at the first commit (no half-written files)."""
-    from huggingface_hub import constants
     from hub_server import HubServer, _Handler
+    from huggingface_hub import constants
 
     from zoo.errors import ZooError
 
@@ -242,7 +242,8 @@ def _launch(recipe: Path, log: Path, *overrides: str) -> subprocess.Popen:
 
 def _result(run_dir: Path) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"epochs": [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"],
+    epochs = [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"]
+    return {"epochs": epochs,
             "final": {k: lines[-1][k] for k in ("kind", "top1", "balanced_acc", "loss", "confusion")},
             "model": hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest()}
 

@@ -16,8 +16,8 @@ import torch
 import yaml
 
 import zoo
-from zoo.errors import CheckpointError
 from zoo.artifact.hub import PushError
+from zoo.errors import CheckpointError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402

@@ -95,12 +95,11 @@ def no_network(monkeypatch, tmp_path):
 
 
 def test_every_hub_name_fails_fast_in_process(no_network):
+    import transformers
     from huggingface_hub import constants
 
     from zoo.errors import ArtifactUnavailableError
     from zoo.registry import sources
-
-    import transformers
 
     for auto in ("AutoConfig", "AutoImageProcessor", "AutoModelForImageClassification"):
         getattr(transformers, auto)  # transformers imports these lazily, on first use

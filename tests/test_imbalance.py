@@ -13,14 +13,14 @@ import pytest
 import torch
 from data_fixtures import good_folder
 from PIL import Image
+from synthetic_data import digits_folder
 
 import zoo
 from zoo.cli import main
 from zoo.data.balance import BalancedSampler, balanced_class_weights, imbalance_warning, train_sampler
-from zoo.train.losses import build_loss
-from synthetic_data import digits_folder
 from zoo.errors import ConfigError, DataError
 from zoo.metrics import classification_metrics, selection_score
+from zoo.train.losses import build_loss
 from zoo.train.recipe import load_recipe
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 import zoo
 from zoo.cli import main as cli
 from zoo.errors import DataError
-from zoo.inference import evaluate, eval_transform, preprocess
+from zoo.inference import eval_transform, evaluate, preprocess
 
 LABELS = ["cat", "dog", "eel"]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import zoo
+from zoo.cli import main
 from zoo.ranking.rank import Candidate, rank
 from zoo.ranking.scores import _evidence, knn_top1, logme, logme_evidence, probe_top1
-from zoo.cli import main
 from zoo.train.run import train
 
 
@@ -48,7 +48,8 @@ def test_logme_evidence_hand_checked_case():
     assert ev == pytest.approx(-1.217225, abs=1e-6)
 
 
-@pytest.mark.parametrize("n,d,seed", [(40, 6, 0), (12, 20, 3)])  # more examples than features, and fewer (rank-deficient F^T F)
+# more examples than features, and fewer (rank-deficient F^T F)
+@pytest.mark.parametrize("n,d,seed", [(40, 6, 0), (12, 20, 3)])
 def test_logme_is_the_maximised_gaussian_evidence(n, d, seed):
     """The evidence in the SVD basis equals the exact multivariate-normal log density of y for any (alpha, beta),
     and the fixed point LogME returns is a maximum over them (y depends on the features, so the maximum is
@@ -96,7 +97,8 @@ def test_rank_scores_lists_failures_and_writes_outputs(tmp_path, capsys):
         assert float(lite0[score]) > float(scratch[score]), score  # 32 px, can go either way: it is not asserted)
     assert 0 <= float(lite0["probe_top1"]) <= 1 and 0 <= float(scratch["probe_top1"]) <= 1
     assert lite0["rank"] == "1" and float(lite0["gmacs"]) > 0 and float(lite0["extract_images_per_sec"]) > 0
-    assert rows["pypi:efficientnet_lite1"]["status"] == "skipped" and "max-params" in rows["pypi:efficientnet_lite1"]["reason"]
+    lite1 = rows["pypi:efficientnet_lite1"]
+    assert lite1["status"] == "skipped" and "max-params" in lite1["reason"]
     failed = rows["timm:resnet18.a1_in1k"]
     assert failed["status"] == "failed" and "resnet18.a1_in1k" in failed["reason"]
     assert (out / "rank.png").stat().st_size > 10_000 and "recommended" in (out / "rank.md").read_text()

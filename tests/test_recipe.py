@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 import yaml
+from conftest import free_port
 
 from zoo.errors import ConfigError
 from zoo.train.recipe import Recipe, expand_variants, load_recipe, recipe_keys
@@ -282,7 +282,8 @@ BAD = {
     "override into a value": ({}, ["optim.lr.x=1"], "unknown recipe key 'optim.lr.x': 'optim.lr' is a value, "
                                                     "not a section."),
     "override without =": ({}, ["train.epochs"],
-                           "override 'train.epochs' has no '=': write overrides as key.sub=value, e.g. train.epochs=5."),
+                           "override 'train.epochs' has no '=': write overrides as key.sub=value, "
+                           "e.g. train.epochs=5."),
     "override without key": ({}, ["=3"], "override '=3' needs a dotted recipe key before '=', e.g. optim.lr=3e-4."),
     "unknown key in a variant": ({"variants": {"fast": {"optim.lrr": 1}}}, (),
                                  "variant 'fast': unknown recipe key 'optim.lrr'. Did you mean: optim.lr?"),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import write_tiny_hf
+
 from zoo.train.recipe import read_recipe_file
 from zoo.train.run import train
 

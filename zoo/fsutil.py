@@ -6,6 +6,7 @@ in two renames, after every file and the folder are fsynced and a marker dates t
 ``recover_dir`` (at the next save) finishes a swap that a kill interrupted between the renames, and
 ``newest_complete`` lets a reader find that version without writing anything.
 """
+
 from __future__ import annotations
 
 import os
@@ -133,8 +134,9 @@ def newest_complete(target: Path) -> Path | None:
     folder with its marker, or the moved-aside old one), by the marker's stamp. Reads only: loading uses it."""
     if target.exists():
         return target
-    candidates = [(stamp, p) for p in _siblings(target, "tmp") + _siblings(target, "old")
-                  if (stamp := _stamp(p)) is not None]
+    candidates = [
+        (stamp, p) for p in _siblings(target, "tmp") + _siblings(target, "old") if (stamp := _stamp(p)) is not None
+    ]
     olds = [p for p in _siblings(target, "old") if _stamp(p) is None]  # moved aside by an older zoo
     if candidates:
         return max(candidates, key=lambda c: c[0])[1]

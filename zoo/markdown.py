@@ -1,6 +1,7 @@
 """The one Markdown-table writer: benchmark results, ``zoo rank``, a recipe's comparison.md and the scripts in
 benchmarks/ all print their tables through it, so every table formats numbers the same way. The bottom layer:
 it imports no other zoo module."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ def format_value(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str],
-                   digits: int = 2, align: str | None = None) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str], digits: int = 2, align: str | None = None
+) -> str:
     """A GitHub-flavoured Markdown table; the first column left-aligned, the others right-aligned (numbers),
     unless ``align`` says otherwise, one letter per column ('lr', 'll').
 

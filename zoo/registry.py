@@ -4,6 +4,7 @@
 Sources register with ``@register_source("name")`` or an entry point in the group ``zoo.sources``
 (so third-party packages add backbones without touching zoo).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,8 +16,20 @@ from zoo.backbones.base import Backbone
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.errors import UnknownModelError, UnknownSourceError, did_you_mean
 
-__all__ = ["ModelInfo", "Source", "filter_ids", "unknown_model", "register_source", "add_source", "sources",
-           "get_source", "parse_name", "list_models", "create_model", "check_model_name"]
+__all__ = [
+    "ModelInfo",
+    "Source",
+    "filter_ids",
+    "unknown_model",
+    "register_source",
+    "add_source",
+    "sources",
+    "get_source",
+    "parse_name",
+    "list_models",
+    "create_model",
+    "check_model_name",
+]
 
 DEFAULT_SOURCE = "timm"
 ENTRY_POINT_GROUP = "zoo.sources"
@@ -113,8 +126,7 @@ def get_source(prefix: str) -> Source:
     return known[prefix]
 
 
-def list_models(pattern: str | None = None, source: str | None = None, pretrained: bool = False
-                ) -> list[ModelInfo]:
+def list_models(pattern: str | None = None, source: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
     """Models matching an fnmatch ``pattern`` (over ids, or full 'source:id' names)."""
     chosen = [get_source(source)] if source else list(sources().values())
     if pattern and ":" in pattern and not source:
@@ -127,8 +139,7 @@ def list_models(pattern: str | None = None, source: str | None = None, pretraine
     return rows
 
 
-def create_model(name: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any
-                 ) -> Backbone:
+def create_model(name: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any) -> Backbone:
     """Build a backbone by ``source:id`` name, following the :class:`Backbone` contract.
 
     ``num_classes=None`` keeps the source's own head (ImageNet's 1000 classes for most pretrained

@@ -4,6 +4,7 @@ Every source wraps its own module (kept as ``self.model``, never re-implemented)
 subclass, so freezing, partial unfreezing, layer-wise learning rates, checkpoints and benchmarks are
 written once against this class and work on every backbone.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,7 +111,8 @@ class Backbone(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Logits from pooled features (a linear probe trains exactly this)."""
-        return self.get_classifier()(features)
+        logits: torch.Tensor = self.get_classifier()(features)
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -166,7 +168,7 @@ class Backbone(nn.Module):
             p.requires_grad_(True)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         """Like ``nn.Module.train`` but normalisation layers whose parameters are all frozen stay in
         eval mode, so their running statistics never drift while the rest trains."""
         super().train(mode)
@@ -196,9 +198,14 @@ class Backbone(nn.Module):
         loads in plain timm and a transformers folder in transformers."""
         save_file(state_dict_for_saving(self.model), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
         source, _, model_id = self.name.partition(":")
-        config = {"library_name": "zoo", "zoo_source": self.source or source, "model_id": model_id or self.name,
-                  "num_classes": self.num_classes, "label_names": self.label_names,
-                  "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}}
+        config = {
+            "library_name": "zoo",
+            "zoo_source": self.source or source,
+            "model_id": model_id or self.name,
+            "num_classes": self.num_classes,
+            "label_names": self.label_names,
+            "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
+        }
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
     # ---- description ---------------------------------------------------------------------------
@@ -232,11 +239,11 @@ def common_prefix_name(names: Sequence[str]) -> str:
             prefix.append(parts[0])
         else:
             break
-    parts = prefix or names[0].split(".")[:-1] or [names[0]]
-    for i, part in enumerate(parts):  # cut after the first index: 'stages.0.blocks.0' -> 'stages.0'
+    name_parts = prefix or names[0].split(".")[:-1] or [names[0]]
+    for i, part in enumerate(name_parts):  # cut after the first index: 'stages.0.blocks.0' -> 'stages.0'
         if part.isdigit():
-            return ".".join(parts[: i + 1])
-    return ".".join(parts if prefix else parts[:1])
+            return ".".join(name_parts[: i + 1])
+    return ".".join(name_parts if prefix else name_parts[:1])
 
 
 def group_by_stage_regex(

@@ -1,10 +1,11 @@
 """Hugging Face transformers backbones: ``hf:<hub id>`` or ``hf:<local dir with config.json>``."""
+
 from __future__ import annotations
 
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ import torch
 from torch import nn
 
 from zoo.backbones.base import (
-    CONFIG_NAME, GENERIC_LAYOUT, IMAGENET_MEAN, IMAGENET_STD, WEIGHTS_NAME, Backbone, group_by_stage_regex,
+    CONFIG_NAME,
+    GENERIC_LAYOUT,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WEIGHTS_NAME,
+    Backbone,
+    group_by_stage_regex,
     make_data_config,
 )
 from zoo.backbones.hf_catalog import CATALOG
@@ -50,8 +57,12 @@ def load_processor(path: str, where: str) -> Any | None:
     from transformers.utils import cached_file
 
     try:
-        file = cached_file(path, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False)
+        file = cached_file(
+            path,
+            PROCESSOR_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
     except OSError:
         file = None
     if file is None:
@@ -59,9 +70,11 @@ def load_processor(path: str, where: str) -> Any | None:
     try:
         return AutoImageProcessor.from_pretrained(path)
     except Exception as exc:  # JSONDecodeError, ValueError (unknown processor type), TypeError, OSError ...
-        raise CheckpointError(f"{file if os.path.isabs(str(file)) else where}: the image processor config cannot be "
-                          f"read ({first_line(exc)}); it decides the resize and mean/std. Fix or re-download "
-                          f"the file, or delete it to use config.json's size with ImageNet's mean/std.") from exc
+        raise CheckpointError(
+            f"{file if os.path.isabs(str(file)) else where}: the image processor config cannot be "
+            f"read ({first_line(exc)}); it decides the resize and mean/std. Fix or re-download "
+            f"the file, or delete it to use config.json's size with ImageNet's mean/std."
+        ) from exc
 
 
 def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
@@ -69,9 +82,13 @@ def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
     if processor is None:
         size = getattr(config, "image_size", 224)
         made = make_data_config(size=size if isinstance(size, int) else tuple(size), crop_pct=1.0)
-        warnings.warn(f"no {PROCESSOR_NAME}: preprocessing uses input size {list(made['input_size'][1:])} from "
-                      f"config.json, ImageNet's mean {list(made['mean'])} and std {list(made['std'])}, "
-                      f"{made['interpolation']} resize", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"no {PROCESSOR_NAME}: preprocessing uses input size {list(made['input_size'][1:])} from "
+            f"config.json, ImageNet's mean {list(made['mean'])} and std {list(made['std'])}, "
+            f"{made['interpolation']} resize",
+            UserWarning,
+            stacklevel=2,
+        )
         return made
 
     def as_hw(d: Any) -> tuple[int, int] | None:
@@ -91,12 +108,19 @@ def data_config_from_processor(processor: Any, config: Any) -> dict[str, Any]:
     if crop_pct is None:
         crop_pct = min(1.0, input_hw[0] / resize[0]) if crop else 1.0
     resample = getattr(processor, "resample", 3)
-    interpolation = _RESAMPLE.get(int(getattr(resample, "value", resample)), "bicubic") \
-        if isinstance(resample, int) or hasattr(resample, "value") else "bicubic"
+    interpolation = (
+        _RESAMPLE.get(int(getattr(resample, "value", resample)), "bicubic")
+        if isinstance(resample, int) or hasattr(resample, "value")
+        else "bicubic"
+    )
     mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
     if not mean or not std:
-        warnings.warn(f"{type(processor).__name__} sets no image_mean/image_std: preprocessing uses ImageNet's "
-                      f"mean {IMAGENET_MEAN} and std {IMAGENET_STD}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{type(processor).__name__} sets no image_mean/image_std: preprocessing uses ImageNet's "
+            f"mean {IMAGENET_MEAN} and std {IMAGENET_STD}",
+            UserWarning,
+            stacklevel=2,
+        )
     return make_data_config(
         size=input_hw,
         mean=mean or IMAGENET_MEAN,
@@ -112,11 +136,15 @@ class HFBackbone(Backbone):
 
     source = "hf"
 
+    # a transformers PreTrainedModel: its config and save_pretrained are the library's, untyped to mypy
+    model: Any
+
     def __init__(self, name: str, model: nn.Module, data_config: dict[str, Any]) -> None:
         self_head_path = _head_path(model)
         head = model.get_submodule(self_head_path)
-        num_features = head.in_features if isinstance(head, nn.Linear) else model.config.hidden_size
-        super().__init__(name, model, data_config, num_features, int(model.config.num_labels))
+        config: Any = model.config
+        num_features = head.in_features if isinstance(head, nn.Linear) else config.hidden_size
+        super().__init__(name, model, data_config, num_features, int(config.num_labels))
         self.head_path = self_head_path
         id2label = getattr(model.config, "id2label", None) or {}
         names = [id2label.get(i, id2label.get(str(i), "")) for i in range(self.num_classes)]
@@ -156,10 +184,12 @@ class HFBackbone(Backbone):
         return captured[0].flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=x).logits
+        logits: torch.Tensor = self.model(pixel_values=x).logits
+        return logits
 
     def get_classifier(self) -> nn.Module:
-        return self.model.get_submodule(self.head_path)
+        head: nn.Module = self.model.get_submodule(self.head_path)
+        return head
 
     def _set_classifier(self, num_classes: int) -> None:
         new = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
@@ -168,7 +198,7 @@ class HFBackbone(Backbone):
         setattr(parent, attr, new)
         self.model.config.num_labels = num_classes
 
-    def reset_classifier(self, num_classes: int, label_names: list[str] | None = None) -> None:
+    def reset_classifier(self, num_classes: int, label_names: Sequence[str] | None = None) -> None:
         super().reset_classifier(num_classes, label_names)
         names = self.label_names or [f"LABEL_{i}" for i in range(num_classes)]
         self.model.config.id2label = dict(enumerate(names))
@@ -192,13 +222,15 @@ def processor_for(data_config: Mapping[str, Any]) -> Any:
     mean, std = list(data_config["mean"]), list(data_config["std"])
     crop_pct = float(data_config.get("crop_pct") or 1.0)
     if crop_pct < 1.0 and h == w and h < 384:
-        return tf.ConvNextImageProcessor(size={"shortest_edge": h}, crop_pct=crop_pct, resample=resample,
-                                         image_mean=mean, image_std=std)
+        return tf.ConvNextImageProcessor(
+            size={"shortest_edge": h}, crop_pct=crop_pct, resample=resample, image_mean=mean, image_std=std
+        )
     return tf.ViTImageProcessor(size={"height": h, "width": w}, resample=resample, image_mean=mean, image_std=std)
 
 
-def read_transformers_folder(folder: Path, config: Mapping[str, Any], name: str,
-                             data_config: Mapping[str, Any] | None) -> HFBackbone:
+def read_transformers_folder(
+    folder: Path, config: Mapping[str, Any], name: str, data_config: Mapping[str, Any] | None
+) -> HFBackbone:
     """transformers' own from_pretrained (it maps the saved key layout onto the installed version's), with its
     loading report turned into an error: a missing or mismatched weight is never silently random."""
     from transformers import AutoModelForImageClassification
@@ -207,20 +239,22 @@ def read_transformers_folder(folder: Path, config: Mapping[str, Any], name: str,
     num_labels = len(config.get("id2label") or {}) or None
     try:
         net, info = AutoModelForImageClassification.from_pretrained(
-            str(folder), use_safetensors=True, output_loading_info=True, dtype=torch.float32)
+            str(folder), use_safetensors=True, output_loading_info=True, dtype=torch.float32
+        )
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         raise CheckpointError(
             f"transformers could not load {folder / WEIGHTS_NAME} with {path} "
-            f"(model_type {config.get('model_type')!r}, {num_labels} labels): {first_line(exc)}") from exc
+            f"(model_type {config.get('model_type')!r}, {num_labels} labels): {first_line(exc)}"
+        ) from exc
     problems = {k: [str(x) for x in info.get(k) or []] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         detail = "; ".join(f"{k.replace('_', ' ')}: {preview(v)}" for k, v in problems.items())
-        raise CheckpointError(f"{folder / WEIGHTS_NAME} does not match {path} "
-                              f"(model_type {config.get('model_type')!r}): {detail}")
+        raise CheckpointError(
+            f"{folder / WEIGHTS_NAME} does not match {path} (model_type {config.get('model_type')!r}): {detail}"
+        )
     if data_config is None:
-        data_config = data_config_from_processor(load_processor(str(folder), str(folder / PROCESSOR_NAME)),
-                                                 net.config)
+        data_config = data_config_from_processor(load_processor(str(folder), str(folder / PROCESSOR_NAME)), net.config)
     return HFBackbone(name, net, dict(data_config))
 
 
@@ -239,22 +273,25 @@ class HFSource(Source):
                 f"Pass a Hub id (e.g. hf:google/vit-base-patch16-224) or a folder written by save_pretrained."
             )
         if not _is_local(model_id) and not HUB_ID.match(model_id):
-            raise UnknownModelError(f"hf:{model_id}: not a Hub id like 'google/vit-base-patch16-224' and not "
-                                    f"an existing folder with a transformers config.json")
+            raise UnknownModelError(
+                f"hf:{model_id}: not a Hub id like 'google/vit-base-patch16-224' and not "
+                f"an existing folder with a transformers config.json"
+            )
 
-    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
-                    ) -> Backbone:
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]) -> Backbone:
         if layout == GENERIC_LAYOUT:
             return super().read_layout(folder, layout, config, meta)
-        return read_transformers_folder(folder, config, str(meta.get("model") or f"hf:{folder}"),
-                                        meta.get("data_config"))
+        return read_transformers_folder(
+            folder, config, str(meta.get("model") or f"hf:{folder}"), meta.get("data_config")
+        )
 
     def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
         ids = filter_ids(CATALOG, pattern)
         return [ModelInfo(name=f"hf:{i}", source="hf", id=i, **CATALOG[i]) for i in ids]
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> HFBackbone:
+    def create(
+        self, model_id: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any
+    ) -> HFBackbone:
         from transformers import AutoConfig, AutoModelForImageClassification
 
         self.check_id(model_id)
@@ -262,21 +299,30 @@ class HFSource(Source):
         path = os.path.expanduser(model_id) if local else model_id
         name = f"hf:{model_id}"
         # Even pretrained=False needs config.json, so any Hub failure is a 'not reachable' error.
-        with wrap_weight_errors(name, pretrained=True, hub=not local,
-                                needed="pretrained weights" if pretrained else "the config (config.json)"):
+        with wrap_weight_errors(
+            name,
+            pretrained=True,
+            hub=not local,
+            needed="pretrained weights" if pretrained else "the config (config.json)",
+        ):
             config = AutoConfig.from_pretrained(path, **kwargs.pop("config_kwargs", {}))
             if pretrained and local and not any((Path(path) / f).exists() for f in SAFE_WEIGHT_FILES):
                 pickles = [f for f in PICKLE_WEIGHT_FILES if (Path(path) / f).exists()]
                 raise WeightsUnavailableError(
                     f"cannot load pretrained weights for {name!r}: {path} holds "
-                    + (f"only {', '.join(pickles)} (a pickle, which zoo never loads: unpickling can run code); "
-                       f"if you trust it, `zoo convert {Path(path) / pickles[0]}` writes model.safetensors. "
-                       if pickles else f"a config but no {' / '.join(SAFE_WEIGHT_FILES)}. ")
-                    + "Or pass pretrained=False for random weights.")
+                    + (
+                        f"only {', '.join(pickles)} (a pickle, which zoo never loads: unpickling can run code); "
+                        f"if you trust it, `zoo convert {Path(path) / pickles[0]}` writes model.safetensors. "
+                        if pickles
+                        else f"a config but no {' / '.join(SAFE_WEIGHT_FILES)}. "
+                    )
+                    + "Or pass pretrained=False for random weights."
+                )
             try:
                 if pretrained:
                     model = AutoModelForImageClassification.from_pretrained(
-                        path, dtype=torch.float32, use_safetensors=True, **kwargs)
+                        path, dtype=torch.float32, use_safetensors=True, **kwargs
+                    )
                 else:
                     model = AutoModelForImageClassification.from_config(config, **kwargs)
             except ValueError as exc:
@@ -291,7 +337,8 @@ class HFSource(Source):
                     raise WeightsUnavailableError(
                         f"cannot load pretrained weights for {name!r}: the repo has no model.safetensors, and "
                         f"zoo never loads pickle weights (unpickling can run code). Choose a repo with "
-                        f"safetensors weights, or pass pretrained=False for random weights.") from exc
+                        f"safetensors weights, or pass pretrained=False for random weights."
+                    ) from exc
                 raise
             processor = load_processor(path, f"{name} ({PROCESSOR_NAME})")
         backbone = HFBackbone(name, model, data_config_from_processor(processor, config))

@@ -4,14 +4,21 @@ transformers has no registry of checkpoints (the Hub is the registry), so this l
 one or two well-known checkpoints per family, with the figures their model cards publish. Any other
 ``hf:<id>`` works at creation time.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 
 def _row(family: str, params: float, res: int, data: str, license: str = "apache-2.0") -> dict[str, Any]:
-    return {"family": family, "param_count": params, "resolution": res, "pretrain_data": data,
-            "license": license, "pretrained_tag": data}
+    return {
+        "family": family,
+        "param_count": params,
+        "resolution": res,
+        "pretrain_data": data,
+        "license": license,
+        "pretrained_tag": data,
+    }
 
 
 CATALOG: dict[str, dict[str, Any]] = {

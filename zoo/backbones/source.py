@@ -5,6 +5,7 @@ Built-in sources (timm, hf, tv, pypi) and third-party plugins implement the same
 its own inherits the generic one: weights in ``model.safetensors`` and a ``config.json`` naming the source,
 the id and the head, read back by building the model with the source's own ``create``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -48,20 +49,18 @@ class Source(ABC):
         """Models this source offers, filtered by an fnmatch pattern over their ids."""
 
     @abstractmethod
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> Backbone:
+    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any) -> Backbone:
         """Build the backbone; raise UnknownModelError / WeightsUnavailableError on failure."""
 
     def known_ids(self) -> Iterable[str]:
         """Ids used for 'did you mean' suggestions."""
         return [m.id for m in self.list_models()]
 
-    def check_id(self, model_id: str) -> None:
+    def check_id(self, model_id: str) -> None:  # noqa: B027 (an optional hook: the default accepts every id)
         """Cheap validation of an id without building anything or touching the network (``zoo train
         --check`` and the start of a run call it). Sources that cannot tell without building pass."""
 
-    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
-                    ) -> Backbone:
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]) -> Backbone:
         """Rebuild a saved backbone from ``folder``. The generic layout is read here; sources with a layout
         of their own (timm's, transformers') override this and fall back to it for ``GENERIC_LAYOUT``."""
         if layout != GENERIC_LAYOUT:
@@ -73,8 +72,11 @@ class Source(ABC):
         if not isinstance(num_classes, int) or isinstance(num_classes, bool):
             raise CheckpointError(f"{path}: field 'num_classes' = {num_classes!r} must be an integer")
         backbone = self.create(model_id, num_classes=num_classes, pretrained=False)
-        load_weights(backbone.model, folder / WEIGHTS_NAME,
-                     config_hint=f"{path} (source {self.name!r}, model {model_id!r}, num_classes {num_classes})")
+        load_weights(
+            backbone.model,
+            folder / WEIGHTS_NAME,
+            config_hint=f"{path} (source {self.name!r}, model {model_id!r}, num_classes {num_classes})",
+        )
         backbone.name = name
         backbone.source = backbone.source or self.name
         return backbone

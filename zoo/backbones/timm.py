@@ -1,4 +1,5 @@
 """timm backbones: ``timm:resnet50.a1_in1k``, bare ``resnet50``, and timm's ``hf-hub:``/``local-dir:``."""
+
 from __future__ import annotations
 
 import functools
@@ -13,7 +14,13 @@ from timm.models import get_pretrained_cfg, group_parameters, save_for_hf, split
 from torch import nn
 
 from zoo.backbones.base import (
-    CONFIG_NAME, DATA_CONFIG_KEYS, GENERIC_LAYOUT, WEIGHTS_NAME, Backbone, common_prefix_name, group_by_stage_regex,
+    CONFIG_NAME,
+    DATA_CONFIG_KEYS,
+    GENERIC_LAYOUT,
+    WEIGHTS_NAME,
+    Backbone,
+    common_prefix_name,
+    group_by_stage_regex,
 )
 from zoo.backbones.source import ModelInfo, Source, filter_ids, unknown_model
 from zoo.backbones.timm_args import checked_model_args
@@ -32,14 +39,18 @@ class TimmBackbone(Backbone):
 
     source = "timm"
 
+    # timm's own module: forward_head, get_classifier, num_features... are its attributes, untyped to mypy
+    model: Any
+
     def __init__(self, name: str, model: nn.Module) -> None:
-        num_features = getattr(model, "head_hidden_size", None) or model.num_features
+        timm_model: Any = model
+        num_features = getattr(model, "head_hidden_size", None) or timm_model.num_features
         super().__init__(
             name=name,
             model=model,
             data_config=timm.data.resolve_model_data_config(model),
             num_features=num_features,
-            num_classes=model.num_classes,
+            num_classes=timm_model.num_classes,
             pretrained_tag=(getattr(model, "pretrained_cfg", None) or {}).get("tag"),
         )
 
@@ -47,7 +58,9 @@ class TimmBackbone(Backbone):
 
     @property
     def architecture(self) -> str:
-        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(self.model).__name__.lower()
+        return (getattr(self.model, "pretrained_cfg", None) or {}).get("architecture") or type(
+            self.model
+        ).__name__.lower()
 
     def base_model(self) -> str | None:
         ident = self.name.split(":", 1)[1] if self.name.startswith("timm:") else ""
@@ -62,13 +75,16 @@ class TimmBackbone(Backbone):
         write_timm_layout(self.model, folder, self.label_names, self.data_config)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        features: torch.Tensor = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        logits: torch.Tensor = self.model(x)
+        return logits
 
     def get_classifier(self) -> nn.Module:
-        return self.model.get_classifier()
+        head: nn.Module = self.model.get_classifier()
+        return head
 
     def _set_classifier(self, num_classes: int) -> None:
         self.model.reset_classifier(num_classes)
@@ -97,14 +113,24 @@ class TimmBackbone(Backbone):
         return named + [("head", ordered_head)]
 
 
-def write_timm_layout(net: nn.Module, folder: Path, label_names: list[str] | None, data_config: Mapping[str, Any],
-                      drop_pretrained_fields: tuple[str, ...] = ()) -> None:
+def write_timm_layout(
+    net: nn.Module,
+    folder: Path,
+    label_names: list[str] | None,
+    data_config: Mapping[str, Any],
+    drop_pretrained_fields: tuple[str, ...] = (),
+) -> None:
     """timm's own public writer (``save_for_hf``: model.safetensors + config.json), then the one fix
     transformers' TimmWrapper needs: no num_classes inside model_args (it passes num_classes itself)."""
     if any(not p.is_contiguous() for p in net.state_dict().values()):
         net.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only (channels_last)
-    save_for_hf(net, str(folder), model_config={"label_names": list(label_names)} if label_names else None,
-                safe_serialization=True, data_config={k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config})
+    save_for_hf(
+        net,
+        str(folder),
+        model_config={"label_names": list(label_names)} if label_names else None,
+        safe_serialization=True,
+        data_config={k: data_config[k] for k in DATA_CONFIG_KEYS if k in data_config},
+    )
     config = json.loads((folder / CONFIG_NAME).read_text())
     config.get("model_args", {}).pop("num_classes", None)
     for key in drop_pretrained_fields:
@@ -121,12 +147,15 @@ def read_timm_net(folder: Path, config: Mapping[str, Any]) -> nn.Module:
     if not isinstance(num_classes, int) or isinstance(num_classes, bool):
         raise CheckpointError(f"{path}: field 'num_classes' = {num_classes!r} must be an integer")
     if not timm.is_model(arch):
-        raise CheckpointError(f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
-                              f"(timm {timm.__version__}); upgrade timm or fix the field")
+        raise CheckpointError(
+            f"{path}: field 'architecture' = {arch!r} is not a timm architecture "
+            f"(timm {timm.__version__}); upgrade timm or fix the field"
+        )
     model_args = checked_model_args(config, path)  # an allow-list: create_model kwargs can load files
     pretrained_cfg = {**(config.get("pretrained_cfg") or {}), "architecture": arch}
-    net = timm.create_model(arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg,
-                            **model_args)
+    net = timm.create_model(
+        arch, pretrained=False, num_classes=num_classes, pretrained_cfg=pretrained_cfg, **model_args
+    )
     load_weights(net, folder / WEIGHTS_NAME, config_hint=f"{path} (architecture {arch!r}, num_classes {num_classes})")
     return net
 
@@ -138,7 +167,7 @@ def _param_count_millions(arch: str) -> float | None:
         with torch.device("meta"):
             model = timm.create_model(arch, pretrained=False)
         return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
-    except Exception:  # a few exotic architectures cannot be built on meta; leave the cell blank
+    except Exception:  # noqa: BLE001 (a few exotic architectures cannot be built on meta; leave the cell blank)
         return None
 
 
@@ -156,13 +185,19 @@ class TimmSource(Source):
         for model_id in ids:
             arch, tag = split_model_name_tag(model_id)
             cfg = get_pretrained_cfg(model_id) if tag else None
-            rows.append(ModelInfo(
-                name=f"timm:{model_id}", source="timm", id=model_id, pretrained_tag=tag or None,
-                param_count=_param_count_millions(arch) if with_params else None,
-                resolution=cfg.input_size[-1] if cfg else None,
-                pretrain_data=tag or None, license=getattr(cfg, "license", None) if cfg else None,
-                family=arch,
-            ))
+            rows.append(
+                ModelInfo(
+                    name=f"timm:{model_id}",
+                    source="timm",
+                    id=model_id,
+                    pretrained_tag=tag or None,
+                    param_count=_param_count_millions(arch) if with_params else None,
+                    resolution=cfg.input_size[-1] if cfg else None,
+                    pretrain_data=tag or None,
+                    license=getattr(cfg, "license", None) if cfg else None,
+                    family=arch,
+                )
+            )
         return rows
 
     def known_ids(self) -> list[str]:
@@ -176,15 +211,15 @@ class TimmSource(Source):
         if not native and not timm.is_model(split_model_name_tag(model_id)[0]):
             raise unknown_model("timm", model_id, self.known_ids())
 
-    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]
-                    ) -> Backbone:
+    def read_layout(self, folder: Path, layout: str, config: Mapping[str, Any], meta: Mapping[str, Any]) -> Backbone:
         if layout == GENERIC_LAYOUT:
             return super().read_layout(folder, layout, config, meta)
         net = read_timm_net(folder, config)
         return TimmBackbone(str(meta.get("model") or f"timm:{config['architecture']}"), net)
 
-    def create(self, model_id: str, num_classes: int | None = None, pretrained: bool = True,
-               **kwargs: Any) -> TimmBackbone:
+    def create(
+        self, model_id: str, num_classes: int | None = None, pretrained: bool = True, **kwargs: Any
+    ) -> TimmBackbone:
         self.check_id(model_id)
         if num_classes is not None:
             kwargs["num_classes"] = num_classes

@@ -8,6 +8,7 @@ at import (``HF_HUB_OFFLINE``) but checks at every request (``constants.is_offli
 Hub download we probe the endpoint once per process (a TCP connect with a short timeout); when it cannot be
 reached, the download runs in offline mode: a cached file still loads, a missing one fails at once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,7 +48,7 @@ def hub_endpoint() -> str:
     return constants.ENDPOINT
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(endpoint: str, timeout: float) -> str | None:
     """None when a TCP connection to the endpoint's host opens, else why not."""
     url = urlparse(endpoint)
@@ -99,7 +100,6 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, TimeoutError))
 
 
-
 def unavailable_reason(unreachable: str | None) -> str:
     """Why a download failed, in words: offline by request, Hub unreachable, or the download failed."""
     if unreachable:
@@ -110,8 +110,9 @@ def unavailable_reason(unreachable: str | None) -> str:
 
 
 @contextlib.contextmanager
-def wrap_weight_errors(model_name: str, pretrained: bool, hub: bool = True,
-                       needed: str = "pretrained weights") -> Iterator[None]:
+def wrap_weight_errors(
+    model_name: str, pretrained: bool, hub: bool = True, needed: str = "pretrained weights"
+) -> Iterator[None]:
     """Re-raise a loader's network/cache failure as WeightsUnavailableError naming model and reason.
     ``hub``: the loader may download from the Hugging Face Hub (probed first, see :func:`hub_access`).
     ``needed``: what is downloaded; random weights are offered as a fix only when it is the weights."""
@@ -150,13 +151,18 @@ def load_weights(module: nn.Module, path: Path, config_hint: str) -> None:
         with safe_open(str(path), framework="pt") as f:
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(exc)}); it is truncated "
-                              f"or corrupt. Re-save the model or re-download the file.") from exc
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({first_line(exc)}); it is truncated "
+            f"or corrupt. Re-save the model or re-download the file."
+        ) from exc
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing = [k for k in expected if k not in shapes]
     unexpected = [k for k in shapes if k not in expected]
-    wrong = [f"{k} {list(shapes[k])} in file vs {list(expected[k])} in model" for k in expected
-             if k in shapes and shapes[k] != expected[k]]
+    wrong = [
+        f"{k} {list(shapes[k])} in file vs {list(expected[k])} in model"
+        for k in expected
+        if k in shapes and shapes[k] != expected[k]
+    ]
     if missing or unexpected or wrong:
         parts = []
         if wrong:

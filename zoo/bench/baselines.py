@@ -14,6 +14,7 @@ Both use the same zoo backbone module as the zoo run they are compared with, so 
 identical and only the pipeline and the loop differ. Each returns per-epoch (elapsed seconds, accuracy) so
 "time to the same accuracy" can be read off.
 """
+
 from __future__ import annotations
 
 import time
@@ -89,9 +90,20 @@ def probe_variant_name(bn_eval: bool, preprocessing: str) -> str:
     return "tutorial loop + " + " + ".join(fixes)
 
 
-def tutorial_linear_probe(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: float,
-                          image_size: int | None = None, num_workers: int = 0, eval_split: str = "validation",
-                          seed: int = 0, bn_eval: bool = False, preprocessing: str = "tutorial") -> BaselineResult:
+def tutorial_linear_probe(
+    model_name: str,
+    ds: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    image_size: int | None = None,
+    num_workers: int = 0,
+    eval_split: str = "validation",
+    seed: int = 0,
+    bn_eval: bool = False,
+    preprocessing: str = "tutorial",
+) -> BaselineResult:
     if preprocessing not in ("tutorial", "zoo"):
         raise ValueError(f"preprocessing={preprocessing!r}: use 'tutorial' or 'zoo'")
     torch.manual_seed(seed)
@@ -125,13 +137,28 @@ def tutorial_linear_probe(model_name: str, ds: Any, *, epochs: int, batch_size: 
             seen += len(y)
         train_seconds += time.perf_counter() - t0
         curve.append((time.perf_counter() - start, _accuracy(model, held_out)))
-    return BaselineResult(probe_variant_name(bn_eval, preprocessing), time.perf_counter() - start, train_seconds,
-                          seen / max(train_seconds, 1e-9), curve[-1][1], curve)
+    return BaselineResult(
+        probe_variant_name(bn_eval, preprocessing),
+        time.perf_counter() - start,
+        train_seconds,
+        seen / max(train_seconds, 1e-9),
+        curve[-1][1],
+        curve,
+    )
 
 
-def hf_finetune(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: float,
-                image_size: int | None = None, num_workers: int = 0, eval_split: str = "validation",
-                seed: int = 0) -> BaselineResult:
+def hf_finetune(
+    model_name: str,
+    ds: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    image_size: int | None = None,
+    num_workers: int = 0,
+    eval_split: str = "validation",
+    seed: int = 0,
+) -> BaselineResult:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from torchvision import transforms as T
@@ -150,16 +177,28 @@ def hf_finetune(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: f
         def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
             batch["pixel_values"] = [transform(img.convert("RGB")) for img in batch["image"]]
             return batch
+
         return apply
 
     def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-                "labels": torch.tensor([e["label"] for e in examples])}
+        return {
+            "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+            "labels": torch.tensor([e["label"] for e in examples]),
+        }
 
-    train = DataLoader(ds["train"].with_transform(preprocess(train_tf)), shuffle=True, collate_fn=collate,
-                       batch_size=batch_size, num_workers=num_workers)
-    held_out = DataLoader(ds[eval_split].with_transform(preprocess(eval_tf)), collate_fn=collate,
-                          batch_size=batch_size, num_workers=num_workers)
+    train = DataLoader(
+        ds["train"].with_transform(preprocess(train_tf)),
+        shuffle=True,
+        collate_fn=collate,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
+    held_out = DataLoader(
+        ds[eval_split].with_transform(preprocess(eval_tf)),
+        collate_fn=collate,
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
     accelerator = Accelerator()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     total = epochs * len(train)
@@ -186,8 +225,14 @@ def hf_finetune(model_name: str, ds: Any, *, epochs: int, batch_size: int, lr: f
                 correct += int((pred == labels).sum())
                 count += len(labels)
         curve.append((time.perf_counter() - start, correct / max(count, 1)))
-    return BaselineResult("HF with_transform + Accelerate (fine-tune)", time.perf_counter() - start,
-                          train_seconds, seen / max(train_seconds, 1e-9), curve[-1][1], curve)
+    return BaselineResult(
+        "HF with_transform + Accelerate (fine-tune)",
+        time.perf_counter() - start,
+        train_seconds,
+        seen / max(train_seconds, 1e-9),
+        curve[-1][1],
+        curve,
+    )
 
 
 def time_to_accuracy(curve: list[tuple[float, float]], target: float) -> float | None:

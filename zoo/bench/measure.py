@@ -16,6 +16,7 @@ Method, kept comparable to timm's ``benchmark.py`` so that the two can be checke
 - ``torch.cuda.synchronize()`` closes every timed run on a GPU (kernels are asynchronous);
 - on out-of-memory the batch is halved and the phase retried; the batch actually used is recorded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,11 +60,13 @@ class BenchConfig:
         """Settings below the protocol's minimum steps and runs (fine for a smoke run, never for a table)."""
         return [f"{k} {getattr(self, k)} < {v}" for k, v in PROTOCOL_MIN.items() if getattr(self, k) < v]
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
         """Refuse settings that cannot be measured, naming the fix."""
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}. "
-                              f"Fix: --precision fp32 (or bf16, fp16).")
+            raise ConfigError(
+                f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}. "
+                f"Fix: --precision fp32 (or bf16, fp16)."
+            )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"device {self.device!r} is not supported. Fix: --device cpu or --device cuda.")
         for key in ("batch_size", "iters", "runs"):
@@ -74,12 +77,14 @@ class BenchConfig:
         if self.warmup < 0:
             raise ConfigError(f"warmup={self.warmup} must be 0 or more.")
         if self.img_size is not None and self.img_size < 8:
-            raise ConfigError(f"img_size={self.img_size} is too small. Fix: --img-size 32 or more, or leave "
-                              f"it out to use each model's own resolution.")
+            raise ConfigError(
+                f"img_size={self.img_size} is too small. Fix: --img-size 32 or more, or leave "
+                f"it out to use each model's own resolution."
+            )
         return self
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":
+    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -98,8 +103,9 @@ def median_rate(run_seconds: Sequence[float], batch_size: int, iters: int) -> tu
     return batch_size * iters / med, 1000.0 * med / iters
 
 
-def timed_runs(step: Callable[[], Any], warmup: int, iters: int, runs: int,
-               sync: Callable[[], None] = lambda: None) -> list[float]:
+def timed_runs(
+    step: Callable[[], Any], warmup: int, iters: int, runs: int, sync: Callable[[], None] = lambda: None
+) -> list[float]:
     """Seconds taken by each of ``runs`` runs of ``iters`` steps, after ``warmup`` untimed steps."""
     for _ in range(warmup):
         step()
@@ -118,16 +124,16 @@ def is_oom(exc: BaseException) -> bool:
     """True for CUDA's OutOfMemoryError and for the CPU allocator's 'can't allocate memory'."""
     import torch
 
-    oom_types = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
-                       torch.cuda.OutOfMemoryError})
+    oom_types = tuple({getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError})
     if isinstance(exc, oom_types):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def with_oom_halving(fn: Callable[[int], T], batch_size: int,
-                     on_retry: Callable[[int, str], None] | None = None) -> tuple[T, int]:
+def with_oom_halving(
+    fn: Callable[[int], T], batch_size: int, on_retry: Callable[[int, str], None] | None = None
+) -> tuple[T, int]:
     """Run ``fn(batch)``; on out-of-memory halve the batch and retry. Returns (result, batch used)."""
     batch = int(batch_size)
     while True:
@@ -206,47 +212,57 @@ def measure_inference(model: Any, batch: int, input_size: Sequence[int], cfg: Be
 
         def step() -> None:
             with _autocast(cfg.device, cfg.precision):
-                model(x)
+                model(x)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
 
         seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x
     rate, step_ms = median_rate(seconds, batch, cfg.iters)
-    return {"samples_per_sec": round(rate, 2), "step_time": round(step_ms, 3), "peak_mem_mb": round(mem.peak_mb, 1),
-            "run_seconds": [round(s, 4) for s in seconds], "mem_method": mem.method}
+    return {
+        "samples_per_sec": round(rate, 2),
+        "step_time": round(step_ms, 3),
+        "peak_mem_mb": round(mem.peak_mb or 0.0, 1),  # set on leaving the block
+        "run_seconds": [round(s, 4) for s in seconds],
+        "mem_method": mem.method,
+    }
 
 
-def measure_training(model: Any, batch: int, input_size: Sequence[int], num_classes: int,
-                     cfg: BenchConfig) -> dict[str, Any]:
+def measure_training(
+    model: Any, batch: int, input_size: Sequence[int], num_classes: int, cfg: BenchConfig
+) -> dict[str, Any]:
     """Training throughput: forward, cross-entropy, backward and an SGD step per iteration."""
     import torch
 
     model.train()
     with PeakMemory(cfg.device) as mem:
         # timm's benchmark.py trains with create_optimizer_v2('sgd'): SGD, momentum 0.9, Nesterov.
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9,
-                              nesterov=True)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9, nesterov=True)
         loss_fn = torch.nn.CrossEntropyLoss()
         x = _make_input(batch, input_size, cfg)
         target = torch.randint(0, max(1, num_classes), (batch,), device=cfg.device)
         scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and cfg.device.startswith("cuda") else None
 
         def step() -> None:
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=True)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
             with _autocast(cfg.device, cfg.precision):
-                loss = loss_fn(model(x).float(), target)
+                loss = loss_fn(model(x).float(), target)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
             if scaler is not None:  # fp16 gradients underflow without loss scaling
                 scaler.scale(loss).backward()
-                scaler.step(opt)
+                scaler.step(opt)  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
                 scaler.update()
             else:
                 loss.backward()
-                opt.step()
+                opt.step()  # noqa: F821 (pyflakes misreads the `del` below: it clears the closure's cell)
 
         seconds = timed_runs(step, cfg.warmup, cfg.iters, 1, _sync_fn(cfg.device))  # runs = processes
         del x, target, opt
     rate, step_ms = median_rate(seconds, batch, cfg.iters)
-    return {"samples_per_sec": round(rate, 2), "step_time": round(step_ms, 3), "peak_mem_mb": round(mem.peak_mb, 1),
-            "run_seconds": [round(s, 4) for s in seconds], "mem_method": mem.method}
+    return {
+        "samples_per_sec": round(rate, 2),
+        "step_time": round(step_ms, 3),
+        "peak_mem_mb": round(mem.peak_mb or 0.0, 1),  # set on leaving the block
+        "run_seconds": [round(s, 4) for s in seconds],
+        "mem_method": mem.method,
+    }
 
 
 def timm_counterpart(backbone: Any) -> str | None:
@@ -278,9 +294,13 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
         "infer_gmacs": round(count_gmacs(backbone, input_size), 3),
         "infer_img_size": input_size[-1],
         "timm_model": timm_counterpart(backbone),
-        "device": cfg.device, "precision": cfg.precision,
-        "channels_last": cfg.channels_last, "compile": cfg.compile, "threads": torch.get_num_threads(),
-        "warmup": cfg.warmup, "iters": cfg.iters,
+        "device": cfg.device,
+        "precision": cfg.precision,
+        "channels_last": cfg.channels_last,
+        "compile": cfg.compile,
+        "threads": torch.get_num_threads(),
+        "warmup": cfg.warmup,
+        "iters": cfg.iters,
     }
     backbone.to(cfg.device)
     if cfg.channels_last:
@@ -288,14 +308,27 @@ def measure_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     model = torch.compile(backbone) if cfg.compile else backbone
 
     infer, batch = with_oom_halving(lambda b: measure_inference(model, b, input_size, cfg), cfg.batch_size)
-    row.update({"infer_batch_size": batch, "infer_samples_per_sec": infer["samples_per_sec"],
-                "infer_step_time": infer["step_time"], "infer_peak_mem_mb": infer["peak_mem_mb"],
-                "mem_method": infer["mem_method"]})
+    row.update(
+        {
+            "infer_batch_size": batch,
+            "infer_samples_per_sec": infer["samples_per_sec"],
+            "infer_step_time": infer["step_time"],
+            "infer_peak_mem_mb": infer["peak_mem_mb"],
+            "mem_method": infer["mem_method"],
+        }
+    )
     if cfg.train:
         free_memory()
         train, batch = with_oom_halving(
-            lambda b: measure_training(model, b, input_size, backbone.num_classes, cfg), cfg.batch_size)
-        row.update({"train_batch_size": batch, "train_samples_per_sec": train["samples_per_sec"],
-                    "train_step_time": train["step_time"], "train_peak_mem_mb": train["peak_mem_mb"],
-                    "train_img_size": input_size[-1]})
+            lambda b: measure_training(model, b, input_size, backbone.num_classes, cfg), cfg.batch_size
+        )
+        row.update(
+            {
+                "train_batch_size": batch,
+                "train_samples_per_sec": train["samples_per_sec"],
+                "train_step_time": train["step_time"],
+                "train_peak_mem_mb": train["peak_mem_mb"],
+                "train_img_size": input_size[-1],
+            }
+        )
     return row

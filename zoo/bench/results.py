@@ -6,6 +6,7 @@ differ in which columns they show and plot. CSV stays the source of truth (:func
 with numbers parsed), so Markdown and PNG can be rebuilt from it at any time. Where a result was measured
 (device, versions, load) comes from ``zoo.env``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,18 +23,52 @@ Row = Mapping[str, Any]
 
 # timm's benchmark.py column names first, then ours (memory, the timm comparison, the run settings).
 COLUMNS = (
-    "model", "param_count", "infer_gmacs", "infer_img_size",
-    "infer_batch_size", "infer_samples_per_sec", "infer_step_time", "infer_peak_mem_mb",
-    "train_batch_size", "train_samples_per_sec", "train_step_time", "train_peak_mem_mb",
-    "timm_model", "timm_infer_samples_per_sec", "infer_vs_timm", "timm_train_samples_per_sec", "train_vs_timm",
-    "device", "precision", "channels_last", "compile", "threads", "warmup", "iters", "runs", "error",
+    "model",
+    "param_count",
+    "infer_gmacs",
+    "infer_img_size",
+    "infer_batch_size",
+    "infer_samples_per_sec",
+    "infer_step_time",
+    "infer_peak_mem_mb",
+    "train_batch_size",
+    "train_samples_per_sec",
+    "train_step_time",
+    "train_peak_mem_mb",
+    "timm_model",
+    "timm_infer_samples_per_sec",
+    "infer_vs_timm",
+    "timm_train_samples_per_sec",
+    "train_vs_timm",
+    "device",
+    "precision",
+    "channels_last",
+    "compile",
+    "threads",
+    "warmup",
+    "iters",
+    "runs",
+    "error",
 )
 # The Markdown table: every figure with its spread; the CSV has every column.
-TABLE_COLUMNS = ("model", "param_count", "infer_gmacs", "infer_img_size", "infer_batch_size",
-                 *(f"{pre}{p}_samples_per_sec{suf}" for p in ("infer", "train") for pre in ("", "timm_")
-                   for suf in ("", "_min", "_max")),
-                 *(f"{p}_vs_timm{suf}" for p in ("infer", "train") for suf in ("", "_min", "_max")),
-                 "infer_peak_mem_mb", "train_peak_mem_mb", "runs", "error")
+TABLE_COLUMNS = (
+    "model",
+    "param_count",
+    "infer_gmacs",
+    "infer_img_size",
+    "infer_batch_size",
+    *(
+        f"{pre}{p}_samples_per_sec{suf}"
+        for p in ("infer", "train")
+        for pre in ("", "timm_")
+        for suf in ("", "_min", "_max")
+    ),
+    *(f"{p}_vs_timm{suf}" for p in ("infer", "train") for suf in ("", "_min", "_max")),
+    "infer_peak_mem_mb",
+    "train_peak_mem_mb",
+    "runs",
+    "error",
+)
 
 
 # ---- values ------------------------------------------------------------------------------------
@@ -81,9 +116,15 @@ def read_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 # ---- Markdown ----------------------------------------------------------------------------------
-def write_markdown(rows: Sequence[Row], path: str | Path, columns: Sequence[str] | None = None,
-                   title: str | None = None, meta: Mapping[str, Any] | None = None,
-                   notes: Sequence[str] = (), image: str | Path | None = None) -> Path:
+def write_markdown(
+    rows: Sequence[Row],
+    path: str | Path,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+    notes: Sequence[str] = (),
+    image: str | Path | None = None,
+) -> Path:
     """A Markdown file: title, a metadata list (device, precision, versions, date), the table, notes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,9 +145,19 @@ def write_markdown(rows: Sequence[Row], path: str | Path, columns: Sequence[str]
 
 
 # ---- plot --------------------------------------------------------------------------------------
-def scatter_plot(rows: Sequence[Row], x: str, y: str, path: str | Path, label: str | None = "model",
-                 logx: bool = False, logy: bool = False, title: str | None = None,
-                 xlabel: str | None = None, ylabel: str | None = None, front: str | None = None) -> Path:
+def scatter_plot(
+    rows: Sequence[Row],
+    x: str,
+    y: str,
+    path: str | Path,
+    label: str | None = "model",
+    logx: bool = False,
+    logy: bool = False,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    front: str | None = None,
+) -> Path:
     """One labelled point per row of ``y`` against ``x`` (rows missing either are skipped). With ``front``,
     the rows whose ``front`` column is true are joined by a line (a Pareto front)."""
     import matplotlib
@@ -114,8 +165,11 @@ def scatter_plot(rows: Sequence[Row], x: str, y: str, path: str | Path, label: s
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
 
-    points = [(float(r[x]), float(r[y]), r.get(label) if label else None) for r in rows
-              if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))]
+    points = [
+        (float(r[x]), float(r[y]), r.get(label) if label else None)
+        for r in rows
+        if isinstance(r.get(x), (int, float)) and isinstance(r.get(y), (int, float))
+    ]
     if not points:
         raise ValueError(f"no row has numeric {x!r} and {y!r} to plot; columns seen: {columns_of(rows)}")
     path = Path(path)
@@ -125,8 +179,15 @@ def scatter_plot(rows: Sequence[Row], x: str, y: str, path: str | Path, label: s
     if front:
         on = sorted((float(r[x]), float(r[y])) for r in rows if r.get(front) in (True, "True", "yes"))
         if on:
-            ax.step([p[0] for p in on], [p[1] for p in on], where="post", color="tab:orange", alpha=0.7,
-                    zorder=2, label="Pareto front")
+            ax.step(
+                [p[0] for p in on],
+                [p[1] for p in on],
+                where="post",
+                color="tab:orange",
+                alpha=0.7,
+                zorder=2,
+                label="Pareto front",
+            )
             ax.legend(loc="lower right", fontsize=8)
     for px, py, text in points:
         if text is not None:
@@ -161,8 +222,14 @@ def default_output(cfg: BenchConfig) -> Path:
     return Path("benchmarks") / "results" / f"backbones_{device_slug(cfg.device)}_{cfg.precision}{suffix}.csv"
 
 
-def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg: BenchConfig,
-                           plot: bool = True, command: str | None = None, notes: Sequence[str] = ()) -> list[Path]:
+def write_backbone_results(
+    rows: Sequence[dict[str, Any]],
+    out: str | Path,
+    cfg: BenchConfig,
+    plot: bool = True,
+    command: str | None = None,
+    notes: Sequence[str] = (),
+) -> list[Path]:
     """CSV at ``out``, a Markdown table (``.md``) and a throughput-vs-GMACs plot (``.png``) beside it.
     ``notes`` (e.g. "the machine was shared") go into the Markdown as they are."""
     out = Path(out)
@@ -171,22 +238,34 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
     columns = list(COLUMNS) + [c for c in columns_of(rows) if c not in COLUMNS]  # every run: same columns
     paths = [write_csv(rows, out, columns)]
     meta = run_metadata(
-        device=device_name(cfg.device), precision=cfg.precision, channels_last=cfg.channels_last,
-        compile=cfg.compile, batch_size=cfg.batch_size, threads=cfg.threads or "torch default",
+        device=device_name(cfg.device),
+        precision=cfg.precision,
+        channels_last=cfg.channels_last,
+        compile=cfg.compile,
+        batch_size=cfg.batch_size,
+        threads=cfg.threads or "torch default",
         timing=f"{cfg.runs} fresh processes per model and tool (zoo, timm, zoo, timm, ...), each {cfg.warmup} "
-               f"warm-up steps then {cfg.iters} timed steps; median [min, max] over the runs",
+        f"warm-up steps then {cfg.iters} timed steps; median [min, max] over the runs",
         load_average_at_write=load_average(),
         timm_script_sha256=next((r["timm_script_sha256"] for r in rows if r.get("timm_script_sha256")), None),
-        command=f"`{command}`" if command else None)
-    png = out.with_suffix(".png")
+        command=f"`{command}`" if command else None,
+    )
+    png: Path | None = None
     if plot and any(isinstance(r.get("infer_samples_per_sec"), (int, float)) for r in rows):
+        png = out.with_suffix(".png")
         ok = [r for r in rows if isinstance(r.get("infer_gmacs"), (int, float))]
-        scatter_plot(ok, "infer_gmacs", "infer_samples_per_sec", png, label="model",
-                            logx=all(r["infer_gmacs"] > 0 for r in ok), logy=True,
-                            title=f"inference throughput vs GMACs - {meta['device']}, {cfg.precision}",
-                            xlabel="GMACs per image", ylabel="inference images/s")
-    else:
-        png = None
+        scatter_plot(
+            ok,
+            "infer_gmacs",
+            "infer_samples_per_sec",
+            png,
+            label="model",
+            logx=all(r["infer_gmacs"] > 0 for r in ok),
+            logy=True,
+            title=f"inference throughput vs GMACs - {meta['device']}, {cfg.precision}",
+            xlabel="GMACs per image",
+            ylabel="inference images/s",
+        )
     notes = [
         *notes,
         "GMACs: torch.utils.flop_counter FLOPs of one image / 2 (matmul, conv and attention ops).",
@@ -197,16 +276,21 @@ def write_backbone_results(rows: Sequence[dict[str, Any]], out: str | Path, cfg:
     if cfg.protocol_shortfalls():
         notes.append("BELOW THE PROTOCOL (a smoke run, not a table): " + ", ".join(cfg.protocol_shortfalls()))
     if any(r.get("infer_vs_timm") is not None for r in rows):
-        notes.append("*_vs_timm = zoo images/s / timm benchmark.py images/s of the adjacent run pair; median "
-                     "[min, max] over the pairs. timm's script (sha256 in the header, unchanged) ran with the "
-                     "same model, batch, --img-size, precision, memory format, compile, steps and threads. "
-                     "Inference grad mode differs by design: zoo's path uses torch.no_grad (as zoo.predict), "
-                     "timm's script torch.inference_mode.")
+        notes.append(
+            "*_vs_timm = zoo images/s / timm benchmark.py images/s of the adjacent run pair; median "
+            "[min, max] over the pairs. timm's script (sha256 in the header, unchanged) ran with the "
+            "same model, batch, --img-size, precision, memory format, compile, steps and threads. "
+            "Inference grad mode differs by design: zoo's path uses torch.no_grad (as zoo.predict), "
+            "timm's script torch.inference_mode."
+        )
     if not cfg.device.startswith("cuda"):
         notes.append("CPU figures from a shared machine: use them for ratios between rows, not as absolutes.")
     table_cols = [c for c in TABLE_COLUMNS if any(r.get(c) is not None for r in rows)]
-    paths.append(write_markdown(rows, out.with_suffix(".md"), table_cols, title="Backbone benchmark",
-                                       meta=meta, notes=notes, image=png))
+    paths.append(
+        write_markdown(
+            rows, out.with_suffix(".md"), table_cols, title="Backbone benchmark", meta=meta, notes=notes, image=png
+        )
+    )
     if png is not None:
         paths.append(png)
     return paths

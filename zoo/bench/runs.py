@@ -7,6 +7,7 @@ own ``benchmark.py --bench both`` (sha256-checked, unchanged). Each side's image
 median with min and max over its runs; the ratio zoo / timm is taken per adjacent pair (the two runs closest
 in time, so a burst of load on a shared machine hits both) and summarised the same way.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -16,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.bench.measure import BenchConfig
+from zoo.bench.timm_anchor import check_comparable, reported_differences, require_timm_script, run_timm_once, timm_argv
 from zoo.bench.worker import child_env, run_worker
-from zoo.bench.timm_anchor import (check_comparable, reported_differences, require_timm_script, run_timm_once,
-                                   timm_argv)
 from zoo.errors import ConfigError
 
 PHASES = ("infer", "train")
@@ -27,23 +27,27 @@ PHASES = ("infer", "train")
 def refuse_unlike(cfg: BenchConfig) -> None:
     """Settings that timm's script cannot measure the way zoo does: refused before anything runs."""
     if cfg.precision == "fp16" and cfg.train and cfg.device.startswith("cuda"):
-        raise ConfigError("refusing to compare fp16 training with timm's benchmark.py: zoo scales the loss "
-                          "(GradScaler), timm's script does not. Fix: --precision bf16 (or fp32), or --no-train.")
+        raise ConfigError(
+            "refusing to compare fp16 training with timm's benchmark.py: zoo scales the loss "
+            "(GradScaler), timm's script does not. Fix: --precision bf16 (or fp32), or --no-train."
+        )
     if cfg.iters < 5:  # it logs every iters // 5 steps: fewer than 5 divides by zero
-        raise ConfigError(f"timm's benchmark.py needs at least 5 timed steps; got --iters {cfg.iters}. "
-                          f"Fix: --iters 20 (the protocol's minimum), or 5 for a smoke run.")
+        raise ConfigError(
+            f"timm's benchmark.py needs at least 5 timed steps; got --iters {cfg.iters}. "
+            f"Fix: --iters 20 (the protocol's minimum), or 5 for a smoke run."
+        )
     size = cfg.img_size or 224
     check_comparable(timm_argv("model", cfg.batch_size, size, cfg), cfg.batch_size, size, cfg)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
     """median, min and max, rounded for the table."""
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3)}
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
-def summarize(zoo_runs: Sequence[dict[str, Any]], timm_runs: Sequence[dict[str, Any]],
-              phases: Sequence[str]) -> dict[str, Any]:
+def summarize(
+    zoo_runs: Sequence[dict[str, Any]], timm_runs: Sequence[dict[str, Any]], phases: Sequence[str]
+) -> dict[str, Any]:
     """One table row from a model's runs: each side's median/min/max images/s and the paired ratios.
 
     A pair whose reported batch or input size differ is not compared (the row says why)."""
@@ -53,10 +57,14 @@ def summarize(zoo_runs: Sequence[dict[str, Any]], timm_runs: Sequence[dict[str, 
         rates = [r[f"{phase}_samples_per_sec"] for r in zoo_runs]
         s = spread(rates)
         batch = row[f"{phase}_batch_size"]
-        row |= {f"{phase}_samples_per_sec": s["median"], f"{phase}_samples_per_sec_min": s["min"],
-                f"{phase}_samples_per_sec_max": s["max"], f"{phase}_runs_samples_per_sec": rates,
-                f"{phase}_step_time": round(1000 * batch / s["median"], 3),
-                f"{phase}_peak_mem_mb": max(r[f"{phase}_peak_mem_mb"] for r in zoo_runs)}
+        row |= {
+            f"{phase}_samples_per_sec": s["median"],
+            f"{phase}_samples_per_sec_min": s["min"],
+            f"{phase}_samples_per_sec_max": s["max"],
+            f"{phase}_runs_samples_per_sec": rates,
+            f"{phase}_step_time": round(1000 * batch / s["median"], 3),
+            f"{phase}_peak_mem_mb": max(r[f"{phase}_peak_mem_mb"] for r in zoo_runs),
+        }
     if not timm_runs:
         return row
     diffs = sorted({d for z, t in zip(zoo_runs, timm_runs) for d in reported_differences(z, t, phases)})
@@ -67,9 +75,15 @@ def summarize(zoo_runs: Sequence[dict[str, Any]], timm_runs: Sequence[dict[str, 
         theirs = [t[f"{phase}_samples_per_sec"] for t in timm_runs]
         pairs = [z[f"{phase}_samples_per_sec"] / t for z, t in zip(zoo_runs, theirs)]
         s, r = spread(theirs), spread(pairs)
-        row |= {f"timm_{phase}_samples_per_sec": s["median"], f"timm_{phase}_samples_per_sec_min": s["min"],
-                f"timm_{phase}_samples_per_sec_max": s["max"], f"timm_{phase}_runs_samples_per_sec": theirs,
-                f"{phase}_vs_timm": r["median"], f"{phase}_vs_timm_min": r["min"], f"{phase}_vs_timm_max": r["max"]}
+        row |= {
+            f"timm_{phase}_samples_per_sec": s["median"],
+            f"timm_{phase}_samples_per_sec_min": s["min"],
+            f"timm_{phase}_samples_per_sec_max": s["max"],
+            f"timm_{phase}_runs_samples_per_sec": theirs,
+            f"{phase}_vs_timm": r["median"],
+            f"{phase}_vs_timm_min": r["min"],
+            f"{phase}_vs_timm_max": r["max"],
+        }
     row["timm_img_size"] = timm_runs[0].get("infer_img_size", timm_runs[0].get("train_img_size"))
     return row
 
@@ -80,9 +94,14 @@ def _bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="benchmark", unit="run", disable=not enabled, file=sys.stderr)
 
 
-def benchmark_backbones(models: Sequence[str], config: BenchConfig | None = None, timm_compare: bool = False,
-                        timm_script: str | Path | None = None, progress: bool = True,
-                        on_row: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+def benchmark_backbones(
+    models: Sequence[str],
+    config: BenchConfig | None = None,
+    timm_compare: bool = False,
+    timm_script: str | Path | None = None,
+    progress: bool = True,
+    on_row: Callable[[list[dict[str, Any]]], object] | None = None,  # what it returns is ignored
+) -> list[dict[str, Any]]:
     """One row per model (see ``COLUMNS``). With ``timm_compare``, timm's script runs after each of
     zoo's runs on the model's timm architecture; rows record the script's sha256. ``on_row(rows so far)``
     is called after each model, so a long run that is stopped keeps its finished rows."""
@@ -109,10 +128,15 @@ def benchmark_backbones(models: Sequence[str], config: BenchConfig | None = None
                 error = z
                 break
             zoo_runs.append(z)
-            if not (timm_compare and z.get("timm_model")):
+            if script is None or digest is None or not z.get("timm_model"):  # both are set by timm_compare
                 continue
-            argv = timm_argv(z["timm_model"], z["infer_batch_size"], z["infer_img_size"], cfg,
-                             bench="both" if cfg.train else "inference")
+            argv = timm_argv(
+                z["timm_model"],
+                z["infer_batch_size"],
+                z["infer_img_size"],
+                cfg,
+                bench="both" if cfg.train else "inference",
+            )
             check_comparable(argv, z["infer_batch_size"], z["infer_img_size"], cfg)
             bar.set_postfix_str(f"timm {z['timm_model']}")
             t = run_timm_once(script, digest, argv, env, cfg.timeout_s)

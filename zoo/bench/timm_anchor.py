@@ -9,6 +9,7 @@ commit and the sha256 below). Nothing here edits, wraps or re-implements it: it 
 Both sides get the same settings, derived from one ``BenchConfig``; :func:`settings_differences` compares
 what each side reports having used, and a comparison whose settings differ is refused, not printed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,10 +29,29 @@ TIMM_RESULT_MARKER = "--result\n"  # timm's benchmark.py prints this line, then 
 # zoo's precision -> timm's --precision: both are autocast around an fp32 model ('amp' is fp16 autocast).
 TIMM_PRECISION = {"fp32": "float32", "bf16": "amp_bfloat16", "fp16": "amp"}
 # timm options that change what is measured; given through --timm-args they must match zoo's settings.
-_TIMM_VALUE_OPTS = {"--precision", "--batch-size", "-b", "--img-size", "--num-warm-iter", "--num-bench-iter",
-                    "--torchcompile", "--device", "--model", "-m", "--bench", "--amp-dtype"}
-_TIMM_FLAG_OPTS = {"--channels-last", "--amp", "--torchscript", "--aot-autograd", "--grad-checkpointing",
-                   "--reparam", "--fast-norm"}
+_TIMM_VALUE_OPTS = {
+    "--precision",
+    "--batch-size",
+    "-b",
+    "--img-size",
+    "--num-warm-iter",
+    "--num-bench-iter",
+    "--torchcompile",
+    "--device",
+    "--model",
+    "-m",
+    "--bench",
+    "--amp-dtype",
+}
+_TIMM_FLAG_OPTS = {
+    "--channels-last",
+    "--amp",
+    "--torchscript",
+    "--aot-autograd",
+    "--grad-checkpointing",
+    "--reparam",
+    "--fast-norm",
+}
 
 
 def sha256_of(path: str | Path) -> str:
@@ -57,22 +77,39 @@ def require_timm_script(script: str | Path | None = None, expected: str | None =
         raise ConfigError(
             f"timm's benchmark.py was not found at {path}. It is not in the timm pip package; the project keeps "
             f"it in ../shared/third_party/timm_benchmark.py beside the checkout. Fix: put timm's benchmark.py "
-            f"(sha256 {expected}) there, or point --timm-script / ${TIMM_SCRIPT_ENV} at it.")
+            f"(sha256 {expected}) there, or point --timm-script / ${TIMM_SCRIPT_ENV} at it."
+        )
     digest = sha256_of(path)
     if digest != expected:
         raise ConfigError(
             f"{path} is not timm's benchmark.py as pinned: sha256 {digest}, expected {expected}. Refusing to "
             f"compare against a modified or different script. Fix: use the unmodified file from "
-            f"../shared/third_party/ (see its README for the upstream commit).")
+            f"../shared/third_party/ (see its README for the upstream commit)."
+        )
     return path, digest
 
 
 def timm_argv(model: str, batch_size: int, img_size: int, cfg: Any, bench: str = "both") -> list[str]:
     """timm's options for zoo's settings: same model, batch, input size, precision, memory format,
     compile, warm-up and timed steps (``--img-size`` always: timm otherwise uses the model's test size)."""
-    argv = ["--model", model, "--bench", bench, "--batch-size", str(batch_size), "--img-size", str(img_size),
-            "--precision", TIMM_PRECISION[cfg.precision], "--num-warm-iter", str(cfg.warmup),
-            "--num-bench-iter", str(cfg.iters), "--device", cfg.device]
+    argv = [
+        "--model",
+        model,
+        "--bench",
+        bench,
+        "--batch-size",
+        str(batch_size),
+        "--img-size",
+        str(img_size),
+        "--precision",
+        TIMM_PRECISION[cfg.precision],
+        "--num-warm-iter",
+        str(cfg.warmup),
+        "--num-bench-iter",
+        str(cfg.iters),
+        "--device",
+        cfg.device,
+    ]
     if cfg.channels_last:
         argv.append("--channels-last")
     if cfg.compile:
@@ -103,20 +140,36 @@ def argv_settings(argv: Sequence[str]) -> dict[str, Any]:
     if opts.get("--amp"):  # timm: --amp overrides --precision
         dtype = opts.get("--amp-dtype", "float16")
         precision = "amp" if dtype == "float16" else f"amp_{dtype}"
-    return {"batch_size": int(opts.get("--batch-size", opts.get("-b", 256))),
-            "img_size": int(opts["--img-size"]) if "--img-size" in opts else None,
-            "precision": precision, "channels_last": bool(opts.get("--channels-last")),
-            "compile": opts.get("--torchcompile"), "warmup": int(opts.get("--num-warm-iter", 10)),
-            "iters": int(opts.get("--num-bench-iter", 40)), "device": opts.get("--device", "cuda"),
-            "other": sorted(k for k in ("--torchscript", "--aot-autograd", "--grad-checkpointing", "--reparam",
-                                        "--fast-norm") if opts.get(k))}
+    return {
+        "batch_size": int(opts.get("--batch-size", opts.get("-b", 256))),
+        "img_size": int(opts["--img-size"]) if "--img-size" in opts else None,
+        "precision": precision,
+        "channels_last": bool(opts.get("--channels-last")),
+        "compile": opts.get("--torchcompile"),
+        "warmup": int(opts.get("--num-warm-iter", 10)),
+        "iters": int(opts.get("--num-bench-iter", 40)),
+        "device": opts.get("--device", "cuda"),
+        "other": sorted(
+            k
+            for k in ("--torchscript", "--aot-autograd", "--grad-checkpointing", "--reparam", "--fast-norm")
+            if opts.get(k)
+        ),
+    }
 
 
 def expected_settings(batch_size: int, img_size: int, cfg: Any) -> dict[str, Any]:
     """What :func:`argv_settings` must read for a like-for-like run."""
-    return {"batch_size": batch_size, "img_size": img_size, "precision": TIMM_PRECISION[cfg.precision],
-            "channels_last": cfg.channels_last, "compile": "inductor" if cfg.compile else None,
-            "warmup": cfg.warmup, "iters": cfg.iters, "device": cfg.device, "other": []}
+    return {
+        "batch_size": batch_size,
+        "img_size": img_size,
+        "precision": TIMM_PRECISION[cfg.precision],
+        "channels_last": cfg.channels_last,
+        "compile": "inductor" if cfg.compile else None,
+        "warmup": cfg.warmup,
+        "iters": cfg.iters,
+        "device": cfg.device,
+        "other": [],
+    }
 
 
 def settings_differences(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -128,9 +181,12 @@ def check_comparable(argv: Sequence[str], batch_size: int, img_size: int, cfg: A
     """Refuse (ConfigError) a timm command line whose settings differ from zoo's."""
     diffs = settings_differences(expected_settings(batch_size, img_size, cfg), argv_settings(argv))
     if diffs:
-        raise ConfigError("refusing to compare with timm's benchmark.py: the settings differ ("
-                          + "; ".join(diffs) + "). Fix: give zoo the same setting (e.g. --compile for "
-                          "--torchcompile) or drop it from --timm-args.")
+        raise ConfigError(
+            "refusing to compare with timm's benchmark.py: the settings differ ("
+            + "; ".join(diffs)
+            + "). Fix: give zoo the same setting (e.g. --compile for "
+            "--torchcompile) or drop it from --timm-args."
+        )
 
 
 def reported_differences(zoo_row: dict[str, Any], timm_result: dict[str, Any], phases: Sequence[str]) -> list[str]:
@@ -154,15 +210,17 @@ def parse_timm_output(stdout: str, stderr: str = "") -> dict[str, Any]:
     return result if isinstance(result, dict) else {"error": f"unexpected timm result {result!r}"}
 
 
-def run_timm_once(script: Path, digest: str, argv: Sequence[str], env: dict[str, str],
-                  timeout_s: float, expected: str | None = None) -> dict[str, Any]:
+def run_timm_once(
+    script: Path, digest: str, argv: Sequence[str], env: dict[str, str], timeout_s: float, expected: str | None = None
+) -> dict[str, Any]:
     """One fresh process of timm's script, unchanged: ``python SCRIPT ARGV``. The hash is checked again
     right before the start, so the file that ran is the file recorded."""
     if sha256_of(script) != digest or digest != (expected or TIMM_SCRIPT_SHA256):
         raise ConfigError(f"{script} changed during the benchmark (sha256 no longer {digest}); refusing it.")
     try:
-        proc = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True,
-                              timeout=timeout_s, env=env)
+        proc = subprocess.run(
+            [sys.executable, str(script), *argv], capture_output=True, text=True, timeout=timeout_s, env=env
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timm benchmark.py timed out after {timeout_s:.0f} s"}
     return parse_timm_output(proc.stdout, proc.stderr)

@@ -5,6 +5,7 @@ own process (so peak memory is that run's, not the largest so far). A strategy's
 base recipe's variant of the same strategy when it has one (the quickstart's ``linear_probe`` variant sets
 its learning rate), else only ``strategy.name`` changes.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,18 @@ from typing import Any
 
 import yaml
 
-COLUMNS = ["model", "strategy", "top1_mean", "top1_std", "seeds", "wall_seconds_mean", "train_seconds_mean",
-           "train_images_per_sec", "peak_mem_mb", "pareto"]
+COLUMNS = [
+    "model",
+    "strategy",
+    "top1_mean",
+    "top1_std",
+    "seeds",
+    "wall_seconds_mean",
+    "train_seconds_mean",
+    "train_images_per_sec",
+    "peak_mem_mb",
+    "pareto",
+]
 
 
 @dataclass
@@ -40,7 +51,7 @@ class TransferConfig:
 def run_overrides(base: dict[str, Any], model: str | None, strategy: str, seed: int, spec: str | None) -> list[str]:
     """The key=value overrides for one cell of the table."""
     variants = base.get("variants") or {}
-    from_variant = next((v for v in variants.values() if v.get("strategy.name") == strategy), {})
+    from_variant: dict[str, Any] = next((v for v in variants.values() if v.get("strategy.name") == strategy), {})
     out = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in from_variant.items()]
     out += [f"strategy.name={strategy}", f"train.seed={seed}", f"data.seed={seed}", "resume=never"]
     if model:
@@ -54,8 +65,8 @@ def _worker(recipe: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Runs in a fresh process: one training run, its summary as a dict."""
     import time
 
-    from zoo.train.recipe import load_recipe
     from zoo.train.loop import Trainer
+    from zoo.train.recipe import load_recipe
 
     start = time.perf_counter()
     summary = Trainer(load_recipe(recipe, overrides)).fit()
@@ -67,8 +78,9 @@ def run_cell(base: dict[str, Any], overrides: list[str], timeout_s: float) -> di
         yaml.safe_dump(base, f)
     cmd = [sys.executable, "-m", "zoo.bench.transfer", "--worker", f.name, *overrides]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     finally:
         os.unlink(f.name)
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
@@ -85,18 +97,26 @@ def aggregate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (model, strategy), rs in cells.items():
         top1 = [r["final_top1"] for r in rs]
-        rows.append({
-            "model": model, "strategy": strategy, "label": f"{strategy}",
-            "top1_mean": statistics.fmean(top1), "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
-            "seeds": len(rs), "eval_split": rs[0]["eval_split"],
-            "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in rs),
-            "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
-            "train_images_per_sec": statistics.fmean(r["images_per_sec"] for r in rs),
-            "peak_mem_mb": max(r["peak_mem_mb"] for r in rs),
-        })
+        rows.append(
+            {
+                "model": model,
+                "strategy": strategy,
+                "label": f"{strategy}",
+                "top1_mean": statistics.fmean(top1),
+                "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                "seeds": len(rs),
+                "eval_split": rs[0]["eval_split"],
+                "wall_seconds_mean": statistics.fmean(r["wall_seconds"] for r in rs),
+                "train_seconds_mean": statistics.fmean(r["train_seconds"] for r in rs),
+                "train_images_per_sec": statistics.fmean(r["images_per_sec"] for r in rs),
+                "peak_mem_mb": max(r["peak_mem_mb"] for r in rs),
+            }
+        )
     for row in rows:  # on the front: no other row is both at least as accurate and faster
-        row["pareto"] = not any(o is not row and o["top1_mean"] >= row["top1_mean"]
-                                and o["wall_seconds_mean"] < row["wall_seconds_mean"] for o in rows)
+        row["pareto"] = not any(
+            o is not row and o["top1_mean"] >= row["top1_mean"] and o["wall_seconds_mean"] < row["wall_seconds_mean"]
+            for o in rows
+        )
     return sorted(rows, key=lambda r: (r["model"], -r["top1_mean"]))
 
 

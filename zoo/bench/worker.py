@@ -4,6 +4,7 @@ parent reads back. A fresh process per run means no run inherits another's alloc
 or thread pools. An internal entry point (no user types it), so it takes two positional arguments and needs
 no argument parser.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def run_worker(name: str, cfg: BenchConfig) -> dict[str, Any]:
         return {"model": name, "error": f"timed out after {cfg.timeout_s:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return {"model": name, "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
 

@@ -1,5 +1,6 @@
 """The `zoo` command. Each subcommand lives in its own module under zoo/cli/ and adds itself to
 the parser through ``add_parser(subparsers)``; its handler is stored as the ``func`` default."""
+
 from __future__ import annotations
 
 import argparse

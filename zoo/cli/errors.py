@@ -1,6 +1,7 @@
 """How the `zoo` command fails: one line on stderr, `zoo: error: ...`, and an exit status that says whose
 fault it was: 2 for bad usage (an argument, a name, a path, a recipe key), 1 for work that was tried and
 failed (no network, a failed upload, a bug). Never a traceback unless ZOO_DEBUG=1 asks for one."""
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,7 @@ def run_handler(func: Callable[..., Any], *args: Any) -> int:
     except KeyboardInterrupt:
         print("zoo: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failure zoo did not foresee: still one line, exit 1
+    except Exception as exc:  # noqa: BLE001 (a failure zoo did not foresee: still one line, exit 1)
         _debug()
         return fail(f"{type(exc).__name__}: {one_line(exc)} (run with ZOO_DEBUG=1 for the traceback)", FAILED)
 

@@ -1,4 +1,5 @@
 """What the commands check about their inputs before the work starts, and where their outputs go."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """`zoo models` and `zoo info`: browse the registry and look inside one model."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,10 @@ from zoo.cli.output import print_table
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "models", help="list backbones from every source",
+        "models",
+        help="list backbones from every source",
         description="List backbones. PATTERN is an fnmatch pattern over model ids ('resnet5*', '*vit*'), "
-                    "optionally with a source prefix ('tv:resnet*').",
+        "optionally with a source prefix ('tv:resnet*').",
     )
     p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet5*' or 'hf:*vit*'")
     p.add_argument("--source", "-s", help="only this source: timm, hf, tv, pypi or a plugin's")
@@ -22,14 +24,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_models)
 
     q = sub.add_parser(
-        "info", help="features, preprocessing and layer groups of one model",
+        "info",
+        help="features, preprocessing and layer groups of one model",
         description="Build NAME (random weights, nothing is downloaded) and show num_features, the data "
-                    "config its preprocessing comes from, and the layer groups freezing and "
-                    "layer-wise learning rates work on.",
+        "config its preprocessing comes from, and the layer groups freezing and "
+        "layer-wise learning rates work on.",
     )
     q.add_argument("name", help="model name, e.g. timm:resnet18, tv:resnet18, hf:google/vit-base-patch16-224")
-    q.add_argument("--num-classes", type=non_negative_int, default=None,
-                   help="size of the head (default: the source's)")
+    q.add_argument(
+        "--num-classes", type=non_negative_int, default=None, help="size of the head (default: the source's)"
+    )
     q.add_argument("--json", action="store_true", help="print JSON instead of text")
     q.set_defaults(func=run_info)
 
@@ -62,8 +66,11 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"  num_classes   {info['num_classes']}")
     for key, value in info["data_config"].items():
         print(f"  {key:<13} {value}")
-    print_table(["group", "params"], [[g["name"], f"{g['num_params']:,}"] for g in info["layer_groups"]],
-                title="layer groups (stem -> stages -> head)")
+    print_table(
+        ["group", "params"],
+        [[g["name"], f"{g['num_params']:,}"] for g in info["layer_groups"]],
+        title="layer groups (stem -> stages -> head)",
+    )
     return 0
 
 

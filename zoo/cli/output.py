@@ -1,4 +1,5 @@
 """Terminal output shared by the commands: tables through rich (plain text when piped)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """`zoo train RECIPE [KEY=VALUE ...]` and `accelerate launch -m zoo.train ...`: one command line for both."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = "zoo train") -> argparse.ArgumentParser:
-    return add_arguments(ZooArgumentParser(
-        prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter))
+    return add_arguments(
+        ZooArgumentParser(
+            prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="run a training recipe (linear probe, fine-tune, ...)",
-                       description=DESCRIPTION + " For several GPUs or nodes use `accelerate launch -m zoo.train`.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train",
+        help="run a training recipe (linear probe, fine-tune, ...)",
+        description=DESCRIPTION + " For several GPUs or nodes use `accelerate launch -m zoo.train`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(p).set_defaults(func=run)
 
 

@@ -10,10 +10,12 @@ the epoch number, and accelerate's ``BatchSamplerShard`` gives each process its 
 (the same path it takes for any custom sampler). Being a pure function of (seed, epoch), it also resumes
 mid-epoch exactly: skipping the batches already seen continues the same order.
 """
+
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -54,7 +56,9 @@ class BalancedSampler(Sampler[int]):
     The draw depends only on ``seed`` and the epoch set by ``set_epoch`` (accelerate's prepared loader
     calls it), so all processes agree on the order and a resumed epoch replays it."""
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, seed: int = 0, num_samples: int | None = None) -> None:
+    def __init__(
+        self, labels: Sequence[int] | np.ndarray | torch.Tensor, seed: int = 0, num_samples: int | None = None
+    ) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         counts = np.bincount(labels)
         self.weights = torch.tensor(1.0 / counts[labels], dtype=torch.float64)
@@ -73,7 +77,7 @@ class BalancedSampler(Sampler[int]):
         yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
 
 
-def train_sampler(labels: Sequence[int] | np.ndarray, mode: str, seed: int) -> BalancedSampler | None:
+def train_sampler(labels: Sequence[int] | np.ndarray | torch.Tensor, mode: str, seed: int) -> BalancedSampler | None:
     """The ``data.sampler`` key for the train labels: None for 'random' (the loaders shuffle as before),
     a BalancedSampler for 'balanced'."""
     if mode == "random":
@@ -88,10 +92,12 @@ def imbalance_warning(counts: dict[str, int], ratio: float = IMBALANCE_WARN_RATI
     present = {k: v for k, v in counts.items() if v > 0}
     if len(present) < 2:
         return None
-    big = max(present, key=present.get)
-    small = min(present, key=present.get)
+    big = max(present, key=present.__getitem__)
+    small = min(present, key=present.__getitem__)
     if present[big] <= ratio * present[small]:
         return None
-    return (f"classes are imbalanced: {big!r} has {present[big]} training images, {small!r} only {present[small]} "
-            f"({present[big] / present[small]:.1f}x). Top-1 will favour the large classes; consider "
-            "train.class_weights=balanced or data.sampler=balanced, and train.select_by=val_balanced_acc.")
+    return (
+        f"classes are imbalanced: {big!r} has {present[big]} training images, {small!r} only {present[small]} "
+        f"({present[big] / present[small]:.1f}x). Top-1 will favour the large classes; consider "
+        "train.class_weights=balanced or data.sampler=balanced, and train.select_by=val_balanced_acc."
+    )

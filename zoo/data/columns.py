@@ -1,6 +1,7 @@
 """Find the image and label columns of any source and normalise them to ``image`` (Image, decoded to RGB)
 and ``label`` (ClassLabel with the names), so the trainer never meets ``KeyError: 'image'`` on CIFAR's ``img``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,7 @@ def _pick(candidates: list[str], preferred: tuple[str, ...]) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def detect_columns(features: Any, image_column: str | None, label_column: str | None,
-                   what: str) -> tuple[str, str]:
+def detect_columns(features: Any, image_column: str | None, label_column: str | None, what: str) -> tuple[str, str]:
     """(image column, label column) of a split's features: the ones named, else detected by type then name."""
     import datasets
 
@@ -31,15 +31,20 @@ def detect_columns(features: Any, image_column: str | None, label_column: str | 
         typed = [c for c in cols if isinstance(features[c], datasets.Image)]
         image_column = _pick(typed, IMAGE_NAMES) or _pick([c for c in cols if c.lower() in IMAGE_NAMES], IMAGE_NAMES)
         if image_column is None:
-            raise DataError(f"cannot tell which column of {what} holds the images (columns: {cols}); "
-                            "pass image_column=NAME (--image-column NAME)")
+            raise DataError(
+                f"cannot tell which column of {what} holds the images (columns: {cols}); "
+                "pass image_column=NAME (--image-column NAME)"
+            )
     if label_column is None:
         typed = [c for c in cols if isinstance(features[c], datasets.ClassLabel)]
         label_column = _pick(typed, LABEL_NAMES) or _pick(
-            [c for c in cols if c.lower() in LABEL_NAMES and c != image_column], LABEL_NAMES)
+            [c for c in cols if c.lower() in LABEL_NAMES and c != image_column], LABEL_NAMES
+        )
         if label_column is None:
-            raise DataError(f"cannot tell which column of {what} holds the labels (columns: {cols}); "
-                            "pass label_column=NAME (--label-column NAME)")
+            raise DataError(
+                f"cannot tell which column of {what} holds the labels (columns: {cols}); "
+                "pass label_column=NAME (--label-column NAME)"
+            )
     return image_column, label_column
 
 
@@ -52,8 +57,10 @@ def label_names_of(dd: Any, label_column: str, what: str) -> list[str]:
         names = list(feats[0].names)
         for name, feat in zip(dd, feats):
             if not isinstance(feat, datasets.ClassLabel) or list(feat.names) != names:
-                raise DataError(f"split {name!r} of {what} has different label names from the first split; "
-                                "all splits must share one ClassLabel")
+                raise DataError(
+                    f"split {name!r} of {what} has different label names from the first split; "
+                    "all splits must share one ClassLabel"
+                )
         return names
     values: set[Any] = set()
     for ds in dd.values():
@@ -63,8 +70,10 @@ def label_names_of(dd: Any, label_column: str, what: str) -> list[str]:
     if all(isinstance(v, int) for v in values):
         # -1 marks an unlabelled row on the Hub; it is checked (and reported) by check_labels
         return [str(i) for i in range(max(v for v in values if v >= 0) + 1)]
-    raise DataError(f"label column {label_column!r} of {what} holds {sorted({type(v).__name__ for v in values})} "
-                    "values; use a ClassLabel, integer or string column")
+    raise DataError(
+        f"label column {label_column!r} of {what} holds {sorted({type(v).__name__ for v in values})} "
+        "values; use a ClassLabel, integer or string column"
+    )
 
 
 def is_image_struct(feature: Any) -> bool:
@@ -75,8 +84,12 @@ def is_image_struct(feature: Any) -> bool:
     if not isinstance(feature, dict) or set(feature) != {"bytes", "path"}:
         return False
     b, p = feature["bytes"], feature["path"]
-    return (isinstance(b, datasets.Value) and b.dtype in ("binary", "large_binary")
-            and isinstance(p, datasets.Value) and p.dtype in ("string", "large_string"))
+    return (
+        isinstance(b, datasets.Value)
+        and b.dtype in ("binary", "large_binary")
+        and isinstance(p, datasets.Value)
+        and p.dtype in ("string", "large_string")
+    )
 
 
 def _cast_image_structs(ds: Any) -> Any:
@@ -85,8 +98,9 @@ def _cast_image_structs(ds: Any) -> Any:
 
     if not any(is_image_struct(f) for f in ds.features.values()):
         return ds
-    return ds.cast(datasets.Features({c: datasets.Image() if is_image_struct(f) else f
-                                      for c, f in ds.features.items()}))
+    return ds.cast(
+        datasets.Features({c: datasets.Image() if is_image_struct(f) else f for c, f in ds.features.items()})
+    )
 
 
 def normalise(dd: Any, image_column: str | None, label_column: str | None, what: str) -> tuple[Any, list[str], dict]:
@@ -102,17 +116,22 @@ def normalise(dd: Any, image_column: str | None, label_column: str | None, what:
             raise DataError(f"split {name!r} of {what} lacks column(s) {missing}; columns: {ds.column_names}")
     names = label_names_of(dd, lab_col, what)
     out = {}
+    index = {n: i for i, n in enumerate(names)}
     for name, ds in dd.items():
         ds = ds.select_columns([img_col, lab_col])
         if not isinstance(ds.features[img_col], datasets.Image):
-            raise DataError(f"column {img_col!r} of {what} is {ds.features[img_col]}, not an Image feature; "
-                            "pass image_column= naming the image column")
+            raise DataError(
+                f"column {img_col!r} of {what} is {ds.features[img_col]}, not an Image feature; "
+                "pass image_column= naming the image column"
+            )
         feat = ds.features[lab_col]
         if isinstance(feat, datasets.Value) and feat.dtype == "string":
-            index = {n: i for i, n in enumerate(names)}
-            ds = ds.map(lambda b: {lab_col: [index[v] for v in b[lab_col]]}, batched=True,
-                        features=datasets.Features({img_col: ds.features[img_col], lab_col: datasets.Value("int64")}),
-                        desc=f"encoding labels of {name}")
+            ds = ds.map(
+                lambda b: {lab_col: [index[v] for v in b[lab_col]]},
+                batched=True,
+                features=datasets.Features({img_col: ds.features[img_col], lab_col: datasets.Value("int64")}),
+                desc=f"encoding labels of {name}",
+            )
         if img_col != "image":
             ds = ds.rename_column(img_col, "image")
         if lab_col != "label":
@@ -138,9 +157,11 @@ def check_labels(dd: Any, names: list[str], what: str) -> tuple[Any, list[str]]:
                 continue
             rows = np.flatnonzero(bad)
             vals = sorted({int(v) for v in labels[bad]})
-            raise DataError(f"split {name!r} of {what}: {len(rows)} label(s) out of range 0..{len(names) - 1}: "
-                            f"values {vals[:10]} at rows {rows[:10].tolist()}"
-                            f"{' ...' if len(rows) > 10 else ''}; fix the label column or pass label_column=")
+            raise DataError(
+                f"split {name!r} of {what}: {len(rows)} label(s) out of range 0..{len(names) - 1}: "
+                f"values {vals[:10]} at rows {rows[:10].tolist()}"
+                f"{' ...' if len(rows) > 10 else ''}; fix the label column or pass label_column="
+            )
         out[name] = ds.cast_column("label", datasets.ClassLabel(names=names))
         out[name] = out[name].cast_column("image", datasets.Image(mode="RGB"))
     return datasets.DatasetDict(out), notes

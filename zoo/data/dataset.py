@@ -1,5 +1,6 @@
 """``load_dataset``: one entry point from a spec string to train/validation/test splits with ``image`` and
 ``label`` columns, the label names, and a record of how the splits were made."""
+
 from __future__ import annotations
 
 import hashlib
@@ -121,13 +122,23 @@ def load_dataset(
     # datasets' own bars only where the work may be long (reading a Hub/disk/parquet source); zoo's image
     # check has its own bar for large folders
     with datasets_progress(None if progress and parsed.kind in ("hf", "disk", "parquet") else 0):
-        return _load(parsed, val_size, seed, image_column, label_column, on_bad_image, run_dir, check_images,
-                     progress, exclude)
+        return _load(
+            parsed, val_size, seed, image_column, label_column, on_bad_image, run_dir, check_images, progress, exclude
+        )
 
 
-def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, label_column: str | None,
-          on_bad_image: str, run_dir: str | os.PathLike | None, check_images: bool, progress: bool,
-          exclude: str | os.PathLike | None = None) -> ImageDataset:
+def _load(
+    parsed: Any,
+    val_size: float,
+    seed: int,
+    image_column: str | None,
+    label_column: str | None,
+    on_bad_image: str,
+    run_dir: str | os.PathLike | None,
+    check_images: bool,
+    progress: bool,
+    exclude: str | os.PathLike | None = None,
+) -> ImageDataset:
     raw = load_source(parsed, seed=seed)
     what = repr(parsed.text)
     dd = canonical_splits(raw.splits, what)
@@ -144,9 +155,11 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
             scans[split] = scan_split(ds, split, progress=progress)
             problems += scans[split].bad
     if problems and on_bad_image == "error":
-        raise DataError(f"{len(problems)} unusable file(s) or folder(s) in {what}:\n{format_bad(problems)}\n"
-                        "Fix or remove them, or skip them (recipe key data.on_bad_image=skip; on_bad_image='skip' in "
-                        "Python) to load the rest and list them in the run directory.")
+        raise DataError(
+            f"{len(problems)} unusable file(s) or folder(s) in {what}:\n{format_bad(problems)}\n"
+            "Fix or remove them, or skip them (recipe key data.on_bad_image=skip; on_bad_image='skip' in "
+            "Python) to load the rest and list them in the run directory."
+        )
     for split, result in scans.items():
         ds = dd[split]
         ds = apply_replacements(ds, result.replacements)
@@ -158,8 +171,10 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
     dropped: list[str] = []
     if exclude is not None:
         dd, ids, dropped, unmatched = apply_exclude(dd, ids, read_exclude(exclude), what)
-        notes.append(f"data.exclude: dropped {len(dropped)} image(s) listed in {exclude}"
-                     + (f"; {len(unmatched)} listed image(s) are not in the data" if unmatched else ""))
+        notes.append(
+            f"data.exclude: dropped {len(dropped)} image(s) listed in {exclude}"
+            + (f"; {len(unmatched)} listed image(s) are not in the data" if unmatched else "")
+        )
     if not len(dd["train"]):
         raise DataError(f"no usable training images in {what}")
     check_classes(dd["train"], list(names), what)
@@ -179,17 +194,33 @@ def _load(parsed: Any, val_size: float, seed: int, image_column: str | None, lab
     bad_list = _write_bad_list(run_dir, problems) if problems and run_dir is not None else None
     if exclude is not None and run_dir is not None:
         write_excluded(run_dir, dropped)
-    key = json.dumps({"source": raw.fingerprint, "validation": validation, "columns": columns,
-                      "skipped": sorted(w for w, _ in problems),
-                      **({"excluded": sorted(dropped)} if exclude is not None else {})}, sort_keys=True)
+    key = json.dumps(
+        {
+            "source": raw.fingerprint,
+            "validation": validation,
+            "columns": columns,
+            "skipped": sorted(w for w, _ in problems),
+            **({"excluded": sorted(dropped)} if exclude is not None else {}),
+        },
+        sort_keys=True,
+    )
     stats: dict[str, Any] = {}
-    for result in ([raw.scan] if raw.scan is not None else list(scans.values())):
+    for result in [raw.scan] if raw.scan is not None else list(scans.values()):
         stats.setdefault("sizes", Counter()).update(result.sizes)
         stats.setdefault("modes", Counter()).update(result.modes)
     return ImageDataset(
-        spec=parsed.text, splits=dd, label_names=list(names),
-        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16], source_fingerprint=raw.fingerprint,
-        columns=columns, validation=validation, bad_images=problems, bad_list_path=bad_list, notes=notes,
-        stats=stats, ids={k: ids[k] for k in dd}, excluded=dropped,
+        spec=parsed.text,
+        splits=dd,
+        label_names=list(names),
+        fingerprint=hashlib.sha256(key.encode()).hexdigest()[:16],
+        source_fingerprint=raw.fingerprint,
+        columns=columns,
+        validation=validation,
+        bad_images=problems,
+        bad_list_path=bad_list,
+        notes=notes,
+        stats=stats,
+        ids={k: ids[k] for k in dd},
+        excluded=dropped,
         exclude_file=str(exclude) if exclude is not None else None,
     )

@@ -9,6 +9,7 @@ Every row of a loaded data set has an identifier that stays the same across seed
 An exclude file is a list of identifiers, one a line (``#`` starts a comment), or a CSV with a ``path``
 column (the doctor's ``issues.csv``, filtered by the user).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,10 @@ def read_exclude(path: str | os.PathLike) -> list[str]:
     """The identifiers an exclude file lists; relative paths are taken relative to the file's folder."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise DataError(f"data.exclude={str(path)!r}: no such file. Give a text file of paths (one a line) or the "
-                        "issues.csv `zoo data doctor` writes, filtered to the rows to drop")
+        raise DataError(
+            f"data.exclude={str(path)!r}: no such file. Give a text file of paths (one a line) or the "
+            "issues.csv `zoo data doctor` writes, filtered to the rows to drop"
+        )
     text = file.read_text(encoding="utf-8-sig")
     first = text.split("\n", 1)[0]
     if "," in first and "path" in [c.strip() for c in next(csv.reader([first]))]:
@@ -58,8 +61,9 @@ def _norm(entry: str) -> str:
     return os.path.realpath(entry) if os.path.exists(entry) else entry
 
 
-def apply_exclude(dd: Any, ids: dict[str, list[str]], entries: list[str], what: str
-                  ) -> tuple[Any, dict[str, list[str]], list[str], list[str]]:
+def apply_exclude(
+    dd: Any, ids: dict[str, list[str]], entries: list[str], what: str
+) -> tuple[Any, dict[str, list[str]], list[str], list[str]]:
     """Drop the listed rows from every split. Returns (splits, ids, dropped ids, entries that matched nothing)."""
     wanted = {_norm(e): e for e in entries}
     dropped: list[str] = []
@@ -78,9 +82,11 @@ def apply_exclude(dd: Any, ids: dict[str, list[str]], entries: list[str], what: 
             dd[split] = dd[split].select(keep)
             ids[split] = keep_ids
     if entries and not dropped:
-        raise DataError(f"data.exclude lists {len(entries)} image(s) but none of them is in {what} (first: "
-                        f"{entries[0]!r}); identifiers are file paths for image folders and "
-                        f"'<spec>/<split>/<row>' otherwise (see the path column of `zoo data doctor`'s issues.csv)")
+        raise DataError(
+            f"data.exclude lists {len(entries)} image(s) but none of them is in {what} (first: "
+            f"{entries[0]!r}); identifiers are file paths for image folders and "
+            f"'<spec>/<split>/<row>' otherwise (see the path column of `zoo data doctor`'s issues.csv)"
+        )
     return dd, ids, dropped, [e for k, e in wanted.items() if k not in matched]
 
 

@@ -5,6 +5,7 @@ We list the files ourselves and hand datasets an explicit (path, label) table in
 extension and classes that only exist in one split, and it fails on a corrupt file only when that file is
 decoded mid-epoch. Listing first lets every problem be reported up front, by path.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,22 +32,25 @@ def _visible(p: Path) -> bool:
 def split_dirs(root: Path) -> dict[str, Path]:
     """{'train': root/train, ...} when root holds split folders; {'train': root} for a folder of classes."""
     subdirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d)]
-    splits = {}
+    splits: dict[str, Path] = {}
     for d in subdirs:
         canon = split_alias(d.name)
         if canon is not None:
             if canon in splits:
-                raise DataError(f"{root} has both {splits[canon].name}/ and {d.name}/ for the {canon} split; "
-                                "keep one")
+                raise DataError(f"{root} has both {splits[canon].name}/ and {d.name}/ for the {canon} split; keep one")
             splits[canon] = d
     if not splits:
         if not subdirs:
-            raise DataError(f"image folder {str(root)!r} has no class subfolders; expected "
-                            f"{root}/<class>/*.jpg or {root}/train/<class>/*.jpg")
+            raise DataError(
+                f"image folder {str(root)!r} has no class subfolders; expected "
+                f"{root}/<class>/*.jpg or {root}/train/<class>/*.jpg"
+            )
         return {"train": root}
     if "train" not in splits:
-        raise DataError(f"image folder {str(root)!r} has no train/ folder (found {sorted(d.name for d in splits.values())}/); "
-                        "add train/<class>/ folders")
+        raise DataError(
+            f"image folder {str(root)!r} has no train/ folder (found {sorted(d.name for d in splits.values())}/); "
+            "add train/<class>/ folders"
+        )
     return splits
 
 
@@ -73,8 +77,11 @@ def load_image_folder(root: Path, progress: bool = True) -> RawSource:
                 continue
             found = [p for p in sorted(entry.rglob("*")) if p.is_file() and _visible(p)]
             images = [p for p in found if p.suffix.lower() in exts]
-            problems += [(str(p), f"not an image file ({p.suffix or 'no extension'})")
-                         for p in found if p.suffix.lower() not in exts]
+            problems += [
+                (str(p), f"not an image file ({p.suffix or 'no extension'})")
+                for p in found
+                if p.suffix.lower() not in exts
+            ]
             if not images:
                 empty.append(str(entry))
                 problems.append((str(entry), "empty class folder (no images)"))
@@ -84,13 +91,18 @@ def load_image_folder(root: Path, progress: bool = True) -> RawSource:
     names = sorted(classes["train"])
     for split in splits:
         for name in sorted(set(classes[split]) - set(names)):
-            problems.append((str(splits[split] / name),
-                             f"class {name!r} is in {split} but has no training images in {splits['train']}"))
+            problems.append(
+                (
+                    str(splits[split] / name),
+                    f"class {name!r} is in {split} but has no training images in {splits['train']}",
+                )
+            )
         files[split] = [(p, c) for p, c in files[split] if c in names]
 
     every = [p for split in splits for p, _ in files[split]]
-    result: ScanResult = scan([str(p) for p in every], [str(p) for p in every], desc=f"checking {root.name}",
-                              progress=progress)
+    result: ScanResult = scan(
+        [str(p) for p in every], [str(p) for p in every], desc=f"checking {root.name}", progress=progress
+    )
     problems += result.bad
     bad = {every[i] for i in result.bad_index}
     fixed = {every[i]: data for i, data in result.replacements.items()}
@@ -105,8 +117,7 @@ def load_image_folder(root: Path, progress: bool = True) -> RawSource:
             st = p.stat()
             h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         out[split] = datasets.Dataset.from_dict(
-            {"image": [{"path": str(p), "bytes": fixed.get(p)} for p, _ in rows],
-             "label": [index[c] for _, c in rows]},
+            {"image": [{"path": str(p), "bytes": fixed.get(p)} for p, _ in rows], "label": [index[c] for _, c in rows]},
             features=features,
         )
     return RawSource(datasets.DatasetDict(out), h.hexdigest()[:16], problems, empty, names, result)

@@ -8,6 +8,7 @@ a file that no pattern claims, zoo stops and names the file: a test shard read a
 every test score without a word. One file named on its own is the data to train on (validation and test are
 carved from it later).
 """
+
 from __future__ import annotations
 
 import glob
@@ -18,8 +19,10 @@ from pathlib import Path
 from zoo.data.splits import split_alias
 from zoo.errors import DataError
 
-NAMING_HELP = ("name each file as the Hub does (train-00000-of-00001.parquet, test.parquet) or put it in a "
-               "split folder (train/, validation/, test/, e.g. default/test/0000.parquet)")
+NAMING_HELP = (
+    "name each file as the Hub does (train-00000-of-00001.parquet, test.parquet) or put it in a "
+    "split folder (train/, validation/, test/, e.g. default/test/0000.parquet)"
+)
 
 
 def _is_glob(location: str) -> bool:
@@ -112,9 +115,11 @@ def _check_one_config(base: Path, groups: dict[str, list[str]]) -> None:
                 prefixes.setdefault("/".join(parts[:idx]) or ".", f)
     if len(prefixes) > 1:
         listed = ", ".join(f"{p}/ ({Path(f).name})" for p, f in sorted(prefixes.items()))
-        raise DataError(f"parquet files under {base} come from {len(prefixes)} different folders holding split "
-                        f"folders: {listed}. These are different configs of a dataset; point the spec at one "
-                        f"of them, e.g. parquet:{base / min(prefixes)}")
+        raise DataError(
+            f"parquet files under {base} come from {len(prefixes)} different folders holding split "
+            f"folders: {listed}. These are different configs of a dataset; point the spec at one "
+            f"of them, e.g. parquet:{base / min(prefixes)}"
+        )
 
 
 def parquet_splits(location: str) -> dict[str, list[str]]:
@@ -132,13 +137,17 @@ def parquet_splits(location: str) -> dict[str, list[str]]:
     if unknown:
         shown = ", ".join(unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
         told = f" (the others are {', '.join(sorted(groups))})" if groups else ""
-        raise DataError(f"cannot tell which split {len(unknown)} parquet file(s) belong to: {shown}{told}. "
-                        f"Fix: {NAMING_HELP}, or pass a glob that leaves them out.")
+        raise DataError(
+            f"cannot tell which split {len(unknown)} parquet file(s) belong to: {shown}{told}. "
+            f"Fix: {NAMING_HELP}, or pass a glob that leaves them out."
+        )
     both = {f: s for f, s in claims.items() if len(s) > 1}
     if both:
         f, s = next(iter(both.items()))
-        raise DataError(f"parquet file {f} is named as two splits ({' and '.join(s)}) by its folder and file "
-                        f"names; rename it so that only one split word appears in its path.")
+        raise DataError(
+            f"parquet file {f} is named as two splits ({' and '.join(s)}) by its folder and file "
+            f"names; rename it so that only one split word appears in its path."
+        )
     _check_one_config(base, groups)
     if "train" not in groups and len(groups) == 1:  # files of one split only: they are what we train on
         groups = {"train": next(iter(groups.values()))}

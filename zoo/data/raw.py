@@ -1,4 +1,5 @@
 """What a dataset source gives before column normalisation (shared by the spec loaders and the folder reader)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -4,6 +4,7 @@ A spec names WHERE the data is; the columns are normalised afterwards (columns.p
 up with the same ``image``/``label`` schema. Sources: Hub shortcuts (``cifar10``, ``cifar100``), ``hf:<repo>[:config]``,
 image folders, ``save_to_disk`` folders, parquet files and ``sklearn:digits``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -127,7 +128,6 @@ def load_source(spec: Spec, seed: int = 0) -> RawSource:
     """Load the raw splits of a parsed spec (columns not yet normalised)."""
     loaders = {"hf": _load_hf, "disk": _load_disk, "parquet": _load_parquet, "sklearn": _load_digits}
     if spec.kind == "imagefolder":
-
         return load_image_folder(Path(spec.location))
     return loaders[spec.kind](spec)
 
@@ -160,8 +160,10 @@ def _load_hf(spec: Spec) -> RawSource:
             if (offline or "connect" in str(exc).lower() or "offline" in str(exc).lower()) and not local
             else "check the repo id and config name"
         )
-        raise DataError(f"could not load dataset {spec.text!r} ({spec.location}"
-                        f"{':' + spec.config if spec.config else ''}): {type(exc).__name__}: {exc}. Fix: {hint}") from exc
+        raise DataError(
+            f"could not load dataset {spec.text!r} ({spec.location}"
+            f"{':' + spec.config if spec.config else ''}): {type(exc).__name__}: {exc}. Fix: {hint}"
+        ) from exc
     dd = _as_dict(dd, spec.text)
     return RawSource(dd, _fingerprint_of(dd))
 

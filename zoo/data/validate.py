@@ -4,6 +4,7 @@ crashing an epoch halfway. Collects the size and mode distribution on the way (f
 PIL does the decoding; we only add what it lacks: a full decode with truncation treated as an error, and
 16-bit images rescaled to 8 bits (PIL's ``convert('RGB')`` clips them to white).
 """
+
 from __future__ import annotations
 
 import io
@@ -12,14 +13,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from zoo.env import cpu_cores
 from zoo.errors import DataError
 
-Source = Union[str, bytes, dict]  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
+Source = str | os.PathLike[str] | bytes | dict  # a path, encoded bytes, or datasets' {"bytes": ..., "path": ...}
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ON_BAD_IMAGE = ("error", "skip")  # an unreadable image: stop with the list of them, or leave it out
 
@@ -63,11 +64,10 @@ def to_rgb(img: Any) -> Any:
 def _open(src: Source) -> Any:
     from PIL import Image
 
-    if isinstance(src, dict):
-        src = src.get("bytes") or src.get("path")
-    if isinstance(src, (bytes, bytearray)):
-        return Image.open(io.BytesIO(src))
-    return Image.open(src)
+    data: Any = (src.get("bytes") or src.get("path")) if isinstance(src, dict) else src
+    if isinstance(data, (bytes, bytearray)):
+        return Image.open(io.BytesIO(data))
+    return Image.open(data)
 
 
 def check_image(src: Source) -> tuple[str | None, str | None, tuple[int, int] | None, bytes | None]:
@@ -122,8 +122,9 @@ def read_image(src: Source) -> Any:
     return rgb
 
 
-def scan(sources: Sequence[Source], names: Sequence[str], desc: str = "checking images",
-         progress: bool = True) -> ScanResult:
+def scan(
+    sources: Sequence[Source], names: Sequence[str], desc: str = "checking images", progress: bool = True
+) -> ScanResult:
     """Decode every source once (threads: PIL releases the GIL while decoding)."""
     from PIL import ImageFile
     from tqdm.auto import tqdm
@@ -135,8 +136,7 @@ def scan(sources: Sequence[Source], names: Sequence[str], desc: str = "checking 
         workers = min(8, cpu_cores())
         with ThreadPoolExecutor(workers) as pool:
             checks = pool.map(check_image, sources, chunksize=64)
-            bar = tqdm(checks, total=len(sources), desc=desc, disable=not progress or len(sources) < 2000,
-                       unit="img")
+            bar = tqdm(checks, total=len(sources), desc=desc, disable=not progress or len(sources) < 2000, unit="img")
             for i, (reason, mode, size, replacement) in enumerate(bar):
                 if reason is not None:
                     result.bad.append((names[i], reason))
@@ -173,8 +173,12 @@ def apply_replacements(ds: Any, replacements: dict[int, bytes]) -> Any:
     raw = ds.cast_column("image", datasets.Image(decode=False))
 
     def fix(batch: dict, idx: list[int]) -> dict:
-        return {"image": [{"bytes": replacements[i], "path": None} if i in replacements else im
-                          for im, i in zip(batch["image"], idx)]}
+        return {
+            "image": [
+                {"bytes": replacements[i], "path": None} if i in replacements else im
+                for im, i in zip(batch["image"], idx)
+            ]
+        }
 
     raw = raw.map(fix, with_indices=True, batched=True, desc="rescaling 16-bit images")
     return raw.cast_column("image", feature)

@@ -5,6 +5,7 @@ split (train, validation and test together: a mislabelled test image distorts th
 mislabelled training one, and each image is judged by a probe that never saw it). Writes ``issues.csv``,
 ``doctor.json`` and ``doctor.html`` to the output folder.
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,7 +72,11 @@ class DoctorResult:
 
 
 def _pooled(ds: Any, feats: dict[str, np.ndarray]) -> dict[str, Any]:
-    splits, index, ids, labels, blocks = [], [], [], [], []
+    splits: list[str] = []
+    index: list[int] = []
+    ids: list[str] = []
+    labels: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     for s in ds.keys():
         n = len(ds[s])
         splits += [s] * n
@@ -79,12 +84,18 @@ def _pooled(ds: Any, feats: dict[str, np.ndarray]) -> dict[str, Any]:
         ids += ds.ids[s] if ds.ids.get(s) else [f"{ds.spec}/{s}/{i}" for i in range(n)]
         labels.append(np.asarray(ds[s]["label"], dtype=np.int64))
         blocks.append(feats[s])
-    return {"split": splits, "index": index, "id": ids, "label": np.concatenate(labels),
-            "features": np.concatenate(blocks)}
+    return {
+        "split": splits,
+        "index": index,
+        "id": ids,
+        "label": np.concatenate(labels),
+        "features": np.concatenate(blocks),
+    }
 
 
-def analyse(ds: Any, feats: dict[str, np.ndarray], cfg: DoctorConfig) -> tuple[list[dict[str, Any]], dict[str, Any],
-                                                                                 dict[str, Any]]:
+def analyse(
+    ds: Any, feats: dict[str, np.ndarray], cfg: DoctorConfig
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """The findings on already extracted features: (issue rows, summary, pooled rows with scores)."""
     rows = _pooled(ds, feats)
     names = ds.label_names
@@ -95,33 +106,77 @@ def analyse(ds: Any, feats: dict[str, np.ndarray], cfg: DoctorConfig) -> tuple[l
     thumbs = thumbnails(ex["image"] for s in ds.keys() for ex in ds[s].select_columns(["image"]))
     centred = l2_normalise(x - x.mean(0))  # what sets images apart, not what every image shares
     dup = find_duplicates(centred, thumbs, rows["split"], **({"cosine": cfg.cosine} if cfg.cosine else {}))
-    out = find_outliers(centred, **({"z": cfg.outlier_z} if cfg.outlier_z else {}))
+    out = find_outliers(centred, z=cfg.outlier_z) if cfg.outlier_z else find_outliers(centred)
     seconds = time.perf_counter() - t0
     issues: list[dict[str, Any]] = []
     for i in lab["flagged"]:
-        issues.append({"row": int(i), "path": rows["id"][i], "split": rows["split"][i], "kind": "label",
-                       "given_label": names[y[i]], "suggested_label": names[lab["suggested"][i]],
-                       "score": round(float(1.0 - lab["probs"][i, y[i]]), 4), "matches": ""})
+        issues.append(
+            {
+                "row": int(i),
+                "path": rows["id"][i],
+                "split": rows["split"][i],
+                "kind": "label",
+                "given_label": names[y[i]],
+                "suggested_label": names[lab["suggested"][i]],
+                "score": round(float(1.0 - lab["probs"][i, y[i]]), 4),
+                "matches": "",
+            }
+        )
     for p in sorted(dup["pairs"], key=lambda p: (p["kind"] != "leak", -p["cosine"])):
         a, b = p["a"], p["b"]
         if p["kind"] == "leak" and rows["split"][a] != "train":
             a, b = b, a  # name the training copy: dropping it keeps the evaluation split as it was
-        issues.append({"row": a, "path": rows["id"][a], "split": rows["split"][a], "kind": p["kind"],
-                       "given_label": names[y[a]], "suggested_label": "", "score": p["cosine"],
-                       "matches": f"{rows['split'][b]}:{rows['id'][b]}", "other": b,
-                       "pixel": p["pixel"], "other_label": names[y[b]]})
+        issues.append(
+            {
+                "row": a,
+                "path": rows["id"][a],
+                "split": rows["split"][a],
+                "kind": p["kind"],
+                "given_label": names[y[a]],
+                "suggested_label": "",
+                "score": p["cosine"],
+                "matches": f"{rows['split'][b]}:{rows['id'][b]}",
+                "other": b,
+                "pixel": p["pixel"],
+                "other_label": names[y[b]],
+            }
+        )
     for i in out["flagged"]:
-        issues.append({"row": int(i), "path": rows["id"][i], "split": rows["split"][i], "kind": "outlier",
-                       "given_label": names[y[i]], "suggested_label": "",
-                       "score": round(float(out["score"][i]), 4), "matches": ""})
+        issues.append(
+            {
+                "row": int(i),
+                "path": rows["id"][i],
+                "split": rows["split"][i],
+                "kind": "outlier",
+                "given_label": names[y[i]],
+                "suggested_label": "",
+                "score": round(float(out["score"][i]), 4),
+                "matches": "",
+            }
+        )
     counts = {k: sum(1 for r in issues if r["kind"] == k) for k in ("label", "leak", "duplicate", "outlier")}
-    summary = {"data": ds.spec, "images": len(y), "splits": {s: len(ds[s]) for s in ds.keys()},
-               "classes": len(names), "counts": counts, "oof_accuracy": round(lab["oof_accuracy"], 4),
-               "folds": cfg.folds, "method": cfg.method, "ranking": cfg.ranking, "score_seconds": round(seconds, 2),
-               "duplicate_groups": len(dup["groups"])}
-    rows.update(probs=lab["probs"], quality=lab["quality"], label_flagged=lab["flagged"], pairs=dup["pairs"],
-                outlier_score=out["score"], outlier_flagged=out["flagged"],
-                image_of=lambda i: ds[rows["split"][i]][rows["index"][i]]["image"])
+    summary = {
+        "data": ds.spec,
+        "images": len(y),
+        "splits": {s: len(ds[s]) for s in ds.keys()},
+        "classes": len(names),
+        "counts": counts,
+        "oof_accuracy": round(lab["oof_accuracy"], 4),
+        "folds": cfg.folds,
+        "method": cfg.method,
+        "ranking": cfg.ranking,
+        "score_seconds": round(seconds, 2),
+        "duplicate_groups": len(dup["groups"]),
+    }
+    rows.update(
+        probs=lab["probs"],
+        quality=lab["quality"],
+        label_flagged=lab["flagged"],
+        pairs=dup["pairs"],
+        outlier_score=out["score"],
+        outlier_flagged=out["flagged"],
+        image_of=lambda i: ds[rows["split"][i]][rows["index"][i]]["image"],
+    )
     return issues, summary, rows
 
 
@@ -145,11 +200,17 @@ def doctor(data: str, models: Sequence[str] = DEFAULT_MODELS, **options: Any) ->
     check_judgeable(every, ds.label_names, cfg.folds)  # before minutes of feature extraction, not after
     out = Path(cfg.out_dir)
     cache = out.parent / ".cache" if cfg.cache else None
-    feats, record = split_features(ds, cfg.models, image_size=cfg.image_size, cache_dir=cache,
-                                   batch_size=cfg.batch_size, device=cfg.device)
+    feats, record = split_features(
+        ds, cfg.models, image_size=cfg.image_size, cache_dir=cache, batch_size=cfg.batch_size, device=cfg.device
+    )
     issues, summary, rows = analyse(ds, feats, cfg)
-    summary.update(models=record["models"], device=record["device"], command=cfg.command,
-                   seconds=round(time.perf_counter() - started, 1), bad_images_skipped=len(ds.bad_images))
+    summary.update(
+        models=record["models"],
+        device=record["device"],
+        command=cfg.command,
+        seconds=round(time.perf_counter() - started, 1),
+        bad_images_skipped=len(ds.bad_images),
+    )
     csv_path = write_csv(issues, out / "issues.csv")
     public = [{k: v for k, v in r.items() if k in CSV_COLUMNS} for r in issues]
     json_path = out / "doctor.json"

@@ -10,6 +10,7 @@ original, the most similar different digits at <= 0.996. A pair is a duplicate w
 least ``cosine`` or its thumbnail correlation at least ``pixel``. A duplicate pair with one image in train
 and the other in validation or test is a leak.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -51,17 +52,19 @@ def _pairs(feats: np.ndarray, thumbs: np.ndarray, cosine: float, pixel: float) -
     return out
 
 
-def find_duplicates(feats: np.ndarray, thumbs: np.ndarray, splits: list[str], *, cosine: float = COSINE,
-                    pixel: float = PIXEL) -> dict[str, Any]:
+def find_duplicates(
+    feats: np.ndarray, thumbs: np.ndarray, splits: list[str], *, cosine: float = COSINE, pixel: float = PIXEL
+) -> dict[str, Any]:
     """Pairs and groups over the pooled rows of every split (``splits[i]`` names row i's split).
 
     Returns {"pairs": [{a, b, cosine, pixel, kind}], "groups": [[rows]]}; kind is "leak" for a
     train/validation or train/test pair, "duplicate" otherwise."""
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for i, j, sim, pix in _pairs(feats, thumbs, cosine, pixel):
         leak = (splits[i] == "train") != (splits[j] == "train")
-        pairs.append({"a": i, "b": j, "cosine": round(sim, 4), "pixel": round(pix, 4),
-                      "kind": "leak" if leak else "duplicate"})
+        pairs.append(
+            {"a": i, "b": j, "cosine": round(sim, 4), "pixel": round(pix, 4), "kind": "leak" if leak else "duplicate"}
+        )
     parent = list(range(len(feats)))
 
     def root(x: int) -> int:

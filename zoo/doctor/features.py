@@ -5,6 +5,7 @@ One frozen pass per backbone and split; the entry is keyed by weights, data fing
 second ``zoo data doctor`` read it back instead of extracting again. Several backbones: their L2-normalised
 features are concatenated (an ensemble of views, the cheapest lever on label-issue precision).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -38,9 +39,15 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def split_features(ds: Any, models: Sequence[str], *, image_size: int | None = None,
-                   cache_dir: str | Path | None = None, batch_size: int = 128, device: str | None = None,
-                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def split_features(
+    ds: Any,
+    models: Sequence[str],
+    *,
+    image_size: int | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 128,
+    device: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """{split: features [N, D]} (each backbone's block L2-normalised, then concatenated) and a record of
     what was run: per model the input size, whether the cache answered, and the extraction time."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -57,9 +64,12 @@ def split_features(ds: Any, models: Sequence[str], *, image_size: int | None = N
         model.data_config["input_size"] = (3, size, size)
         model.eval().to(device)
         batch = min(batch_size, len(ds["train"]))  # a small train split is no reason to warn here
-        loaders = build_loaders(ds, model.data_config, DataConfig(spec=ds.spec, augment="none", batch_size=batch,
-                                                                  eval_batch_size=batch_size, num_workers=0),
-                                run_dir=Path(cache_dir) / "doctor" if cache_dir is not None else None)
+        loaders = build_loaders(
+            ds,
+            model.data_config,
+            DataConfig(spec=ds.spec, augment="none", batch_size=batch, eval_batch_size=batch_size, num_workers=0),
+            run_dir=Path(cache_dir) / "doctor" if cache_dir is not None else None,
+        )
         eval_tf = loaders.eval_transform.to(device)
         info: dict[str, Any] = {"model": name, "input_size": size, "cached": [], "extract_seconds": 0.0}
         for split in splits:

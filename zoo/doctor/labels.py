@@ -11,6 +11,7 @@ Labels", JAIR 70, 2021), not from any implementation:
 Ranking (Sec. 3.2 and Northcutt et al.'s ranking scores): self-confidence p_y(x), or the normalised margin
 p_y(x) - max_{j != y} p_j(x); lower is more likely wrong.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,13 +30,17 @@ def check_judgeable(labels: np.ndarray, label_names: list[str], folds: int) -> N
     counts = np.bincount(labels, minlength=len(label_names))
     present = np.flatnonzero(counts)
     if len(present) < 2:
-        raise DataError(f"the data has images of {len(present)} class(es): a label check needs at least two "
-                        "classes (add a folder per class)")
+        raise DataError(
+            f"the data has images of {len(present)} class(es): a label check needs at least two "
+            "classes (add a folder per class)"
+        )
     small = [(label_names[c], int(counts[c])) for c in present if counts[c] < folds]
     if small:
         shown = ", ".join(f"{n!r} ({k})" for n, k in small[:8])
-        raise DataError(f"too few images per fold to judge labels: {len(small)} class(es) have fewer than "
-                        f"--folds {folds} images: {shown}. Add images of them, or lower --folds (at least 2)")
+        raise DataError(
+            f"too few images per fold to judge labels: {len(small)} class(es) have fewer than "
+            f"--folds {folds} images: {shown}. Add images of them, or lower --folds (at least 2)"
+        )
 
 
 def probe_inputs(features: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> np.ndarray:
@@ -52,8 +57,9 @@ def probe_inputs(features: np.ndarray, dims: int = PCA_DIMS, seed: int = 0) -> n
     return z / max(float(z.std(0).mean()), 1e-12)
 
 
-def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5,
-                      C: float = 0.1, seed: int = 0) -> np.ndarray:
+def out_of_fold_probs(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: int = 5, C: float = 0.1, seed: int = 0
+) -> np.ndarray:
     """[N, K] probabilities, each row from a logistic regression fitted on the other folds only."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -132,9 +138,18 @@ def suggested(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return others.argmax(1)
 
 
-def label_issues(features: np.ndarray, labels: np.ndarray, label_names: list[str], *, folds: int = 5,
-                 C: float = 0.1, seed: int = 0, method: str = "prune_by_class", ranking: str = "normalized_margin",
-                 pca_dims: int = PCA_DIMS) -> dict[str, Any]:
+def label_issues(
+    features: np.ndarray,
+    labels: np.ndarray,
+    label_names: list[str],
+    *,
+    folds: int = 5,
+    C: float = 0.1,
+    seed: int = 0,
+    method: str = "prune_by_class",
+    ranking: str = "normalized_margin",
+    pca_dims: int = PCA_DIMS,
+) -> dict[str, Any]:
     """Everything the doctor reports about labels: probabilities, the flagged rows ranked worst first."""
     check_judgeable(labels, label_names, folds)
     x = probe_inputs(features, pca_dims, seed)
@@ -142,5 +157,10 @@ def label_issues(features: np.ndarray, labels: np.ndarray, label_names: list[str
     q = quality(labels, probs, ranking)
     flagged = np.flatnonzero(find_label_issues(labels, probs, method))
     flagged = flagged[np.argsort(q[flagged], kind="stable")]
-    return {"probs": probs, "quality": q, "flagged": flagged, "suggested": suggested(labels, probs),
-            "oof_accuracy": float((probs.argmax(1) == labels).mean())}
+    return {
+        "probs": probs,
+        "quality": q,
+        "flagged": flagged,
+        "suggested": suggested(labels, probs),
+        "oof_accuracy": float((probs.argmax(1) == labels).mean()),
+    }

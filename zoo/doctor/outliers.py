@@ -5,6 +5,7 @@ The score of an image is its mean cosine distance to its ``k`` nearest neighbour
 above the typical one: more than ``z`` robust standard deviations (1.4826 x the median absolute deviation)
 above the median. A scale-free rule, so the same ``z`` serves digits and photos.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,11 +25,11 @@ def knn_distance(feats: np.ndarray, k: int = K, exclude_above: float = 0.995) ->
     norm = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     out = np.empty(n)
     for start in range(0, n, BLOCK):
-        sim = norm[start:start + BLOCK] @ norm.T
+        sim = norm[start : start + BLOCK] @ norm.T
         sim[sim >= exclude_above] = -np.inf  # itself and its copies
         top = -np.partition(-sim, k - 1, axis=1)[:, :k]
         top[~np.isfinite(top)] = -1.0
-        out[start:start + BLOCK] = 1.0 - top.mean(1)
+        out[start : start + BLOCK] = 1.0 - top.mean(1)
     return out
 
 

@@ -6,6 +6,7 @@ reads them back) and scored three ways (zoo.ranking.scores): leave-one-out kNN t
 linear probe, and LogME. A candidate that cannot be built or run (no weights offline, out of memory) becomes a
 row with the reason, and the others go on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,19 +21,29 @@ import torch
 
 from zoo.bench.measure import count_gmacs, is_oom
 from zoo.bench.results import write_csv, write_markdown
-from zoo.env import PeakMemory, run_metadata
-from zoo.ranking.scores import knn_top1, logme, probe_top1
 from zoo.data import load_dataset
+from zoo.data.loaders import build_loaders
+from zoo.env import PeakMemory, run_metadata
 from zoo.errors import ConfigError, ZooError
+from zoo.ranking.scores import knn_top1, logme, probe_top1
+from zoo.registry import create_model, list_models
 from zoo.train.feature_cache import FeatureCache, feature_key
 from zoo.train.features import extract_features
-from zoo.data.loaders import build_loaders
 from zoo.train.schema import DataConfig
-from zoo.registry import create_model, list_models
 
 SCORES = ("knn_top1", "probe_top1", "logme")
-COLUMNS = ["rank", "candidate", "params_m", "gmacs", "input_size", "extract_images_per_sec", "peak_mem_mb",
-           *SCORES, "status", "reason"]
+COLUMNS = [
+    "rank",
+    "candidate",
+    "params_m",
+    "gmacs",
+    "input_size",
+    "extract_images_per_sec",
+    "peak_mem_mb",
+    *SCORES,
+    "status",
+    "reason",
+]
 UPSAMPLE_CAP = 8  # never feed a model more than 8x the images' own side: an 8x8 digit at 64 px holds all it has
 
 
@@ -66,7 +77,7 @@ class RankConfig:
     cache: bool = True
     command: str | None = None  # recorded in rank.md (the CLI passes its command line)
 
-    def validate(self) -> "RankConfig":
+    def validate(self) -> RankConfig:
         if self.by not in SCORES:
             raise ConfigError(f"unknown score {self.by!r} for --by; use one of {', '.join(SCORES)}")
         if self.sample < 10:
@@ -90,8 +101,9 @@ class RankResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_candidates(models: Sequence[str | Candidate], pretrained: bool, random_init: bool
-                       ) -> list[tuple[Candidate, float | None]]:
+def resolve_candidates(
+    models: Sequence[str | Candidate], pretrained: bool, random_init: bool
+) -> list[tuple[Candidate, float | None]]:
     """Names stay as given; fnmatch patterns expand through the registry. Returns (candidate, known params)."""
     out: list[tuple[Candidate, float | None]] = []
     for m in models:
@@ -101,15 +113,19 @@ def resolve_candidates(models: Sequence[str | Candidate], pretrained: bool, rand
         if any(c in m for c in "*?["):
             infos = list_models(m, pretrained=pretrained)
             if not infos:
-                raise ConfigError(f"--models {m!r} matches no model{' with pretrained weights' if pretrained else ''}; "
-                                  f"see `zoo models {m!r}`")
+                raise ConfigError(
+                    f"--models {m!r} matches no model{' with pretrained weights' if pretrained else ''}; "
+                    f"see `zoo models {m!r}`"
+                )
             out += [(Candidate(i.name), i.param_count) for i in infos]
         else:
             out.append((Candidate(m), None))
     if random_init:
         out += [(Candidate(c.name, pretrained=False), p) for c, p in out if c.pretrained]
-    seen: set[Candidate] = set()
-    return [(c, p) for c, p in out if not (c in seen or seen.add(c))]
+    unique: dict[Candidate, float | None] = {}
+    for c, p in out:
+        unique.setdefault(c, p)  # the first listing of a candidate wins
+    return list(unique.items())
 
 
 def auto_image_size(model_size: int, image_side: int) -> int:
@@ -123,13 +139,24 @@ def _reason(exc: BaseException) -> str:
     return (text if isinstance(exc, ZooError) else f"{type(exc).__name__}: {text}")[:300]
 
 
-def score_candidate(cand: Candidate, ds: Any, cfg: RankConfig, cache: FeatureCache | None, device: str,
-                    image_side: int, known_params: float | None) -> dict[str, Any]:
+def score_candidate(
+    cand: Candidate,
+    ds: Any,
+    cfg: RankConfig,
+    cache: FeatureCache | None,
+    device: str,
+    image_side: int,
+    known_params: float | None,
+) -> dict[str, Any]:
     """One row of the table; never raises for a candidate's own failure."""
     row: dict[str, Any] = {"candidate": cand.label, "status": "ok", "reason": ""}
     if cfg.max_params is not None and known_params is not None and known_params > cfg.max_params:
-        return {**row, "params_m": known_params, "status": "skipped",
-                "reason": f"{known_params:.1f}M parameters > --max-params {cfg.max_params:g}"}
+        return {
+            **row,
+            "params_m": known_params,
+            "status": "skipped",
+            "reason": f"{known_params:.1f}M parameters > --max-params {cfg.max_params:g}",
+        }
     model = None
     try:
         if not cand.pretrained:
@@ -144,9 +171,15 @@ def score_candidate(cand: Candidate, ds: Any, cfg: RankConfig, cache: FeatureCac
         row["input_size"] = size
         row["gmacs"] = round(count_gmacs(model, (3, size, size)), 3)
         model.eval().to(device)
-        loaders = build_loaders(ds, model.data_config, DataConfig(spec=cfg.data, augment="none", batch_size=cfg.batch_size,
-                                                                  eval_batch_size=cfg.batch_size, num_workers=0),
-                                run_dir=Path(cfg.out_dir) if cfg.cache else None, seed=cfg.seed)
+        loaders = build_loaders(
+            ds,
+            model.data_config,
+            DataConfig(
+                spec=cfg.data, augment="none", batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size, num_workers=0
+            ),
+            run_dir=Path(cfg.out_dir) if cfg.cache else None,
+            seed=cfg.seed,
+        )
         key = feature_key(model, ds["train"], model.data_config)
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
@@ -178,8 +211,7 @@ def score_candidate(cand: Candidate, ds: Any, cfg: RankConfig, cache: FeatureCac
 
 def assign_ranks(rows: list[dict[str, Any]], by: str) -> str | None:
     """Rank the scored rows by ``by`` (1 = best); returns the recommended candidate."""
-    scored = sorted((r for r in rows if r.get("status") == "ok" and isinstance(r.get(by), float)),
-                    key=lambda r: -r[by])
+    scored = sorted((r for r in rows if r.get("status") == "ok" and isinstance(r.get(by), float)), key=lambda r: -r[by])
     for i, r in enumerate(scored, start=1):
         r["rank"] = i
     rows.sort(key=lambda r: (r.get("rank") is None, r.get("rank") or 0))
@@ -233,20 +265,33 @@ def rank(data: str, models: Sequence[str | Candidate] = ("pypi:*",), **options: 
     rows: list[dict[str, Any]] = []
     for cand, params in candidates:
         if cfg.budget_minutes is not None and time.perf_counter() - started > cfg.budget_minutes * 60:
-            rows.append({"candidate": cand.label, "status": "skipped",
-                         "reason": f"over the --budget-minutes {cfg.budget_minutes:g} budget"})
+            rows.append(
+                {
+                    "candidate": cand.label,
+                    "status": "skipped",
+                    "reason": f"over the --budget-minutes {cfg.budget_minutes:g} budget",
+                }
+            )
             continue
         rows.append(score_candidate(cand, ds, cfg, cache, device, image_side, params))
     recommended = assign_ranks(rows, cfg.by)
     out = Path(cfg.out_dir)
-    meta = run_metadata(command=cfg.command, data=data, train_images_scored=len(train), by=cfg.by, device=device,
-                        torch_threads=torch.get_num_threads(), seconds=round(time.perf_counter() - started, 1))
+    meta = run_metadata(
+        command=cfg.command,
+        data=data,
+        train_images_scored=len(train),
+        by=cfg.by,
+        device=device,
+        torch_threads=torch.get_num_threads(),
+        seconds=round(time.perf_counter() - started, 1),
+    )
     csv = write_csv(rows, out / "rank.csv", COLUMNS)
     plot = plot_scores(rows, out / "rank.png", recommended)
-    notes = [f"recommended: **{recommended}** (highest {cfg.by})" if recommended else "no candidate could be scored",
-             "knn_top1: leave-one-out cosine kNN accuracy; probe_top1: 3-fold cross-validated linear probe; "
-             "logme: LogME evidence per example (You et al., ICML 2021). Higher is better for all three."]
+    notes = [
+        f"recommended: **{recommended}** (highest {cfg.by})" if recommended else "no candidate could be scored",
+        "knn_top1: leave-one-out cosine kNN accuracy; probe_top1: 3-fold cross-validated linear probe; "
+        "logme: LogME evidence per example (You et al., ICML 2021). Higher is better for all three.",
+    ]
     shown = [{**r, **{s: f"{r[s]:.4f}" for s in SCORES if isinstance(r.get(s), float)}} for r in rows]
     md = write_markdown(shown, out / "rank.md", COLUMNS, title=f"zoo rank {data}", meta=meta, notes=notes, image=plot)
     return RankResult(rows, recommended, cfg.by, csv, md, plot, round(time.perf_counter() - started, 2), meta)
-

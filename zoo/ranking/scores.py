@@ -10,6 +10,7 @@
   paper's fixed-point iteration, averaged over classes. No maintained package implements it (the PyPI name
   ``logme`` is an unrelated logger), so it is written here from the paper's equations.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ import torch
 from torch import nn
 
 
-def knn_top1(features: torch.Tensor, labels: torch.Tensor, k: int = 10, temperature: float = 0.07,
-             chunk: int = 2048) -> float:
+def knn_top1(
+    features: torch.Tensor, labels: torch.Tensor, k: int = 10, temperature: float = 0.07, chunk: int = 2048
+) -> float:
     """Leave-one-out weighted kNN top-1 accuracy with cosine similarity."""
     f = nn.functional.normalize(features.float(), dim=1)
     y = labels.long()
@@ -28,17 +30,23 @@ def knn_top1(features: torch.Tensor, labels: torch.Tensor, k: int = 10, temperat
     k = min(k, n - 1)
     correct = 0
     for start in range(0, n, chunk):
-        sim = f[start:start + chunk] @ f.T
+        sim = f[start : start + chunk] @ f.T
         rows = torch.arange(sim.shape[0])
         sim[rows, rows + start] = -math.inf  # leave the query itself out
         top, idx = sim.topk(k, dim=1)
         votes = torch.zeros(sim.shape[0], classes).scatter_add_(1, y[idx], (top / temperature).exp())
-        correct += int((votes.argmax(1) == y[start:start + chunk]).sum())
+        correct += int((votes.argmax(1) == y[start : start + chunk]).sum())
     return correct / n
 
 
-def probe_top1(features: torch.Tensor, labels: torch.Tensor, folds: int = 3, epochs: int = 30,
-               weight_decay: float = 1e-3, seed: int = 0) -> float:
+def probe_top1(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    folds: int = 3,
+    epochs: int = 30,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+) -> float:
     """k-fold cross-validated accuracy of a linear classifier on standardised features: multinomial logistic
     regression with an L2 penalty, ``epochs`` full-batch L-BFGS iterations (each one pass over the features),
     so the result does not hinge on a learning rate or on how many minibatches a small set makes."""
@@ -51,25 +59,32 @@ def probe_top1(features: torch.Tensor, labels: torch.Tensor, folds: int = 3, epo
         train = order[torch.ones(n, dtype=torch.bool).index_fill_(0, test, False)[order]]
         mean, std = x[train].mean(0), x[train].std(0) + 1e-6
         xt, xv, yt = (x[train] - mean) / std, (x[test] - mean) / std, y[train]
-        head = nn.Linear(x.shape[1], classes)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(head(xt), yt) + weight_decay * head.weight.square().sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        head = _fit_head(xt, yt, classes, epochs, weight_decay)
         with torch.no_grad():
             correct += int((head(xv).argmax(1) == y[test]).sum())
     return correct / n
 
 
-def _evidence(sigma: np.ndarray, x2: np.ndarray, y2: float, n: int, d: int, alpha: float, beta: float
-              ) -> tuple[float, float, float]:
+def _fit_head(xt: torch.Tensor, yt: torch.Tensor, classes: int, epochs: int, weight_decay: float) -> nn.Linear:
+    """A zero-initialised linear head fitted by full-batch L-BFGS with an L2 penalty on its weights."""
+    head = nn.Linear(xt.shape[1], classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=epochs, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(head(xt), yt) + weight_decay * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return head
+
+
+def _evidence(
+    sigma: np.ndarray, x2: np.ndarray, y2: float, n: int, d: int, alpha: float, beta: float
+) -> tuple[float, float, float]:
     """log p(y | F, alpha, beta) / n and the two quantities the fixed point needs, in the SVD basis.
 
     F = U S V^T with r = len(sigma) non-zero eigenvalues sigma = s^2 of F^T F, x = U^T y (x2 = x^2),
@@ -81,17 +96,24 @@ def _evidence(sigma: np.ndarray, x2: np.ndarray, y2: float, n: int, d: int, alph
     m2 = float((sigma * x2 / (t + sigma) ** 2).sum())
     res2 = float((x2 * (t / (t + sigma)) ** 2).sum() + max(y2 - x2.sum(), 0.0))
     logdet = float(np.log(alpha + beta * sigma).sum() + (d - len(sigma)) * math.log(alpha))
-    ev = (d / 2 * math.log(alpha) + n / 2 * math.log(beta) - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2
-          - n / 2 * math.log(2 * math.pi))
+    ev = (
+        d / 2 * math.log(alpha)
+        + n / 2 * math.log(beta)
+        - beta / 2 * res2
+        - alpha / 2 * m2
+        - logdet / 2
+        - n / 2 * math.log(2 * math.pi)
+    )
     return ev / n, m2, res2
 
 
-def logme_evidence(sigma: np.ndarray, u: np.ndarray, y: np.ndarray, d: int, max_iter: int = 200,
-                   tol: float = 1e-6) -> tuple[float, float, float]:
+def logme_evidence(
+    sigma: np.ndarray, u: np.ndarray, y: np.ndarray, d: int, max_iter: int = 200, tol: float = 1e-6
+) -> tuple[float, float, float]:
     """Maximum evidence per example of one target column ``y``: (evidence / n, alpha, beta)."""
     n = len(y)
     x = u.T @ y
-    x2, y2 = x ** 2, float(y @ y)
+    x2, y2 = x**2, float(y @ y)
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
         t = alpha / beta
@@ -124,5 +146,4 @@ def logme(features: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
     keep = sigma > sigma.max() * max(n, d) * np.finfo(np.float64).eps  # numerical rank
     sigma = sigma[keep]
     u = u[:, keep] if n <= d else (f @ v[:, keep]) / np.sqrt(sigma)
-    return float(np.mean([logme_evidence(sigma, u, (y == c).astype(np.float64), d)[0]
-                          for c in np.unique(y)]))
+    return float(np.mean([logme_evidence(sigma, u, (y == c).astype(np.float64), d)[0] for c in np.unique(y)]))

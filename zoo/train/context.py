@@ -7,6 +7,7 @@ cached features (the prepared head over a tensor of features extracted once). Ea
 ``net`` is what the optimizer trains, ``prepare_batch`` turns a loader batch into its input, and
 ``evaluate(split)`` judges the weights the run would ship (``shipped``: the EMA copy when EMA is on).
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from accelerate import Accelerator
@@ -32,13 +33,13 @@ from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.dataset import ImageDataset
 from zoo.data.loaders import Loaders, build_loaders
 from zoo.data.mixing import build_mixup, check_even_batch
-from zoo.train.losses import build_loss
 from zoo.metrics import classification_metrics
 from zoo.registry import create_model
 from zoo.train.accelerator import flat_scalars, new_accelerator
 from zoo.train.feature_cache import FeatureCache, feature_key
 from zoo.train.features import extract_features
 from zoo.train.layout import RunLayout
+from zoo.train.losses import build_loss
 from zoo.train.progress import Progress
 from zoo.train.schedule import GroupLRScheduler
 from zoo.train.schema import Recipe
@@ -84,7 +85,7 @@ class RunContext:
     loss: nn.Module
     net: nn.Module
     optimizer: torch.optim.Optimizer
-    train_loader: DataLoader
+    train_loader: DataLoader[Any]
     prepare_batch: Callable[[torch.Tensor], torch.Tensor]
     evaluate: Callable[[str], Metrics]
     schedule: GroupLRScheduler
@@ -99,7 +100,7 @@ class RunContext:
         return steps_per_epoch(self.train_loader, self.recipe.train.grad_accum)
 
 
-def steps_per_epoch(train_loader: DataLoader, grad_accum: int) -> int:
+def steps_per_epoch(train_loader: DataLoader[Any], grad_accum: int) -> int:
     """Optimizer steps per epoch: batches / accumulation, rounded up (the last partial group steps too)."""
     return max(math.ceil(len(train_loader) / grad_accum), 1)
 
@@ -110,7 +111,7 @@ class _Trainable:
 
     net: nn.Module
     optimizer: torch.optim.Optimizer
-    train_loader: DataLoader
+    train_loader: DataLoader[Any]
     prepare_batch: Callable[[torch.Tensor], torch.Tensor]
     evaluate: Callable[[str], Metrics]
     shipped: nn.Module
@@ -123,7 +124,7 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     train (prepared by accelerate) and its schedule. The order is fixed: it decides the random streams."""
     r = recipe
     acc = new_accelerator(r, layout.root)
-    console = Console(r.name, acc.is_main_process)
+    console = Console(cast(str, r.name), acc.is_main_process)  # load_recipe fills the name in
     if acc.num_processes > 1:  # one write per line: ranks share stdout
         sys.stdout.write(f"[{r.name}] rank {acc.process_index} of {acc.num_processes}\n")
         sys.stdout.flush()
@@ -142,8 +143,13 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
         torch.set_flush_denormal(True)
     with acc.main_process_first():
         data = load_dataset(
-            r.data.spec, val_size=r.data.val_size, seed=r.data.seed, image_column=r.data.image_column,
-            label_column=r.data.label_column, on_bad_image=r.data.on_bad_image, run_dir=layout.root,
+            r.data.spec,
+            val_size=r.data.val_size,
+            seed=r.data.seed,
+            image_column=r.data.image_column,
+            label_column=r.data.label_column,
+            on_bad_image=r.data.on_bad_image,
+            run_dir=layout.root,
             exclude=r.data.exclude,
         )
     if data.exclude_file:  # the run says what data.exclude dropped (listed in RUN_DIR/excluded.txt)
@@ -157,7 +163,7 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     with acc.main_process_first():
         loaders = build_loaders(data, model.data_config, r.data, layout.root, seed=r.data.seed, warn=console.warn)
     mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, data.num_classes)
-    check_even_batch(mixup, loaders.train.batch_size)
+    check_even_batch(mixup, cast(int, loaders.train.batch_size))  # a batched loader: never None
     weights = loss_weights(data["train"]["label"], data.num_classes, r.train.class_weights)
     loss = build_loss(mixup, r.train.label_smoothing, weights).to(acc.device)
     if r.train.channels_last:
@@ -166,16 +172,38 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     way = _cached_probe if strategy.uses_feature_cache else _end_to_end
     t = way(r, acc, console, layout, data, model, strategy, loaders)
     steps = steps_per_epoch(t.train_loader, r.train.grad_accum)
-    schedule = GroupLRScheduler(t.optimizer, r.schedule.name, r.optim.lr, steps * r.train.epochs,
-                                int(r.schedule.warmup_epochs * steps), r.schedule.min_lr)
+    schedule = GroupLRScheduler(
+        t.optimizer,
+        r.schedule.name,
+        r.optim.lr,
+        steps * r.train.epochs,
+        int(r.schedule.warmup_epochs * steps),
+        r.schedule.min_lr,
+    )
     acc.register_for_checkpointing(schedule)
     if r.output.trackers:
         acc.init_trackers(r.name, config=flat_scalars(r.to_dict()))
     return RunContext(
-        recipe=r, layout=layout, accelerator=acc, console=console, data=data, model=model, strategy=strategy,
-        loaders=loaders, mixup=mixup, loss=loss, net=t.net, optimizer=t.optimizer, train_loader=t.train_loader,
-        prepare_batch=t.prepare_batch, evaluate=t.evaluate, schedule=schedule, ema=t.ema,
-        shipped=t.shipped, progress=Progress(), started=started,
+        recipe=r,
+        layout=layout,
+        accelerator=acc,
+        console=console,
+        data=data,
+        model=model,
+        strategy=strategy,
+        loaders=loaders,
+        mixup=mixup,
+        loss=loss,
+        net=t.net,
+        optimizer=t.optimizer,
+        train_loader=t.train_loader,
+        prepare_batch=t.prepare_batch,
+        evaluate=t.evaluate,
+        schedule=schedule,
+        ema=t.ema,
+        shipped=t.shipped,
+        progress=Progress(),
+        started=started,
         extract_seconds=t.extract_seconds,
     )
 
@@ -199,12 +227,20 @@ def build_optimizer(r: Recipe, strategy: Strategy) -> torch.optim.Optimizer:
     groups = strategy.param_groups(o.weight_decay)
     if o.name == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
-    return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas))
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
 
 
 # ---- the two ways to train -----------------------------------------------------------------------------
-def _end_to_end(r: Recipe, acc: Accelerator, console: Console, layout: RunLayout, data: ImageDataset,
-                model: Backbone, strategy: Strategy, loaders: Loaders) -> _Trainable:
+def _end_to_end(
+    r: Recipe,
+    acc: Accelerator,
+    console: Console,
+    layout: RunLayout,
+    data: ImageDataset,
+    model: Backbone,
+    strategy: Strategy,
+    loaders: Loaders,
+) -> _Trainable:
     optimizer = build_optimizer(r, strategy)
     train_tf = loaders.train_transform.to(acc.device)
     eval_tf = loaders.eval_transform.to(acc.device)
@@ -228,8 +264,16 @@ def _end_to_end(r: Recipe, acc: Accelerator, console: Console, layout: RunLayout
     return _Trainable(net, optimizer, train_loader, prepare_batch, evaluate, shipped, ema)
 
 
-def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayout, data: ImageDataset,
-                  model: Backbone, strategy: Strategy, loaders: Loaders) -> _Trainable:
+def _cached_probe(
+    r: Recipe,
+    acc: Accelerator,
+    console: Console,
+    layout: RunLayout,
+    data: ImageDataset,
+    model: Backbone,
+    strategy: Strategy,
+    loaders: Loaders,
+) -> _Trainable:
     """Linear probe on cached features: extract once, then each epoch is a pass over a tensor."""
     model = model.to(acc.device)
     eval_tf = loaders.eval_transform.to(acc.device)
@@ -237,9 +281,15 @@ def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayo
     # on disk beside the image stores, shared with `zoo rank` (same model weights, split and preprocessing)
     cache = FeatureCache(layout.feature_cache)
 
-    def features(split: str, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-        key = feature_key(model, data[split], model.data_config, fast=r.data.fast, upsample=r.data.upsample,
-                          precision=str(acc.mixed_precision))  # as resolved: "auto" is not a precision
+    def features(split: str, loader: DataLoader[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        key = feature_key(
+            model,
+            data[split],
+            model.data_config,
+            fast=r.data.fast,
+            upsample=r.data.upsample,
+            precision=str(acc.mixed_precision),
+        )  # as resolved: "auto" is not a precision
         hit = cache.get(key)
         if hit is not None:
             console.say(f"features {split}: read from the cache {cache.path(key)}")
@@ -255,22 +305,32 @@ def _cached_probe(r: Recipe, acc: Accelerator, console: Console, layout: RunLayo
     optimizer = build_optimizer(r, strategy)
     generator = torch.Generator().manual_seed(r.data.seed)
     sampler = train_sampler(labels, r.data.sampler, r.data.seed)
-    loader = DataLoader(TensorDataset(feats, labels), batch_size=r.data.batch_size, sampler=sampler,
-                        shuffle=sampler is None, generator=generator)
+    loader = DataLoader(
+        TensorDataset(feats, labels),
+        batch_size=r.data.batch_size,
+        sampler=sampler,
+        shuffle=sampler is None,
+        generator=generator,
+    )
     head, optimizer, loader = acc.prepare(model.get_classifier(), optimizer, loader)
 
     def evaluate(split: str) -> Metrics:
         f, y = cached[split]
         with torch.no_grad():
-            logits = torch.cat([head(chunk.to(acc.device)).float().cpu() for chunk in f.split(4096)])
+            logits = torch.cat([head(chunk.to(acc.device)).float().cpu() for chunk in torch.split(f, 4096)])
         return classification_metrics(logits, y, data.num_classes, prefix="")
 
     return _Trainable(head, optimizer, loader, lambda x: x, evaluate, model, None, extract_seconds)
 
 
 @torch.no_grad()
-def evaluate_loader(acc: Accelerator, predict: Callable[[torch.Tensor], torch.Tensor], loader: DataLoader,
-                    module: nn.Module, num_classes: int) -> Metrics:
+def evaluate_loader(
+    acc: Accelerator,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    loader: DataLoader[Any],
+    module: nn.Module,
+    num_classes: int,
+) -> Metrics:
     """Metrics of ``predict`` over a prepared loader, gathered from every process (``module`` in eval mode)."""
     was = module.training
     module.eval()

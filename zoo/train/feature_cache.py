@@ -8,6 +8,7 @@ Features depend on three things only, so the key is made of exactly those:
 ``zoo rank`` on a dataset therefore fills the entry that a later ``linear_probe`` run of the same model,
 data and image size reads instead of extracting again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,8 @@ CACHE_VERSION = 1
 
 def weights_digest(model: torch.nn.Module) -> str:
     """A digest of every parameter and buffer that feeds ``forward_features`` (the classifier excluded)."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier: Any = getattr(model, "get_classifier", None)  # a Backbone's; a bare module has none
+    head = get_classifier() if get_classifier is not None else None
     skip = {t.data_ptr() for t in head.state_dict().values()} if isinstance(head, torch.nn.Module) else set()
     h = hashlib.blake2b(digest_size=16)
     for name, tensor in model.state_dict().items():
@@ -39,8 +41,15 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, Any], *, fast: bool = True,
-                upsample: bool = True, precision: str = "no") -> dict[str, Any]:
+def feature_key(
+    model: torch.nn.Module,
+    split: Dataset,
+    data_config: dict[str, Any],
+    *,
+    fast: bool = True,
+    upsample: bool = True,
+    precision: str = "no",
+) -> dict[str, Any]:
     """The record a cache entry is keyed by (and stores beside the tensors, for inspection)."""
     cfg = resolve_config(data_config)
     return {
@@ -50,15 +59,19 @@ def feature_key(model: torch.nn.Module, split: Dataset, data_config: dict[str, A
         # datasets keeps a content fingerprint on every Dataset (see zoo.data.fast.TensorStore.cache_key)
         "data": split._fingerprint,
         "n": len(split),
-        "preprocess": {**{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-                       "fast": bool(fast), "upsample": bool(upsample), "precision": precision},
+        "preprocess": {
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+            "fast": bool(fast),
+            "upsample": bool(upsample),
+            "precision": precision,
+        },
     }
 
 
 class FeatureCache:
     """``root/features/<hash>.safetensors`` holding ``features`` [N, D] and ``labels`` [N]."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.dir = Path(root) / "features"
 
     @staticmethod
@@ -75,14 +88,17 @@ class FeatureCache:
         try:
             data = load_file(str(path))
             return data["features"], data["labels"]
-        except Exception:  # a truncated or foreign file is a miss, never a crash: it is rewritten
+        except Exception:  # noqa: BLE001 (a truncated or foreign file is a miss, never a crash: it is rewritten)
             return None
 
     def put(self, key: dict[str, Any], features: torch.Tensor, labels: torch.Tensor) -> Path:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        save_file({"features": features.float().contiguous(), "labels": labels.long().contiguous()}, str(tmp),
-                  metadata={"key": json.dumps(key, sort_keys=True)})
+        save_file(
+            {"features": features.float().contiguous(), "labels": labels.long().contiguous()},
+            str(tmp),
+            metadata={"key": json.dumps(key, sort_keys=True)},
+        )
         os.replace(tmp, path)  # atomic: a reader sees the whole file or none
         return path

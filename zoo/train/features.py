@@ -4,6 +4,7 @@ The tutorials run the frozen backbone on every image in every epoch; its output 
 the same computation repeated once per epoch. Extracting once (one augmentation-free pass) makes each probe
 epoch cost a matrix multiply.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -17,9 +18,14 @@ from zoo.backbones.base import Backbone
 
 
 @torch.no_grad()
-def extract_features(model: Backbone, loader: Iterable[Any], accelerator: Accelerator | None = None,
-                     batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     desc: str = "features", leave: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    model: Backbone,
+    loader: Iterable[Any],
+    accelerator: Accelerator | None = None,
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    desc: str = "features",
+    leave: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and labels of every example, gathered from all processes, on the CPU.
     Without an accelerator (``zoo rank``): one process, the model's own device, full precision."""
     was_training = model.training

@@ -11,10 +11,12 @@ the layout instead of joining strings.
       curve.png, confusion.png, report.html, logs/
     <output.dir>/.cache/ features shared by the runs beside it (and `zoo rank`)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from zoo.train.schema import Recipe
 
@@ -27,7 +29,7 @@ class RunLayout:
 
     @classmethod
     def of(cls, recipe: Recipe) -> RunLayout:
-        return cls(Path(recipe.output.dir) / recipe.name)
+        return cls(Path(recipe.output.dir) / cast(str, recipe.name))  # load_recipe fills the name in
 
     @property
     def recipe(self) -> Path:

@@ -1,12 +1,13 @@
 """The training loop, on Accelerate: a recipe in, a run folder (see zoo.train.layout) out.
 
-    state = choose_state(recipe, layout)          resume or fresh, decided and said first (zoo.train.resume)
-    ctx = build_context(recipe, layout, started)  accelerator, data, model, loaders, loss, optimizer,
-                                                  prepare, schedule, EMA (zoo.train.context)
-    restore(ctx, state)                           load the state, trim metrics.jsonl
-    for epoch ...: train_epoch, end_epoch         this module: the step, the epoch, validation, states
-    finish_run(ctx)                               the shipped weights, evaluated, saved (zoo.train.finish)
+state = choose_state(recipe, layout)          resume or fresh, decided and said first (zoo.train.resume)
+ctx = build_context(recipe, layout, started)  accelerator, data, model, loaders, loss, optimizer,
+                                              prepare, schedule, EMA (zoo.train.context)
+restore(ctx, state)                           load the state, trim metrics.jsonl
+for epoch ...: train_epoch, end_epoch         this module: the step, the epoch, validation, states
+finish_run(ctx)                               the shipped weights, evaluated, saved (zoo.train.finish)
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,13 @@ class RunningSums:
         self.clock = time.perf_counter()
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.sums += torch.stack([loss.float() * len(y), (logits.argmax(1) == y).sum().float(),
-                                  torch.tensor(float(len(y)), device=self.sums.device)])
+        self.sums += torch.stack(
+            [
+                loss.float() * len(y),
+                (logits.argmax(1) == y).sum().float(),
+                torch.tensor(float(len(y)), device=self.sums.device),
+            ]
+        )
 
     def fold(self, ctx: RunContext) -> None:
         """Move the sums (all processes) and the elapsed time into the progress."""
@@ -93,8 +99,14 @@ def train_epoch(ctx: RunContext, epoch: int, skip: int) -> None:
         ctx.train_loader.set_epoch(epoch)
     batches = acc.skip_first_batches(ctx.train_loader, skip) if skip else ctx.train_loader
     running = RunningSums(acc.device)
-    bar = tqdm(batches, total=len(ctx.train_loader), initial=skip, desc=f"epoch {epoch + 1}/{r.train.epochs}",
-               disable=not acc.is_local_main_process, leave=False)
+    bar = tqdm(
+        batches,
+        total=len(ctx.train_loader),
+        initial=skip,
+        desc=f"epoch {epoch + 1}/{r.train.epochs}",
+        disable=not acc.is_local_main_process,
+        leave=False,
+    )
     for i, (x, y) in enumerate(bar, start=skip):
         loss = train_step(ctx, x, y, running)
         p.batch_in_epoch = i + 1
@@ -120,7 +132,7 @@ def train_step(ctx: RunContext, x: torch.Tensor, y: torch.Tensor, running: Runni
         x, target = ctx.mixup(x, y)
     with acc.accumulate(ctx.net):
         logits = ctx.net(x)
-        loss = ctx.loss(logits, target)
+        loss: torch.Tensor = ctx.loss(logits, target)
         acc.backward(loss)
         if acc.sync_gradients and clip:
             acc.clip_grad_norm_(ctx.net.parameters(), clip)
@@ -135,13 +147,23 @@ def end_epoch(ctx: RunContext, epoch: int, lr_groups: dict[str, float]) -> bool:
     r, acc, p = ctx.recipe, ctx.accelerator, ctx.progress
     val = ctx.evaluate("validation")
     seen = max(p.ep_seen, 1.0)
-    record = {"kind": "epoch", "epoch": epoch, "step": p.global_step, "train_loss": p.ep_loss / seen,
-              "train_top1": p.ep_correct / seen, "val_top1": val["top1"], "val_top5": val["top5"],
-              "val_loss": val["loss"], "val_balanced_acc": val["balanced_acc"], "val_macro_f1": val["macro_f1"],
-              "lr": ctx.schedule.get_last_lr()[-1], "train_seconds": round(p.train_seconds, 3),
-              "lr_groups": lr_groups,
-              # wall clock since this process started the run: set-up, extraction and evaluation too
-              "elapsed_seconds": round(time.perf_counter() - ctx.started, 3)}
+    record = {
+        "kind": "epoch",
+        "epoch": epoch,
+        "step": p.global_step,
+        "train_loss": p.ep_loss / seen,
+        "train_top1": p.ep_correct / seen,
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "val_loss": val["loss"],
+        "val_balanced_acc": val["balanced_acc"],
+        "val_macro_f1": val["macro_f1"],
+        "lr": ctx.schedule.get_last_lr()[-1],
+        "train_seconds": round(p.train_seconds, 3),
+        "lr_groups": lr_groups,
+        # wall clock since this process started the run: set-up, extraction and evaluation too
+        "elapsed_seconds": round(time.perf_counter() - ctx.started, 3),
+    }
     score = selection_score(val, r.train.select_by)
     if score > p.best_score or p.best_epoch < 0:
         p.best_score, p.best_top1, p.best_epoch, p.bad_epochs = score, val["top1"], epoch, 0
@@ -154,9 +176,11 @@ def end_epoch(ctx: RunContext, epoch: int, lr_groups: dict[str, float]) -> bool:
             f.write(json.dumps(record) + "\n")
     if r.output.trackers:
         acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=p.global_step)
-    ctx.console.say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  val top-1 {val['top1']:.4f}  "
-                    f"val top-5 {val['top5']:.4f}  balanced {val['balanced_acc']:.4f}  "
-                    f"macro-F1 {val['macro_f1']:.4f}")
+    ctx.console.say(
+        f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  val top-1 {val['top1']:.4f}  "
+        f"val top-5 {val['top5']:.4f}  balanced {val['balanced_acc']:.4f}  "
+        f"macro-F1 {val['macro_f1']:.4f}"
+    )
     if r.hub.repo_id and r.hub.push_checkpoints and acc.is_main_process:
         push_checkpoint(ctx.shipped, ctx.layout, r, ctx.data, epoch, record, ctx.console.warn)
     p.end_epoch()

@@ -1,6 +1,7 @@
 """The training loss: cross-entropy with label smoothing, soft targets when Mixup/CutMix mix the batch
 (zoo.data.mixing), and per-class weights (``train.class_weights``). Kept apart from the data layer: a loss is
 the trainer's, whatever produced the batch."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,14 +15,17 @@ class WeightedCrossEntropy(nn.Module):
     probability targets (torch weighs those per class as well). Computed in float32 whatever the autocast
     dtype of the logits, since the weights are float32."""
 
+    weight: torch.Tensor  # a buffer: moves with the module
+
     def __init__(self, weight: torch.Tensor, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.register_buffer("weight", weight.float())
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.float(), target, weight=self.weight,
-                                           label_smoothing=self.label_smoothing)
+        return nn.functional.cross_entropy(
+            logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing
+        )
 
 
 def build_loss(mix: Any, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None) -> nn.Module:

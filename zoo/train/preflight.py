@@ -2,11 +2,14 @@
 the model's source and id are known (no weights are downloaded), the data folder or file exists, and the
 output folder can be written. A run that would fail on one of them fails in a second, before data is
 loaded or a run folder is created."""
+
 from __future__ import annotations
 
 import glob
 import os
 from pathlib import Path
+from typing import cast
+
 from zoo.data.specs import parse_spec
 from zoo.errors import ConfigError, DataError
 from zoo.registry import check_model_name  # each source checks its own ids (Source.check_id), plugins too
@@ -24,7 +27,7 @@ def check_data_spec(spec: str) -> None:
             raise DataError(f"dataset spec {spec!r}: no parquet file or folder matches {location!r}")
 
 
-def check_writable(directory: str | os.PathLike, key: str = "output.dir") -> None:
+def check_writable(directory: str | os.PathLike[str], key: str = "output.dir") -> None:
     """``directory`` exists and is writable, or could be created (its nearest existing parent is a writable
     folder). Nothing is created."""
     path = Path(directory).expanduser().absolute()
@@ -34,12 +37,11 @@ def check_writable(directory: str | os.PathLike, key: str = "output.dir") -> Non
     if not probe.is_dir():
         raise ConfigError(f"{key}={str(directory)!r}: {probe} is a file, not a folder; choose another {key}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={str(directory)!r}: {probe} is not writable; choose another {key} "
-                          f"(e.g. {key}=runs)")
+        raise ConfigError(f"{key}={str(directory)!r}: {probe} is not writable; choose another {key} (e.g. {key}=runs)")
 
 
 def preflight(recipe: Recipe) -> None:
     """Every cheap check of one recipe (one variant): model name, data, output folder."""
     check_model_name(recipe.model.name)
     check_data_spec(recipe.data.spec)
-    check_writable(Path(recipe.output.dir) / recipe.name)
+    check_writable(Path(recipe.output.dir) / cast(str, recipe.name))  # load_recipe fills the name in

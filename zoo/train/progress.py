@@ -1,4 +1,5 @@
 """Where a run stands, as one typed object saved with each resumable state and restored as one piece."""
+
 from __future__ import annotations
 
 import math

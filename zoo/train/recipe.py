@@ -4,6 +4,7 @@ pydantic checks (zoo.train.schema). This thin adapter refuses a key repeated in 
 key by key and reads them by the field's type (``hub.revision=1.10`` stays text), rebuilds variants from the base,
 and turns pydantic's first error into one line naming the dotted key, the value and what it must be.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,19 +30,45 @@ _NULL_WORDS = {"null", "Null", "NULL", "~", ""}
 # Spellings from other trainers (timm, HF Trainer, Lightning) -> our key, so 'did you mean' finds keys
 # that no string-similarity measure would ('learning_rate' and 'lr' share two letters).
 KEY_ALIASES = {
-    "learning_rate": "optim.lr", "base_lr": "optim.lr", "wd": "optim.weight_decay",
-    "optimizer": "optim.name", "opt": "optim.name", "scheduler": "schedule.name", "sched": "schedule.name",
-    "lr_scheduler": "schedule.name", "warmup": "schedule.warmup_epochs", "warmup_epoch": "schedule.warmup_epochs",
-    "lr_min": "schedule.min_lr", "num_epochs": "train.epochs", "max_epochs": "train.epochs",
-    "epoch": "train.epochs", "bs": "data.batch_size", "train_batch_size": "data.batch_size",
-    "per_device_train_batch_size": "data.batch_size", "accumulate_grad_batches": "train.grad_accum",
-    "gradient_accumulation_steps": "train.grad_accum", "amp": "train.mixed_precision",
-    "precision": "train.mixed_precision", "smoothing": "train.label_smoothing", "model_name": "model.name",
-    "arch": "model.name", "architecture": "model.name", "dataset": "data.spec", "drop_path_rate": "model.drop_path",
-    "layer_decay": "strategy.llrd_decay", "img_size": "data.image_size", "input_size": "data.image_size",
-    "workers": "data.num_workers", "patience": "train.early_stopping", "clip_grad_norm": "train.clip_grad",
-    "max_grad_norm": "train.clip_grad", "output_dir": "output.dir", "hub_model_id": "hub.repo_id",
-    "model_ema": "train.ema", "model_ema_decay": "train.ema_decay", "freeze_epochs": "strategy.unfreeze_epoch",
+    "learning_rate": "optim.lr",
+    "base_lr": "optim.lr",
+    "wd": "optim.weight_decay",
+    "optimizer": "optim.name",
+    "opt": "optim.name",
+    "scheduler": "schedule.name",
+    "sched": "schedule.name",
+    "lr_scheduler": "schedule.name",
+    "warmup": "schedule.warmup_epochs",
+    "warmup_epoch": "schedule.warmup_epochs",
+    "lr_min": "schedule.min_lr",
+    "num_epochs": "train.epochs",
+    "max_epochs": "train.epochs",
+    "epoch": "train.epochs",
+    "bs": "data.batch_size",
+    "train_batch_size": "data.batch_size",
+    "per_device_train_batch_size": "data.batch_size",
+    "accumulate_grad_batches": "train.grad_accum",
+    "gradient_accumulation_steps": "train.grad_accum",
+    "amp": "train.mixed_precision",
+    "precision": "train.mixed_precision",
+    "smoothing": "train.label_smoothing",
+    "model_name": "model.name",
+    "arch": "model.name",
+    "architecture": "model.name",
+    "dataset": "data.spec",
+    "drop_path_rate": "model.drop_path",
+    "layer_decay": "strategy.llrd_decay",
+    "img_size": "data.image_size",
+    "input_size": "data.image_size",
+    "workers": "data.num_workers",
+    "patience": "train.early_stopping",
+    "clip_grad_norm": "train.clip_grad",
+    "max_grad_norm": "train.clip_grad",
+    "output_dir": "output.dir",
+    "hub_model_id": "hub.repo_id",
+    "model_ema": "train.ema",
+    "model_ema_decay": "train.ema_decay",
+    "freeze_epochs": "strategy.unfreeze_epoch",
 }
 RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_pattern_mismatch", "value_error"}
 BOUNDS = {at.Gt: ("> {}", "({}"), at.Ge: (">= {}", "[{}"), at.Lt: ("< {}", "{})"), at.Le: ("<= {}", "{}]")}
@@ -82,8 +109,13 @@ def describe(tp: Any) -> str:
     elif sub:
         text = f"a mapping of keys ({', '.join(sub.model_fields)})"
     else:  # int | float (a fraction or a count) is a number
-        text = {bool: "true or false", int: "an integer", str: "a string", dict: "a mapping",
-                tuple: f"a list of {len(args)} numbers"}.get(origin, "a number")
+        text = {
+            bool: "true or false",
+            int: "an integer",
+            str: "a string",
+            dict: "a mapping",
+            tuple: f"a list of {len(args)} numbers",
+        }.get(origin, "a number")
     return text + (" or null" if optional else "")
 
 
@@ -108,8 +140,11 @@ def expectation(info: FieldInfo) -> str:
     bounds = [(BOUNDS[type(m)], getattr(m, type(m).__name__.lower())) for m in info.metadata if type(m) in BOUNDS]
     if not bounds:
         return info.description or ""
-    text = (f"in {bounds[0][0][1].format(bounds[0][1])}, {bounds[1][0][1].format(bounds[1][1])}" if len(bounds) == 2
-            else bounds[0][0][0].format(bounds[0][1])) + (" or null" if bare(info.annotation)[1] else "")
+    text = (
+        f"in {bounds[0][0][1].format(bounds[0][1])}, {bounds[1][0][1].format(bounds[1][1])}"
+        if len(bounds) == 2
+        else bounds[0][0][0].format(bounds[0][1])
+    ) + (" or null" if bare(info.annotation)[1] else "")
     return text + (f" ({info.description})" if info.description else "")
 
 
@@ -121,7 +156,7 @@ def config_error(exc: ValidationError, raw: Any) -> ConfigError:
         return cause
     n = next((i for i in range(len(loc), 0, -1) if ".".join(loc[:i]) in FIELDS), 0)
     if kind == "extra_forbidden":
-        return unknown_key(".".join(loc[:n + 1]))
+        return unknown_key(".".join(loc[: n + 1]))
     key = ".".join(loc[:n])
     info, tp = FIELDS[key], FIELDS[key].annotation
     if get_origin(bare(tp)[0]) is dict and len(loc) > n:  # variants.NAME
@@ -157,8 +192,10 @@ def _yaml_value(item: str, text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"override {item!r}: cannot read {text!r} as a YAML value ({problem}). "
-                          "Quote text that contains YAML syntax, e.g. key='a: b'.") from None
+        raise ConfigError(
+            f"override {item!r}: cannot read {text!r} as a YAML value ({problem}). "
+            "Quote text that contains YAML syntax, e.g. key='a: b'."
+        ) from None
 
 
 def _mapping_at(node: dict[str, Any], part: str, key: str, tp: Any) -> dict[str, Any]:
@@ -173,7 +210,7 @@ def _set(raw: dict[str, Any], key: str, value: Any = None, *, text: str | None =
     text, read by the field's type (text fields take it verbatim); ``value`` an already parsed value (a variant's)."""
     parts, node = key.split("."), raw
     for i, part in enumerate(parts):
-        path, rest = ".".join(parts[:i + 1]), parts[i + 1:]
+        path, rest = ".".join(parts[: i + 1]), parts[i + 1 :]
         if path not in FIELDS:
             raise unknown_key(path)
         tp = FIELDS[path].annotation
@@ -204,8 +241,9 @@ def _from_raw(raw: Mapping[str, Any], overrides: Sequence[str], default_name: st
     for item in overrides:
         key, text = parse_override(item)
         _set(merged, key, text=text, item=item)
-    merged = {k: {} if v is None and section(getattr(FIELDS.get(k), "annotation", None)) else v
-              for k, v in merged.items()}  # a bare `hub:` in YAML is null: the section's defaults
+    merged = {
+        k: {} if v is None and section(getattr(FIELDS.get(k), "annotation", None)) else v for k, v in merged.items()
+    }  # a bare `hub:` in YAML is null: the section's defaults
     merged["name"] = default_name if merged.get("name") is None else merged["name"]
     try:
         return Recipe.model_validate(merged)
@@ -220,8 +258,9 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if (key := self.construct_object(key_node, deep=deep)) in seen:
-                raise ConfigError(f"recipe key '{key}' appears twice in one mapping "
-                                  f"(line {key_node.start_mark.line + 1}); keep one.")
+                raise ConfigError(
+                    f"recipe key '{key}' appears twice in one mapping (line {key_node.start_mark.line + 1}); keep one."
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -230,8 +269,9 @@ def read_recipe_file(path: str | PathLike[str]) -> dict[str, Any]:
     """The raw mapping in a recipe file (no schema applied yet)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file '{path}' not found. Shipped recipes live in recipes/, "
-                          "e.g. recipes/quickstart.yaml.")
+        raise ConfigError(
+            f"recipe file '{path}' not found. Shipped recipes live in recipes/, e.g. recipes/quickstart.yaml."
+        )
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except ConfigError as exc:
@@ -239,13 +279,16 @@ def read_recipe_file(path: str | PathLike[str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe file '{path}' is not valid YAML: {exc}") from None
     if raw is not None and not isinstance(raw, Mapping):
-        raise ConfigError(f"recipe file '{path}' must hold a mapping of recipe keys (model:, data:, train:, ...), "
-                          f"got {type(raw).__name__}.")
+        raise ConfigError(
+            f"recipe file '{path}' must hold a mapping of recipe keys (model:, data:, train:, ...), "
+            f"got {type(raw).__name__}."
+        )
     return dict(raw or {})
 
 
-def load_recipe(path_or_mapping: str | PathLike[str] | Mapping[str, Any] | Recipe,
-                overrides: Sequence[str] = ()) -> Recipe:
+def load_recipe(
+    path_or_mapping: str | PathLike[str] | Mapping[str, Any] | Recipe, overrides: Sequence[str] = ()
+) -> Recipe:
     """Read, override and validate a recipe and each of its variants, before anything is built. ``overrides``
     (``key.sub=value`` as typed after the recipe on the command line) win over the file and its variants."""
     overrides = (overrides,) if isinstance(overrides, str) else tuple(overrides)

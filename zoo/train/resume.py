@@ -6,6 +6,7 @@ A resume never silently becomes something else: a state whose saved recipe canno
 whose every state fails to load, is refused with the paths and the two ways out (``resume=never`` to start
 over, a new ``name=`` to keep both runs).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,16 @@ from zoo.train.state import COMPLETE, RECIPE_FILE, TRAINER_STATE, complete_state
 
 # Keys that may change between a run and its resumption: how long it runs and where its output goes.
 # Anything else (data, model, strategy, optimiser, schedule, precision...) would mix two runs into one.
-RESUMABLE_KEYS = ("train.epochs", "train.early_stopping", "train.save_every_steps", "train.keep_last",
-                  "train.log_every", "resume")
+RESUMABLE_KEYS = (
+    "train.epochs",
+    "train.early_stopping",
+    "train.save_every_steps",
+    "train.keep_last",
+    "train.log_every",
+    "resume",
+)
 RESUMABLE_SECTIONS = ("output.", "hub.")
-WAYS_OUT = ("Start it over with resume=never, or keep both runs with a new name (name=NEW_NAME or "
-            "output.dir=OTHER_DIR).")
+WAYS_OUT = "Start it over with resume=never, or keep both runs with a new name (name=NEW_NAME or output.dir=OTHER_DIR)."
 
 
 def choose_state(recipe: Recipe, layout: RunLayout) -> Path | None:
@@ -44,8 +50,10 @@ def choose_state(recipe: Recipe, layout: RunLayout) -> Path | None:
     elif r.resume != "never":
         state = Path(r.resume)
         if not (state / COMPLETE).is_file():
-            raise ConfigError(f"resume={r.resume!r} is not a complete state folder (states/state-N with a "
-                              f"COMPLETE file); use resume=auto to pick the newest, or resume=never")
+            raise ConfigError(
+                f"resume={r.resume!r} is not a complete state folder (states/state-N with a "
+                f"COMPLETE file); use resume=auto to pick the newest, or resume=never"
+            )
     if state is not None:
         check_same_settings(r, layout, state)
     if main:
@@ -63,11 +71,15 @@ def saved_recipe(state: Path) -> dict[str, Any] | None:
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot resume from {state}: its recipe {path} is unreadable ({type(exc).__name__}: "
-                          f"{str(exc)[:120]}), so the settings it ran with cannot be compared. {WAYS_OUT}") from None
+        raise ConfigError(
+            f"cannot resume from {state}: its recipe {path} is unreadable ({type(exc).__name__}: "
+            f"{str(exc)[:120]}), so the settings it ran with cannot be compared. {WAYS_OUT}"
+        ) from None
     if not isinstance(saved, dict):
-        raise ConfigError(f"cannot resume from {state}: its recipe {path} is not a mapping, so the settings it "
-                          f"ran with cannot be compared. {WAYS_OUT}")
+        raise ConfigError(
+            f"cannot resume from {state}: its recipe {path} is not a mapping, so the settings it "
+            f"ran with cannot be compared. {WAYS_OUT}"
+        )
     return saved
 
 
@@ -103,8 +115,10 @@ def changed_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[t
 def refuse_changed_resume(run_dir: str, state_path: str, changes: list[tuple[str, Any, Any]]) -> ConfigError:
     shown = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes[:8])
     more = f" (+{len(changes) - 8} more)" if len(changes) > 8 else ""
-    return ConfigError(f"{run_dir} holds a run with other settings ({state_path}); changed: {shown}{more}. "
-                       f"Resuming would mix two runs into one. {WAYS_OUT}")
+    return ConfigError(
+        f"{run_dir} holds a run with other settings ({state_path}); changed: {shown}{more}. "
+        f"Resuming would mix two runs into one. {WAYS_OUT}"
+    )
 
 
 def load_latest_state(ctx: RunContext, explicit: Path | None) -> tuple[Progress, Path]:
@@ -118,8 +132,9 @@ def load_latest_state(ctx: RunContext, explicit: Path | None) -> tuple[Progress,
             ctx.accelerator.load_state(str(path))
             return progress, path
         except Exception as exc:  # corrupt or partial files: any loader error means "not usable"
-            ctx.console.warn(f"resume: state {path} is unusable ({type(exc).__name__}: {str(exc)[:200]}); "
-                             f"trying an earlier one")
+            ctx.console.warn(
+                f"resume: state {path} is unusable ({type(exc).__name__}: {str(exc)[:200]}); trying an earlier one"
+            )
             if explicit:
                 raise
     tried = ", ".join(str(p) for p in candidates) or f"none left in {ctx.layout.states}"
@@ -140,8 +155,9 @@ def restore(ctx: RunContext, state: Path | None) -> None:
     if acc.is_main_process:
         remove_partial_writes(ctx.layout)
     if acc.is_main_process and ctx.layout.metrics.exists():  # drop lines written after the state we continue from
-        kept = [m for m in read_metrics(ctx.layout.metrics)
-                if m.get("kind") == "epoch" and m["epoch"] < ctx.progress.epoch]
+        kept = [
+            m for m in read_metrics(ctx.layout.metrics) if m.get("kind") == "epoch" and m["epoch"] < ctx.progress.epoch
+        ]
         ctx.layout.metrics.write_text("".join(json.dumps(m) + "\n" for m in kept))
     acc.wait_for_everyone()
 
@@ -156,7 +172,9 @@ def schedule_length_note(ctx: RunContext, saved: Mapping[str, Any] | None) -> st
     old_total = ctx.steps_per_epoch * old
     before = s.base_lr * schedule_factor(s.name, s.step_count, old_total, s.warmup_steps, s.min_ratio)
     after = s.base_lr * schedule_factor(s.name, s.step_count, s.total_steps, s.warmup_steps, s.min_ratio)
-    return (f"train.epochs changed {old} -> {new} on resume: the {s.name} schedule is rescaled to the new length "
-            f"({s.total_steps} optimizer steps instead of {old_total}), as if the run had been planned for {new} "
-            f"epochs; at step {s.step_count} the base lr goes from {before:.3g} to {after:.3g}. To keep the "
-            f"schedule, resume with train.epochs={old}.")
+    return (
+        f"train.epochs changed {old} -> {new} on resume: the {s.name} schedule is rescaled to the new length "
+        f"({s.total_steps} optimizer steps instead of {old_total}), as if the run had been planned for {new} "
+        f"epochs; at step {s.step_count} the base lr goes from {before:.3g} to {after:.3g}. To keep the "
+        f"schedule, resume with train.epochs={old}."
+    )

@@ -2,9 +2,10 @@
 
 Any accelerate configuration works (one CPU process, one GPU, DDP over many GPUs or nodes, FSDP): the loop
 in ``zoo.train.loop`` only talks to ``Accelerator``. A recipe with ``variants:`` runs once per variant and
-writes ``<output.dir>/<name>-comparison.{json,md,html}``; each run also gets its ``report.html`` (the quickstart compares linear probe, fine-tune and
-training from scratch). The command line lives in ``zoo.cli.train``.
+writes ``<output.dir>/<name>-comparison.{json,md,html}``; each run also gets its ``report.html`` (the
+quickstart compares linear probe, fine-tune and training from scratch). The command line lives in ``zoo.cli.train``.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,16 +42,19 @@ def train(recipe: str | Path | Mapping[str, Any] | Recipe, overrides: Sequence[s
             print_summary(summaries[-1], time.perf_counter() - started)
     if len(summaries) > 1 and PartialState().is_main_process:
         out = write_comparison(recipe, summaries)
-        sections = [s for s in sections if s]
-        if len(sections) > 1:
-            print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=sections)}")
+        shown = [s for s in sections if s]
+        if len(shown) > 1:
+            print(f"comparison report: {write_report([], out.with_suffix('.html'), contexts=shown)}")
     return summaries
 
 
 def print_summary(s: RunSummary, seconds: float) -> None:
     """The lines a finished run ends with: its scores, its time and where its model is."""
-    print(f"[{s.name}] done in {seconds:.1f} s: best val top-1 {s.val_top1:.4f} (epoch {s.best_epoch + 1}), "
-          f"{s.eval_split} top-1 {s.final_top1:.4f}\n[{s.name}] model: {s.model_dir}", flush=True)
+    print(
+        f"[{s.name}] done in {seconds:.1f} s: best val top-1 {s.val_top1:.4f} (epoch {s.best_epoch + 1}), "
+        f"{s.eval_split} top-1 {s.final_top1:.4f}\n[{s.name}] model: {s.model_dir}",
+        flush=True,
+    )
 
 
 def run_report(trainer: Trainer) -> dict[str, Any] | None:
@@ -63,8 +67,7 @@ def run_report(trainer: Trainer) -> dict[str, Any] | None:
         print(f"[{trainer.recipe.name}] report: {write_report(trainer.layout.root, contexts=[section])}")
         return section
     except Exception as exc:  # noqa: BLE001  any failure of the report leaves the finished run intact
-        print(f"[{trainer.recipe.name}] warning: report.html not written: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
+        print(f"[{trainer.recipe.name}] warning: report.html not written: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
 
 
@@ -72,8 +75,17 @@ def comparison_rows(summaries: Sequence[RunSummary]) -> tuple[list[str], list[li
     """The columns and rows of the comparison table (terminal and comparison.md share them)."""
     split = summaries[0].eval_split
     columns = ["run", "strategy", "best val top-1", f"{split} top-1", "train time (s)", "images/s"]
-    rows = [[s.name, s.strategy, f"{s.val_top1:.4f}", f"{s.final_top1:.4f}", f"{s.train_seconds:.1f}",
-             f"{s.images_per_sec:.0f}"] for s in summaries]
+    rows = [
+        [
+            s.name,
+            s.strategy,
+            f"{s.val_top1:.4f}",
+            f"{s.final_top1:.4f}",
+            f"{s.train_seconds:.1f}",
+            f"{s.images_per_sec:.0f}",
+        ]
+        for s in summaries
+    ]
     return columns, rows
 
 

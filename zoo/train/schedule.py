@@ -4,6 +4,7 @@ Written by hand rather than with torch's LambdaLR or timm's schedulers because t
 things at once: a per-layer-group multiplier (layer-wise decay), multipliers that change mid-run (a group
 unfreezes at epoch E: its lr goes from 0 to its share), and an exact, small state for resume.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,15 @@ class GroupLRScheduler:
     phase changes; ``step`` after each optimizer step. ``state_dict`` makes resume exact.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, name: str, base_lr: float, total_steps: int,
-                 warmup_steps: int = 0, min_lr: float = 0.0) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        name: str,
+        base_lr: float,
+        total_steps: int,
+        warmup_steps: int = 0,
+        min_lr: float = 0.0,
+    ) -> None:
         self.optimizer = optimizer
         self.name = name
         self.base_lr = base_lr

@@ -4,6 +4,7 @@ The trainer reads these attributes directly (``recipe.optim.lr``): a renamed fie
 field (``Field(ge=1)``), its ``description`` says in words what the value must be (zoo's error line quotes it),
 and the rules across sections are one model validator. YAML, overrides, variants, error lines: zoo.train.recipe.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -51,11 +52,13 @@ Float: TypeAlias = Annotated[float, BeforeValidator(_no_bool)]
 def check(test: Callable[[Any], object], *errors: type[Exception]) -> AfterValidator:
     """A value rule: ``test`` returns False or raises one of ``errors`` for a bad value, and the error line quotes
     the field's description. Null passes (optional fields)."""
+
     def run(value: Any) -> Any:
         with contextlib.suppress(*errors):
             if value is None or test(value) is not False:
                 return value
         raise ValueError("out of range")
+
     return AfterValidator(run)
 
 
@@ -69,9 +72,13 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    name: Annotated[str, check(lambda n: bool(parse_name(n)[1].strip()) and not any(c.isspace() for c in n.strip()),
-                               UnknownModelError)] = Field("timm:resnet50.a1_in1k", description=(
-        "a zoo model name 'source:id' such as 'timm:resnet50.a1_in1k' or 'hf:facebook/dinov2-small'"))
+    name: Annotated[
+        str,
+        check(lambda n: bool(parse_name(n)[1].strip()) and not any(c.isspace() for c in n.strip()), UnknownModelError),
+    ] = Field(
+        "timm:resnet50.a1_in1k",
+        description=("a zoo model name 'source:id' such as 'timm:resnet50.a1_in1k' or 'hf:facebook/dinov2-small'"),
+    )
     pretrained: bool = True
     drop_path: Float | None = Field(None, ge=0, lt=1)
     kwargs: dict[str, Any] = {}  # passed on to zoo.create_model
@@ -80,7 +87,8 @@ class ModelConfig(Section):
 class DataConfig(Section):
     spec: str = Field("cifar10", pattern=NONBLANK, description="a dataset spec such as 'cifar10' or 'imagefolder:PATH'")
     val_size: Annotated[Int | Float, check(lambda v: v >= 1 if isinstance(v, int) else 0 < v < 1)] = Field(
-        0.1, description="a fraction in (0, 1) or a count >= 1")
+        0.1, description="a fraction in (0, 1) or a count >= 1"
+    )
     seed: Int = 0
     image_column: str | None = None
     label_column: str | None = None
@@ -113,7 +121,8 @@ class OptimConfig(Section):
     weight_decay: Float = Field(0.05, ge=0)
     momentum: Float = Field(0.9, ge=0, lt=1)  # sgd
     betas: Annotated[tuple[Float, Float], check(lambda b: all(0 <= x < 1 for x in b))] = Field(
-        (0.9, 0.999), description="two numbers in [0, 1)")  # adamw
+        (0.9, 0.999), description="two numbers in [0, 1)"
+    )  # adamw
 
 
 class ScheduleConfig(Section):
@@ -136,7 +145,8 @@ class TrainConfig(Section):
     compile: bool = False
     seed: Int = 0
     early_stopping: Annotated[Int | None, check(lambda v: v >= 1)] = Field(
-        None, description="a patience >= 1 epoch or null")
+        None, description="a patience >= 1 epoch or null"
+    )
     select_best: bool = True  # the final model is the best validation epoch
     select_by: SelectBy = "val_top1"  # the validation metric that picks the best epoch (and early stopping)
     class_weights: ClassWeights = "none"  # balanced: loss weight n / (k * n_class) per class (imbalanced data)
@@ -158,7 +168,8 @@ class OutputConfig(Section):
 
 class HubConfig(Section):
     repo_id: Annotated[str | None, check(validate_repo_id, HFValidationError)] = Field(
-        None, description="a Hub repository id such as 'user/resnet50-cifar10'")
+        None, description="a Hub repository id such as 'user/resnet50-cifar10'"
+    )
     private: bool = False
     revision: str | None = None
     push_checkpoints: bool = False
@@ -195,16 +206,21 @@ class Recipe(Section):
                 raise ConfigError(
                     "strategy.name=scratch trains the same architecture from random initialisation, but "
                     "model.pretrained=true asks for pretrained weights. Set model.pretrained=false (or leave it "
-                    "out: scratch implies false), or choose another strategy, e.g. strategy.name=finetune.")
+                    "out: scratch implies false), or choose another strategy, e.g. strategy.name=finetune."
+                )
             self.model.pretrained = False
         if not 0 <= sched.min_lr <= self.optim.lr:
-            raise ConfigError(f"recipe key 'schedule.min_lr' must be in [0, optim.lr={self.optim.lr}], "
-                              f"got {sched.min_lr!r}.")
+            raise ConfigError(
+                f"recipe key 'schedule.min_lr' must be in [0, optim.lr={self.optim.lr}], got {sched.min_lr!r}."
+            )
         for bad in (v for v in self.variants if not is_run_name(v)):
             raise ConfigError(f"recipe key 'variants.{bad}' must be {RUN_NAME}, got {bad!r}.")
         if s.name == "linear_probe" and s.cache_features:
-            pairs = [("data.augment", self.data.augment, "none"), ("train.mixup", t.mixup, 0),
-                     ("train.cutmix", t.cutmix, 0)]  # (key, value, the value that works)
+            pairs = [
+                ("data.augment", self.data.augment, "none"),
+                ("train.mixup", t.mixup, 0),
+                ("train.cutmix", t.cutmix, 0),
+            ]  # (key, value, the value that works)
             clash = {k: (v, ok) for k, v, ok in pairs if v != ok}
             if clash:
                 raise ConfigError(
@@ -212,30 +228,41 @@ class Recipe(Section):
                     "augmentation-free pass of features, which conflicts with "
                     f"{' and '.join(f'{k}={v}' for k, (v, _) in clash.items())}. Set "
                     f"{' and '.join(f'{k}={ok}' for k, (_, ok) in clash.items())}, or strategy.cache_features=false "
-                    "to probe with augmentation (slower: the backbone runs every epoch).")
+                    "to probe with augmentation (slower: the backbone runs every epoch)."
+                )
         if s.name == "partial" and s.unfreeze_stages < 1:
-            raise ConfigError(f"strategy.name=partial trains the last strategy.unfreeze_stages stages and the head, "
-                              f"so strategy.unfreeze_stages must be >= 1, got {s.unfreeze_stages}. "
-                              "Use strategy.name=linear_probe to train the head alone.")
+            raise ConfigError(
+                f"strategy.name=partial trains the last strategy.unfreeze_stages stages and the head, "
+                f"so strategy.unfreeze_stages must be >= 1, got {s.unfreeze_stages}. "
+                "Use strategy.name=linear_probe to train the head alone."
+            )
         if s.name == "freeze_then_unfreeze" and (s.unfreeze_stages == 0 or s.unfreeze_stages < -1):
-            raise ConfigError(f"strategy.name=freeze_then_unfreeze needs strategy.unfreeze_stages >= 1 "
-                              f"(or -1 for all stages), got {s.unfreeze_stages}.")
+            raise ConfigError(
+                f"strategy.name=freeze_then_unfreeze needs strategy.unfreeze_stages >= 1 "
+                f"(or -1 for all stages), got {s.unfreeze_stages}."
+            )
         if s.name == "freeze_then_unfreeze" and not 1 <= s.unfreeze_epoch < epochs:
             raise ConfigError(
                 f"strategy.name=freeze_then_unfreeze trains the head alone until strategy.unfreeze_epoch, so it "
                 f"must be in [1, train.epochs), but strategy.unfreeze_epoch={s.unfreeze_epoch} and "
-                f"train.epochs={epochs}. Lower strategy.unfreeze_epoch or raise train.epochs.")
+                f"train.epochs={epochs}. Lower strategy.unfreeze_epoch or raise train.epochs."
+            )
         if s.name == "lp_ft" and not 1 <= s.probe_epochs < epochs:
             raise ConfigError(
                 f"strategy.name=lp_ft probes for strategy.probe_epochs and fine-tunes for the rest of train.epochs, "
                 f"so it needs 1 <= strategy.probe_epochs < train.epochs, but strategy.probe_epochs={s.probe_epochs} "
-                f"and train.epochs={epochs}. Lower strategy.probe_epochs or raise train.epochs.")
+                f"and train.epochs={epochs}. Lower strategy.probe_epochs or raise train.epochs."
+            )
         if sched.warmup_epochs >= epochs and sched.warmup_epochs > 0:
-            raise ConfigError(f"schedule.warmup_epochs={sched.warmup_epochs} must be less than "
-                              f"train.epochs={epochs}: the run would end before the warmup does.")
+            raise ConfigError(
+                f"schedule.warmup_epochs={sched.warmup_epochs} must be less than "
+                f"train.epochs={epochs}: the run would end before the warmup does."
+            )
         if self.hub.push_checkpoints and not self.hub.repo_id:
-            raise ConfigError("hub.push_checkpoints=true needs hub.repo_id, the Hub repository to push to. "
-                              "Set hub.repo_id=user/name, or hub.push_checkpoints=false.")
+            raise ConfigError(
+                "hub.push_checkpoints=true needs hub.repo_id, the Hub repository to push to. "
+                "Set hub.repo_id=user/name, or hub.push_checkpoints=false."
+            )
         return self
 
     @property
@@ -254,4 +281,5 @@ class Recipe(Section):
         return self.model_dump(mode="json")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        text: str = yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return text

@@ -7,6 +7,7 @@ partial folder. We write into ``.tmp-<step>``, add the trainer's :class:`Progres
 ``COMPLETE`` marker last, then rename: a folder named ``state-<step>`` is complete by construction, and the
 marker guards against file systems where rename is not atomic.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from accelerate import Accelerator
 from safetensors.torch import save_file
@@ -23,6 +24,7 @@ from torch import nn
 
 from zoo.artifact.hub import push_to_hub
 from zoo.artifact.save import save
+from zoo.backbones.base import Backbone
 from zoo.data.dataset import ImageDataset
 from zoo.errors import ZooError
 from zoo.fsutil import atomic_write_with, fsync_write
@@ -44,8 +46,9 @@ def complete_states(layout: RunLayout) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
-def save_state(accelerator: Accelerator, layout: RunLayout, progress: Progress, keep_last: int,
-               recipe: Mapping[str, Any]) -> Path:
+def save_state(
+    accelerator: Accelerator, layout: RunLayout, progress: Progress, keep_last: int, recipe: Mapping[str, Any]
+) -> Path:
     """Every process calls this (accelerate saves each rank's RNG); the main process renames and prunes."""
     tmp = layout.states / f".tmp-{progress.global_step:08d}"
     final = layout.states / f"state-{progress.global_step:08d}"
@@ -61,7 +64,7 @@ def save_state(accelerator: Accelerator, layout: RunLayout, progress: Progress, 
         fsync_write(tmp / COMPLETE, b"ok\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        for old in complete_states(layout)[max(keep_last, 1):]:
+        for old in complete_states(layout)[max(keep_last, 1) :]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
@@ -87,15 +90,32 @@ def save_best(shipped: nn.Module, layout: RunLayout) -> None:
     atomic_write_with(layout.best_weights, lambda tmp: save_file(state, str(tmp)))
 
 
-def push_checkpoint(shipped: nn.Module, layout: RunLayout, recipe: Recipe, data: ImageDataset, epoch: int,
-                    record: Mapping[str, Any], warn: Callable[[str], None]) -> None:
+def push_checkpoint(
+    shipped: nn.Module,
+    layout: RunLayout,
+    recipe: Recipe,
+    data: ImageDataset,
+    epoch: int,
+    record: Mapping[str, Any],
+    warn: Callable[[str], None],
+) -> None:
     """This epoch's weights as a full artifact on the repo's `checkpoints` branch (main process only).
     A failed push is reported and training goes on: the run must not die for the network."""
-    snapshot = copy.deepcopy(shipped).cpu().eval()
-    save(snapshot, layout.checkpoint, recipe=recipe.to_dict(), dataset=data.info(),
-         metrics={"epoch": epoch + 1, "val_top1": record["val_top1"], "val_top5": record["val_top5"]})
+    snapshot = cast(Backbone, copy.deepcopy(shipped).cpu().eval())  # the Backbone, or its EMA copy
+    save(
+        snapshot,
+        layout.checkpoint,
+        recipe=recipe.to_dict(),
+        dataset=data.info(),
+        metrics={"epoch": epoch + 1, "val_top1": record["val_top1"], "val_top5": record["val_top5"]},
+    )
     try:
-        push_to_hub(layout.checkpoint, recipe.hub.repo_id, private=recipe.hub.private, revision="checkpoints",
-                    commit_message=f"epoch {epoch + 1}: val top-1 {record['val_top1']:.4f}")
+        push_to_hub(
+            layout.checkpoint,
+            cast(str, recipe.hub.repo_id),  # the schema requires it with hub.push_checkpoints
+            private=recipe.hub.private,
+            revision="checkpoints",
+            commit_message=f"epoch {epoch + 1}: val top-1 {record['val_top1']:.4f}",
+        )
     except ZooError as exc:
         warn(f"checkpoint push failed, training continues: {exc}")

@@ -11,6 +11,7 @@ can't hang or silently leave a parameter unsynchronised, and an update with lr 0
 (AdamW's decoupled weight decay is scaled by the lr too). Their BatchNorm layers are put in eval mode while
 frozen so running statistics don't drift.
 """
+
 from __future__ import annotations
 
 from typing import Any, get_args
@@ -30,8 +31,10 @@ class Strategy:
     def __init__(self, model: Backbone, cfg: StrategyConfig) -> None:
         self.cfg = cfg
         if self.cfg.name not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.cfg.name!r}; choose one of {', '.join(STRATEGIES)}."
-                              f"{did_you_mean(self.cfg.name, STRATEGIES)}")
+            raise ConfigError(
+                f"unknown strategy {self.cfg.name!r}; choose one of {', '.join(STRATEGIES)}."
+                f"{did_you_mean(self.cfg.name, STRATEGIES)}"
+            )
         self.name = self.cfg.name
         self.groups: list[LayerGroup] = model.layer_groups()
         self.stem, self.stages, self.head = self.groups[0], self.groups[1:-1], self.groups[-1]
@@ -42,7 +45,7 @@ class Strategy:
         """Names of the last k stages; k = -1 means every stage and the stem."""
         if k < 0:
             return [g.name for g in self.groups[:-1]]
-        return [g.name for g in self.stages[len(self.stages) - min(k, len(self.stages)):]] if k else []
+        return [g.name for g in self.stages[len(self.stages) - min(k, len(self.stages)) :]] if k else []
 
     def trainable_groups(self, epoch: int) -> set[str]:
         """Groups whose weights change in ``epoch`` (0-based)."""
@@ -82,7 +85,7 @@ class Strategy:
             # head 1, last stage decay, ... stem decay**len(stages): the closer to the input, the smaller
             body = self.groups[:-1]
             for depth, g in enumerate(reversed(body), start=1):
-                scales[g.name] = self.cfg.llrd_decay ** depth
+                scales[g.name] = self.cfg.llrd_decay**depth
         scales[self.head.name] = self.cfg.head_lr_scale
         return scales
 
@@ -109,9 +112,12 @@ class Strategy:
         so Backbone.train() can't see they are frozen)."""
         live = self.trainable_groups(epoch)
         frozen_params = {id(p) for g in self.groups if g.name not in live for p in g.params}
-        return [m for m in self._model.modules()
-                if isinstance(m, nn.modules.batchnorm._NormBase)
-                and any(id(p) in frozen_params for p in m.parameters(recurse=False))]
+        return [
+            m
+            for m in self._model.modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase)
+            and any(id(p) in frozen_params for p in m.parameters(recurse=False))
+        ]
 
     def summary(self, epoch: int = 0) -> list[tuple[str, int, float]]:
         """(group, params, lr scale) rows for the run log."""
