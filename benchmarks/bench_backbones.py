@@ -9,6 +9,7 @@ so a shared 2-core machine disturbs them less); any other options are passed thr
     python benchmarks/bench_backbones.py --gpu                     # the six-model GPU table (bf16, cl, compile)
     python benchmarks/bench_backbones.py timm:resnet50 --device cuda --batch-size 256
 """
+
 from __future__ import annotations
 
 import sys
@@ -16,10 +17,32 @@ import sys
 from zoo.cli import main
 
 ACCEPTANCE = ["timm:resnet18", "timm:efficientnet_b0", "tv:resnet18"]
-GPU_MODELS = ["timm:resnet18", "timm:resnet50", "timm:efficientnet_b0", "timm:convnext_tiny",
-              "timm:vit_small_patch16_224", "timm:vit_base_patch16_224"]
-GPU_OPTIONS = ["--device", "cuda", "--precision", "bf16", "--channels-last", "--compile", "--img-size", "224",
-               "--batch-size", "256", "--warmup", "10", "--iters", "50", "--runs", "5"]
+GPU_MODELS = [
+    "timm:resnet18",
+    "timm:resnet50",
+    "timm:efficientnet_b0",
+    "timm:convnext_tiny",
+    "timm:vit_small_patch16_224",
+    "timm:vit_base_patch16_224",
+]
+GPU_OPTIONS = [
+    "--device",
+    "cuda",
+    "--precision",
+    "bf16",
+    "--channels-last",
+    "--compile",
+    "--img-size",
+    "224",
+    "--batch-size",
+    "256",
+    "--warmup",
+    "10",
+    "--iters",
+    "50",
+    "--runs",
+    "5",
+]
 CPU_OPTIONS = ["--device", "cpu", "--batch-size", "8", "--img-size", "128", "--threads", "1"]
 
 

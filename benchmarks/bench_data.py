@@ -25,6 +25,7 @@ the end of each source. Two figures per path, never mixed:
 
 Writes benchmarks/results/data_<device>.csv (one row per source and path).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,14 @@ def reference_loader(split: Any, cfg: dict, batch_size: int, workers: int) -> An
     from zoo.data.transforms import batch_fn, build_transform, collate
 
     data = split.with_transform(batch_fn(build_transform(cfg, train=True)))
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                       collate_fn=collate, persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate,
+        persistent_workers=workers > 0,
+    )
 
 
 def fast_loader(store: Any, cfg: dict, batch_size: int, workers: int) -> Any:
@@ -88,14 +95,16 @@ def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    photos = [getattr(skimage.data, name)() for name in ("chelsea", "coffee", "astronaut", "rocket",
-                                                         "immunohistochemistry", "hubble_deep_field")]
+    photos = [
+        getattr(skimage.data, name)()
+        for name in ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "hubble_deep_field")
+    ]
     for i in range(n):
         src = photos[i % len(photos)]
         h, w = src.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        crop = src[top:top + ch, left:left + cw].astype(np.float32) * rng.uniform(0.8, 1.2, size=3)
+        crop = src[top : top + ch, left : left + cw].astype(np.float32) * rng.uniform(0.8, 1.2, size=3)
         shape = size if i % 4 else size[::-1]  # a quarter portrait: the store keeps each one's aspect ratio
         img = Image.fromarray(crop.clip(0, 255).astype(np.uint8)).resize(shape, Image.BICUBIC)
         folder = root / f"class_{i % classes}"
@@ -107,67 +116,101 @@ def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes:
 def _summary(epochs: list[tuple[int, float]]) -> dict[str, Any]:
     first_n, first_s = epochs[0]
     rest = epochs[1:]
-    return {"first_epoch_images_per_sec": round(first_n / first_s, 1),
-            "steady_images_per_sec": round(sum(n for n, _ in rest) / sum(s for _, s in rest), 1),
-            "epoch_seconds": [round(s, 3) for _, s in epochs], "timed_images": sum(n for n, _ in epochs)}
+    return {
+        "first_epoch_images_per_sec": round(first_n / first_s, 1),
+        "steady_images_per_sec": round(sum(n for n, _ in rest) / sum(s for _, s in rest), 1),
+        "epoch_seconds": [round(s, 3) for _, s in epochs],
+        "timed_images": sum(n for n, _ in epochs),
+    }
 
 
-def bench_source(source: str, split: Any, cfg: dict, args: argparse.Namespace, device: torch.device,
-                 common: dict[str, Any]) -> list[dict[str, Any]]:
+def bench_source(
+    source: str, split: Any, cfg: dict, args: argparse.Namespace, device: torch.device, common: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Train mode, both paths with ``--workers`` workers, their epochs interleaved (reference, fast, fast,
     reference, ...) so that a change in the machine's load falls on both."""
-    from zoo.env import load_average
     from zoo.data.crops import Normalize
     from zoo.data.fast import TensorStore, store_size
+    from zoo.env import load_average
 
     t0 = time.perf_counter()
     store = TensorStore.from_split(split, size=store_size(cfg), progress=False)  # as zoo's loaders build it
     decode_s = time.perf_counter() - t0
     sizes = store.sizes
-    print(f"{source}: {len(split)} images, stored {sizes.min(0).tolist()}..{sizes.max(0).tolist()} (h, w), "
-          f"decoded once in {decode_s:.1f} s")
+    print(
+        f"{source}: {len(split)} images, stored {sizes.min(0).tolist()}..{sizes.max(0).tolist()} (h, w), "
+        f"decoded once in {decode_s:.1f} s"
+    )
     load_start = load_average()
     norm = Normalize(cfg).to(device)
-    sides = {"reference": (reference_loader(split, cfg, args.batch_size, args.workers), lambda x: x),
-             "fast": (fast_loader(store, cfg, args.batch_size, args.workers), norm)}
+    sides = {
+        "reference": (reference_loader(split, cfg, args.batch_size, args.workers), lambda x: x),
+        "fast": (fast_loader(store, cfg, args.batch_size, args.workers), norm),
+    }
     epochs: dict[str, list[tuple[int, float]]] = {k: [] for k in sides}
     for e in range(args.epochs):
-        for side in (["reference", "fast"] if e % 2 == 0 else ["fast", "reference"]):
+        for side in ["reference", "fast"] if e % 2 == 0 else ["fast", "reference"]:
             loader, step = sides[side]
             epochs[side] += _epochs(lambda loader=loader: iter(loader), 1, device, step)
-    base = {"source": source, "mode": "train", "num_images": len(split), "num_workers": args.workers, **common,
-            "load_average_at_start": load_start, "load_average_at_end": load_average(),
-            "stored_min_hw": "x".join(map(str, sizes.min(0).tolist())),
-            "stored_max_hw": "x".join(map(str, sizes.max(0).tolist()))}
+    base = {
+        "source": source,
+        "mode": "train",
+        "num_images": len(split),
+        "num_workers": args.workers,
+        **common,
+        "load_average_at_start": load_start,
+        "load_average_at_end": load_average(),
+        "stored_min_hw": "x".join(map(str, sizes.min(0).tolist())),
+        "stored_max_hw": "x".join(map(str, sizes.max(0).tolist())),
+    }
     ref, fast = _summary(epochs["reference"]), _summary(epochs["fast"])
     n0, s0 = epochs["fast"][0]  # the fast path's first epoch also pays the store's one-time decode
     fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
     steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
     first = fast["first_epoch_images_per_sec"] / ref["first_epoch_images_per_sec"]
-    print(f"{source:7s} train  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
-          f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
-          f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
-          f"{first:5.2f}x   load {load_start} -> {base['load_average_at_end']}")
-    return [{"path": "reference", **base, **ref},
-            {"path": "fast", "store_decode_s": round(decode_s, 2), **base, **fast,
-             "steady_ratio_vs_reference": round(steady, 2), "first_epoch_ratio_vs_reference": round(first, 2)}]
+    print(
+        f"{source:7s} train  steady: reference {ref['steady_images_per_sec']:7.0f}  fast "
+        f"{fast['steady_images_per_sec']:7.0f} img/s  {steady:5.2f}x   first epoch with decode: "
+        f"{ref['first_epoch_images_per_sec']:6.0f} vs {fast['first_epoch_images_per_sec']:6.0f} img/s  "
+        f"{first:5.2f}x   load {load_start} -> {base['load_average_at_end']}"
+    )
+    return [
+        {"path": "reference", **base, **ref},
+        {
+            "path": "fast",
+            "store_decode_s": round(decode_s, 2),
+            **base,
+            **fast,
+            "steady_ratio_vs_reference": round(steady, 2),
+            "first_epoch_ratio_vs_reference": round(first, 2),
+        },
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--sources", default="cifar32,photo", help="comma list of cifar32,photo")
-    p.add_argument("--cifar-images", type=int, default=3_400,
-                   help="32x32 images (default 3400: x 3 epochs = 10,200 timed images)")
-    p.add_argument("--photo-images", type=int, default=3_400,
-                   help="500x375 (a quarter 375x500) JPEGs (default 3400: x 3 epochs = 10,200 timed images)")
+    p.add_argument(
+        "--cifar-images", type=int, default=3_400, help="32x32 images (default 3400: x 3 epochs = 10,200 timed images)"
+    )
+    p.add_argument(
+        "--photo-images",
+        type=int,
+        default=3_400,
+        help="500x375 (a quarter 375x500) JPEGs (default 3400: x 3 epochs = 10,200 timed images)",
+    )
     p.add_argument("--epochs", type=int, default=MIN_EPOCHS, help="epochs per path (>= 3; default 3)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--size", type=int, default=224, help="model input size (default 224)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers, both paths (default 2)")
-    p.add_argument("--threads", type=int, default=cpu_cores(),
-                   help="torch threads of the main process, which normalises the fast path's batches as the "
-                        "trainer does (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=cpu_cores(),
+        help="torch threads of the main process, which normalises the fast path's batches as the "
+        "trainer does (default: all cores)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -178,21 +221,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is reported apart from the steady ones)")
 
+    from synthetic_data import make_cifar_like
+
     from zoo.backbones.base import make_data_config
     from zoo.bench.results import write_csv
-    from zoo.env import device_name, load_average, slugify
     from zoo.data import load_dataset
-    from synthetic_data import make_cifar_like
+    from zoo.env import device_name, slugify
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     name = device_name(str(device))
     tag = slugify(name) if device.type == "cuda" else "cpu"
     cfg = make_data_config(args.size)  # ImageNet-style: bicubic, crop_pct 0.875 -> resize 256, crop 224
-    common = {"batch_size": args.batch_size, "input_size": args.size, "epochs": args.epochs, "device": tag,
-              "device_name": name, "torch_version": torch.__version__, "num_threads": args.threads,
-              "note": "; ".join(args.note) or None,
-              "protocol_met": not args.quick}
+    common = {
+        "batch_size": args.batch_size,
+        "input_size": args.size,
+        "epochs": args.epochs,
+        "device": tag,
+        "device_name": name,
+        "torch_version": torch.__version__,
+        "num_threads": args.threads,
+        "note": "; ".join(args.note) or None,
+        "protocol_met": not args.quick,
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for source in args.sources.split(","):
@@ -205,12 +256,21 @@ def main(argv: list[str] | None = None) -> int:
             split = load_dataset(path, val_size=10, check_images=False, progress=False)["train"]
             src_px = "32x32" if source == "cifar32" else "500x375 and 375x500"
             if len(split) * args.epochs < MIN_TIMED_IMAGES and not args.quick:
-                print(f"note: {len(split)} x {args.epochs} epochs < {MIN_TIMED_IMAGES} timed images: below the protocol")
+                print(
+                    f"note: {len(split)} x {args.epochs} epochs < {MIN_TIMED_IMAGES} timed images: below the protocol"
+                )
                 common = {**common, "protocol_met": False}
             rows += bench_source(source, split, cfg, args, device, {"source_size": src_px, **common})
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"data_{tag}.csv"
-    first = ["source", "mode", "path", "steady_images_per_sec", "first_epoch_images_per_sec",
-             "steady_ratio_vs_reference", "first_epoch_ratio_vs_reference"]
+    first = [
+        "source",
+        "mode",
+        "path",
+        "steady_images_per_sec",
+        "first_epoch_images_per_sec",
+        "steady_ratio_vs_reference",
+        "first_epoch_ratio_vs_reference",
+    ]
     write_csv(rows, out, first + sorted({k for r in rows for k in r} - set(first)))
     print(f"wrote {out}")
     return 0

@@ -15,6 +15,7 @@ separate venv: python -m venv /tmp/cl && /tmp/cl/bin/pip install cleanlab numpy 
 
     python benchmarks/bench_doctor.py --models pypi:efficientnet_lite0 --image-size 64 --cleanlab-python /tmp/cl/bin/python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,7 +91,7 @@ def build_folder(root: Path, dups: int, photos: int, seed: int) -> dict:
         s = int(min(h, w) * rng.uniform(0.4, 0.9))
         top, left = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
         out = root / "train" / str(rng.integers(0, 10)) / f"photo-{n:02d}.png"
-        Image.fromarray(a[top:top + s, left:left + s, :3]).resize((8, 8), Image.Resampling.LANCZOS).save(out)
+        Image.fromarray(a[top : top + s, left : left + s, :3]).resize((8, 8), Image.Resampling.LANCZOS).save(out)
         truth["photos"].append(str(out))
     return truth
 
@@ -131,8 +132,18 @@ def main() -> None:
     tag = "+".join(m.split(":")[-1] for m in args.models) + f"@{args.image_size}"
 
     def add(finding: str, method: str, precision: float, recall: float, flagged: int, true: int, **extra) -> None:
-        rows_out.append({"features": tag, "finding": finding, "method": method, "true": true, "flagged": flagged,
-                         "precision": round(precision, 4), "recall": round(recall, 4), **extra})
+        rows_out.append(
+            {
+                "features": tag,
+                "finding": finding,
+                "method": method,
+                "true": true,
+                "flagged": flagged,
+                "precision": round(precision, 4),
+                "recall": round(recall, 4),
+                **extra,
+            }
+        )
 
     # duplicates: a copy is found when a pair joins it to its original (any kind); a leak when named one
     pairs = {frozenset((rows["id"][q["a"]], rows["id"][q["b"]])): q for q in rows["pairs"]}
@@ -141,8 +152,15 @@ def main() -> None:
         true = {frozenset((a, b)) for a, b, k in truth["pairs"] if k == kind}
         found = true & set(pairs)
         leaks = {t for t in found if pairs[t]["kind"] == "leak"}
-        add(f"duplicate across splits: {kind}", "doctor", float("nan"), len(found) / len(true), len(found), len(true),
-            named_leak=len(leaks))
+        add(
+            f"duplicate across splits: {kind}",
+            "doctor",
+            float("nan"),
+            len(found) / len(true),
+            len(found),
+            len(true),
+            named_leak=len(leaks),
+        )
     flagged_pairs = set(pairs)
     precision, recall = pr(flagged_pairs, injected)
     add("duplicate pairs, all kinds", "doctor", precision, recall, len(flagged_pairs), len(injected))
@@ -158,41 +176,99 @@ def main() -> None:
         flip = rng.choice(train_rows, int(round(rate * len(train_rows))), replace=False)
         y[flip] = (y[flip] + rng.integers(1, 10, len(flip))) % 10
         t0 = time.perf_counter()
-        lab = L.label_issues(rows["features"], y, ds.label_names, folds=cfg.folds, C=cfg.C, seed=args.seed,
-                             method=cfg.method)
+        lab = L.label_issues(
+            rows["features"], y, ds.label_names, folds=cfg.folds, C=cfg.C, seed=args.seed, method=cfg.method
+        )
         score_s = time.perf_counter() - t0
         true, k = set(flip.tolist()), len(flip)
+
         def at_k(order: np.ndarray, true: set = true, k: int = k) -> float:
             return len(set(order[:k].tolist()) & true) / k
+
         precision, recall = pr(set(lab["flagged"].tolist()), true)
-        add(f"label, {rate:.0%} flipped", f"doctor (confident learning, {cfg.method}: the default)", precision, recall, len(lab["flagged"]),
-            k, precision_at_k=round(at_k(np.argsort(lab["quality"], kind="stable")), 4), score_seconds=round(score_s, 2))
+        add(
+            f"label, {rate:.0%} flipped",
+            f"doctor (confident learning, {cfg.method}: the default)",
+            precision,
+            recall,
+            len(lab["flagged"]),
+            k,
+            precision_at_k=round(at_k(np.argsort(lab["quality"], kind="stable")), 4),
+            score_seconds=round(score_s, 2),
+        )
         for method in (m for m in L.METHODS if m != cfg.method):
             mask = L.find_label_issues(y, lab["probs"], method)
             precision, recall = pr(set(np.flatnonzero(mask).tolist()), true)
             add(f"label, {rate:.0%} flipped", f"doctor ({method})", precision, recall, int(mask.sum()), k)
         loss = -np.log(np.clip(lab["probs"][np.arange(len(y)), y], 1e-12, None))
         by_loss = np.argsort(-loss, kind="stable")
-        add(f"label, {rate:.0%} flipped", "out-of-fold loss, top k", at_k(by_loss), at_k(by_loss), k, k,
-            precision_at_k=round(at_k(by_loss), 4))
+        add(
+            f"label, {rate:.0%} flipped",
+            "out-of-fold loss, top k",
+            at_k(by_loss),
+            at_k(by_loss),
+            k,
+            k,
+            precision_at_k=round(at_k(by_loss), 4),
+        )
         if args.cleanlab_python:
             tmp = args.work / "cl"
             tmp.mkdir(parents=True, exist_ok=True)
             np.save(tmp / "probs.npy", lab["probs"])
             np.save(tmp / "labels.npy", y)
-            subprocess.run([args.cleanlab_python, "-c", CLEANLAB, *(str(tmp / f) for f in
-                            ("probs.npy", "labels.npy", "mask.npy", "scores.npy"))], check=True)
+            subprocess.run(
+                [
+                    args.cleanlab_python,
+                    "-c",
+                    CLEANLAB,
+                    *(str(tmp / f) for f in ("probs.npy", "labels.npy", "mask.npy", "scores.npy")),
+                ],
+                check=True,
+            )
             mask, scores = np.load(tmp / "mask.npy"), np.load(tmp / "scores.npy")
             precision, recall = pr(set(np.flatnonzero(mask).tolist()), true)
-            add(f"label, {rate:.0%} flipped", "cleanlab find_label_issues (defaults)", precision, recall,
-                int(mask.sum()), k, precision_at_k=round(at_k(np.argsort(scores, kind="stable")), 4))
-    rows_out.append({"features": tag, "finding": "time", "method": f"extract {n_images} images (cpu)",
-                     "seconds": round(extract, 1), "images_per_sec": round(n_images / max(extract, 1e-9), 1),
-                     "cached": ";".join(f"{m['model']}:{','.join(m['cached'])}" for m in record["models"])})
-    rows_out.append({"features": tag, "finding": "time", "method": f"score {n_images} images (probe, duplicates, "
-                     "outliers)", "seconds": summary["score_seconds"]})
-    cols = ["features", "finding", "method", "true", "flagged", "precision", "recall", "precision_at_k",
-            "named_leak", "score_seconds", "seconds", "images_per_sec", "cached"]
+            add(
+                f"label, {rate:.0%} flipped",
+                "cleanlab find_label_issues (defaults)",
+                precision,
+                recall,
+                int(mask.sum()),
+                k,
+                precision_at_k=round(at_k(np.argsort(scores, kind="stable")), 4),
+            )
+    rows_out.append(
+        {
+            "features": tag,
+            "finding": "time",
+            "method": f"extract {n_images} images (cpu)",
+            "seconds": round(extract, 1),
+            "images_per_sec": round(n_images / max(extract, 1e-9), 1),
+            "cached": ";".join(f"{m['model']}:{','.join(m['cached'])}" for m in record["models"]),
+        }
+    )
+    rows_out.append(
+        {
+            "features": tag,
+            "finding": "time",
+            "method": f"score {n_images} images (probe, duplicates, outliers)",
+            "seconds": summary["score_seconds"],
+        }
+    )
+    cols = [
+        "features",
+        "finding",
+        "method",
+        "true",
+        "flagged",
+        "precision",
+        "recall",
+        "precision_at_k",
+        "named_leak",
+        "score_seconds",
+        "seconds",
+        "images_per_sec",
+        "cached",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     new = not args.out.is_file()
     with args.out.open("a", newline="") as f:
@@ -202,8 +278,10 @@ def main() -> None:
         w.writerows(rows_out)
     note = args.out.with_name(args.out.stem + "_notes.md")
     with note.open("a") as f:
-        f.write(f"- `{' '.join(['python', *sys.argv])}` ({tag}): {n_images} images, load average "
-                f"{os.getloadavg()[0]:.1f} at the end, {time.perf_counter() - load_start:.0f} s in all\n")
+        f.write(
+            f"- `{' '.join(['python', *sys.argv])}` ({tag}): {n_images} images, load average "
+            f"{os.getloadavg()[0]:.1f} at the end, {time.perf_counter() - load_start:.0f} s in all\n"
+        )
     for r in rows_out:
         print({k: v for k, v in r.items() if v not in ("", None)})
 

@@ -9,6 +9,7 @@ depend on the weights). Both runtimes get the same number of threads (the machin
 median of --runs timed runs after warm-up, the two runtimes alternating run by run so that a change in machine
 load hits both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--iters", type=int, default=5, help="batch-1 forwards per timed run (default: 5)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for both runtimes (default: the machine's cores); on a shared, oversubscribed "
-                        "machine 1 avoids OpenMP barrier spinning that hits PyTorch harder than onnxruntime")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for both runtimes (default: the machine's cores); on a shared, oversubscribed "
+        "machine 1 avoids OpenMP barrier spinning that hits PyTorch harder than onnxruntime",
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -49,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, model in (("quickstart (pypi:efficientnet_lite0, 64 px, 10 classes)", quick),
-                             ("timm:resnet50 (random init, 224 px)", r50)):
+        for label, model in (
+            ("quickstart (pypi:efficientnet_lite0, 64 px, 10 classes)", quick),
+            ("timm:resnet50 (random init, 224 px)", r50),
+        ):
             model.eval()
             path, report = export_onnx(model, out=Path(tmp) / "m.onnx", dynamic_batch=True)
             session = _session(path, threads=threads)
@@ -80,14 +87,20 @@ def main(argv: list[str] | None = None) -> int:
                 timings["pt32"].append(run_torch(x32, 1))
                 timings["ort32"].append(run_ort(x32, 1))
             med = {k: statistics.median(v) for k, v in timings.items()}
-            row = {"model": label, "params_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
-                   "input_size": size[-1], "pytorch_b1_ms": round(med["pt1"] * 1e3, 2),
-                   "onnxruntime_b1_ms": round(med["ort1"] * 1e3, 2),
-                   "pytorch_b32_images_per_sec": round(32 / med["pt32"], 1),
-                   "onnxruntime_b32_images_per_sec": round(32 / med["ort32"], 1),
-                   "b1_speedup": round(med["pt1"] / med["ort1"], 2), "b32_speedup": round(med["pt32"] / med["ort32"], 2),
-                   "parity_max_abs_diff": float(f"{report['max_abs_diff']:.2e}"), "exporter": report["exporter"],
-                   "opset": report["opset"]}
+            row = {
+                "model": label,
+                "params_m": round(sum(q.numel() for q in model.parameters()) / 1e6, 2),
+                "input_size": size[-1],
+                "pytorch_b1_ms": round(med["pt1"] * 1e3, 2),
+                "onnxruntime_b1_ms": round(med["ort1"] * 1e3, 2),
+                "pytorch_b32_images_per_sec": round(32 / med["pt32"], 1),
+                "onnxruntime_b32_images_per_sec": round(32 / med["ort32"], 1),
+                "b1_speedup": round(med["pt1"] / med["ort1"], 2),
+                "b32_speedup": round(med["pt32"] / med["ort32"], 2),
+                "parity_max_abs_diff": float(f"{report['max_abs_diff']:.2e}"),
+                "exporter": report["exporter"],
+                "opset": report["opset"],
+            }
             print(row, flush=True)
             rows.append(row)
             del session
@@ -95,12 +108,25 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(rows, out)
     import onnxruntime
 
-    meta = run_metadata(device=device_name("cpu"), threads=threads, onnxruntime=onnxruntime.__version__,
-                        command="python benchmarks/bench_export.py " + " ".join(argv or sys.argv[1:]),
-                        runs=args.runs, load_average_before=load_before, load_average_after=load_average(1))
-    write_markdown(rows, out.with_suffix(".md"), title="onnxruntime vs PyTorch eager, CPU", meta=meta,
-                   notes=["medians of interleaved runs; CPU figures from a shared 2-core machine are for the ratio only",
-                          "speedup = PyTorch time / onnxruntime time (above 1: onnxruntime is faster)"])
+    meta = run_metadata(
+        device=device_name("cpu"),
+        threads=threads,
+        onnxruntime=onnxruntime.__version__,
+        command="python benchmarks/bench_export.py " + " ".join(argv or sys.argv[1:]),
+        runs=args.runs,
+        load_average_before=load_before,
+        load_average_after=load_average(1),
+    )
+    write_markdown(
+        rows,
+        out.with_suffix(".md"),
+        title="onnxruntime vs PyTorch eager, CPU",
+        meta=meta,
+        notes=[
+            "medians of interleaved runs; CPU figures from a shared 2-core machine are for the ratio only",
+            "speedup = PyTorch time / onnxruntime time (above 1: onnxruntime is faster)",
+        ],
+    )
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

@@ -22,6 +22,7 @@ the held-out folder after the last epoch. What the protocol could not align is i
     python benchmarks/bench_photo_job.py          # CPU: 16+4 photos/class (150-800 px), 2 epochs, 2 repeats
     python benchmarks/bench_photo_job.py --device cuda --per-class 64 --max-side 1600 --epochs 3 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,20 @@ RECIPE = "recipes/imagefolder/fruits-finetune.yaml"
 # timm has no TrivialAugmentWide (zoo's and torchvision's preset): its RandAugment with one op per image,
 # always applied, at a uniformly drawn magnitude is the nearest thing (a difference written in the README)
 TIMM_AA = "rand-n1-m10-mstd101-p1.0"
-FIELDS = ["tool", "repeat", "order", "wall_seconds", "train_seconds", "train_images", "train_images_per_sec",
-          "peak_pss_mb", "test_top1", "precision", "returncode", "error"]
+FIELDS = [
+    "tool",
+    "repeat",
+    "order",
+    "wall_seconds",
+    "train_seconds",
+    "train_images",
+    "train_images_per_sec",
+    "peak_pss_mb",
+    "test_top1",
+    "precision",
+    "returncode",
+    "error",
+]
 
 
 def timm_train_script() -> tuple[Path, str]:
@@ -93,29 +106,113 @@ def timm_named_weights(folder: Path) -> Path:
     return out
 
 
-def commands(a: argparse.Namespace, data: Path, weights: Path, work: Path, precision: str,
-             timm_script: Path) -> dict[str, list[str]]:
+def commands(
+    a: argparse.Namespace, data: Path, weights: Path, work: Path, precision: str, timm_script: Path
+) -> dict[str, list[str]]:
     py = sys.executable
     amp = {"bf16": ["--amp", "--amp-dtype", "bfloat16"], "fp16": ["--amp"], "no": []}[precision]
-    zoo = [py, "-m", "zoo", "train", RECIPE, f"data.spec=imagefolder:{data}", "model.name=pypi:efficientnet_lite0",
-           f"train.epochs={a.epochs}", f"data.batch_size={a.batch_size}", f"data.num_workers={a.workers}",
-           f"schedule.warmup_epochs={a.warmup_epochs}", "resume=never", *a.zoo_override]
+    zoo = [
+        py,
+        "-m",
+        "zoo",
+        "train",
+        RECIPE,
+        f"data.spec=imagefolder:{data}",
+        "model.name=pypi:efficientnet_lite0",
+        f"train.epochs={a.epochs}",
+        f"data.batch_size={a.batch_size}",
+        f"data.num_workers={a.workers}",
+        f"schedule.warmup_epochs={a.warmup_epochs}",
+        "resume=never",
+        *a.zoo_override,
+    ]
     return {
         "zoo": [*zoo, f"output.dir={work / 'zoo'}"],
         "zoo-fp32": [*zoo, f"output.dir={work / 'zoo-fp32'}", "train.mixed_precision=no"],
-        "timm": [py, str(timm_script), str(data), "--train-split", "train", "--val-split", "val",
-                 "--model", "tf_efficientnet_lite0", "--pretrained", "--pretrained-path", str(weights),
-                 "--num-classes", "10", "--img-size", "224", "-b", str(a.batch_size), "-vb", str(2 * a.batch_size),
-                 "--epochs", str(a.epochs), "--opt", "adamw", "--lr", "1e-4", "--weight-decay", "0.05",
-                 "--sched", "cosine", "--sched-on-updates", "--warmup-epochs", str(a.warmup_epochs), "--min-lr", "1e-6",
-                 "--smoothing", "0.1", "--drop-path", "0.1", "--clip-grad", "1.0", "--channels-last",
-                 "--aa", TIMM_AA, "--train-interpolation", "bicubic", "--reprob", "0", "-j", str(a.workers),
-                 "--device", a.device, *amp, "--output", str(work), "--experiment", "timm", "--seed", "0",
-                 "--checkpoint-hist", "1", "--log-interval", "5"],
-        "tutorial": [py, str(ROOT / "benchmarks" / "photo_job_tutorial.py"), str(data), "--weights", str(weights),
-                     "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--workers", str(a.workers),
-                     "--warmup-epochs", str(a.warmup_epochs),
-                     "--precision", precision, "--device", a.device],
+        "timm": [
+            py,
+            str(timm_script),
+            str(data),
+            "--train-split",
+            "train",
+            "--val-split",
+            "val",
+            "--model",
+            "tf_efficientnet_lite0",
+            "--pretrained",
+            "--pretrained-path",
+            str(weights),
+            "--num-classes",
+            "10",
+            "--img-size",
+            "224",
+            "-b",
+            str(a.batch_size),
+            "-vb",
+            str(2 * a.batch_size),
+            "--epochs",
+            str(a.epochs),
+            "--opt",
+            "adamw",
+            "--lr",
+            "1e-4",
+            "--weight-decay",
+            "0.05",
+            "--sched",
+            "cosine",
+            "--sched-on-updates",
+            "--warmup-epochs",
+            str(a.warmup_epochs),
+            "--min-lr",
+            "1e-6",
+            "--smoothing",
+            "0.1",
+            "--drop-path",
+            "0.1",
+            "--clip-grad",
+            "1.0",
+            "--channels-last",
+            "--aa",
+            TIMM_AA,
+            "--train-interpolation",
+            "bicubic",
+            "--reprob",
+            "0",
+            "-j",
+            str(a.workers),
+            "--device",
+            a.device,
+            *amp,
+            "--output",
+            str(work),
+            "--experiment",
+            "timm",
+            "--seed",
+            "0",
+            "--checkpoint-hist",
+            "1",
+            "--log-interval",
+            "5",
+        ],
+        "tutorial": [
+            py,
+            str(ROOT / "benchmarks" / "photo_job_tutorial.py"),
+            str(data),
+            "--weights",
+            str(weights),
+            "--epochs",
+            str(a.epochs),
+            "--batch-size",
+            str(a.batch_size),
+            "--workers",
+            str(a.workers),
+            "--warmup-epochs",
+            str(a.warmup_epochs),
+            "--precision",
+            precision,
+            "--device",
+            a.device,
+        ],
     }
 
 
@@ -162,11 +259,17 @@ def read_result(tool: str, work: Path, log: Path) -> dict[str, Any]:
     """train_seconds, train_images and test_top1 as the tool itself reports them."""
     text = log.read_text(errors="replace")
     if tool.startswith("zoo"):
-        rows = [json.loads(line) for line in (work / tool / "fruits-finetune" / "metrics.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line) for line in (work / tool / "fruits-finetune" / "metrics.jsonl").read_text().splitlines()
+        ]
         final = rows[-1]
         secs = final["train_seconds"]
-        return {"train_seconds": secs, "train_images": round(final["images_per_sec"] * secs),
-                "test_top1": final["top1"], "precision": final["environment"]["mixed_precision"]}
+        return {
+            "train_seconds": secs,
+            "train_images": round(final["images_per_sec"] * secs),
+            "test_top1": final["top1"],
+            "precision": final["environment"]["mixed_precision"],
+        }
     if tool == "timm":
         # the last 'Train: E [i/N ... (avg s, ...' line of each epoch: average seconds per update x updates
         last: dict[int, tuple[int, float]] = {}
@@ -174,7 +277,10 @@ def read_result(tool: str, work: Path, log: Path) -> dict[str, Any]:
             last[int(m.group(1))] = (int(m.group(2)), float(m.group(3)))
         with open(work / "timm" / "summary.csv") as f:
             summary = list(csv.DictReader(f))
-        return {"train_seconds": sum(n * s for n, s in last.values()), "test_top1": float(summary[-1]["eval_top1"]) / 100}
+        return {
+            "train_seconds": sum(n * s for n, s in last.values()),
+            "test_top1": float(summary[-1]["eval_top1"]) / 100,
+        }
     return json.loads(text.strip().splitlines()[-1])
 
 
@@ -184,8 +290,10 @@ def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ok = [r for r in rows if r["tool"] == tool and not r["error"]]
         if not ok:
             continue
-        med = {k: round(statistics.median(float(r[k]) for r in ok), 4)
-               for k in ("wall_seconds", "train_seconds", "train_images_per_sec", "peak_pss_mb", "test_top1")}
+        med = {
+            k: round(statistics.median(float(r[k]) for r in ok), 4)
+            for k in ("wall_seconds", "train_seconds", "train_images_per_sec", "peak_pss_mb", "test_top1")
+        }
         out.append({"tool": tool, "runs": len(ok), **med, "precision": ok[0]["precision"]})
     zoo = next((r for r in out if r["tool"] == "zoo"), None)
     for r in out:  # each tool's speed against zoo's (train images/s and wall time), from the medians
@@ -197,8 +305,12 @@ def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--per-class", type=int, default=16,
-                   help="training photos per class (10 classes; 16 = 160 = 5 full batches of 32: timm drops a partial one)")
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=16,
+        help="training photos per class (10 classes; 16 = 160 = 5 full batches of 32: timm drops a partial one)",
+    )
     p.add_argument("--test-per-class", type=int, default=4, help="held-out photos per class")
     p.add_argument("--max-side", type=int, default=800, help="longest photo side (min 150)")
     p.add_argument("--epochs", type=int, default=2, help="the recipe warms up for 1 epoch: at least 2")
@@ -230,8 +342,16 @@ def main() -> None:
                 raise SystemExit(f"{timm_script} changed during the benchmark; refusing it")
             log = work / f"{tool}-{rep}.log"
             rc, wall, peak = run_tree(cmds[tool], log, a.timeout)
-            row = {"tool": tool, "repeat": rep, "order": pos, "wall_seconds": round(wall, 2),
-                   "peak_pss_mb": round(peak, 1), "precision": choice.precision, "returncode": rc, "error": ""}
+            row = {
+                "tool": tool,
+                "repeat": rep,
+                "order": pos,
+                "wall_seconds": round(wall, 2),
+                "peak_pss_mb": round(peak, 1),
+                "precision": choice.precision,
+                "returncode": rc,
+                "error": "",
+            }
             try:
                 if rc != 0:
                     raise RuntimeError(" | ".join(log.read_text(errors="replace").strip().splitlines()[-3:]))
@@ -243,12 +363,20 @@ def main() -> None:
                 row["error"] = f"{type(exc).__name__}: {exc}"[:300]
             rows.append(row)
             print(json.dumps(row), flush=True)
-            write_results(out, rows, a, choice.describe(), digest, cmds)  # after every run: a cut-short run still counts
+            write_results(
+                out, rows, a, choice.describe(), digest, cmds
+            )  # after every run: a cut-short run still counts
     print(out.with_suffix(".md").read_text())
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], a: argparse.Namespace, precision: str, digest: str,
-                  cmds: dict[str, list[str]]) -> None:
+def write_results(
+    out: Path,
+    rows: list[dict[str, Any]],
+    a: argparse.Namespace,
+    precision: str,
+    digest: str,
+    cmds: dict[str, list[str]],
+) -> None:
     with open(out.with_name(out.stem + "_runs.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         w.writeheader()
@@ -261,27 +389,41 @@ def write_results(out: Path, rows: list[dict[str, Any]], a: argparse.Namespace, 
     write_markdown(out, summary, a, precision, digest, cmds)
 
 
-def write_markdown(out: Path, summary: list[dict[str, Any]], a: argparse.Namespace, precision: str, digest: str,
-                   cmds: dict[str, list[str]]) -> None:
+def write_markdown(
+    out: Path,
+    summary: list[dict[str, Any]],
+    a: argparse.Namespace,
+    precision: str,
+    digest: str,
+    cmds: dict[str, list[str]],
+) -> None:
     import platform
 
     import timm
     import torchvision
 
-    lines = [f"# The photo job on {a.device}: zoo vs timm's train.py vs the tutorials' loop", "",
-             f"- command: `python benchmarks/bench_photo_job.py {' '.join(sys.argv[1:])}`",
-             f"- data: tests/photo_corpus.py, 10 classes, {a.per_class} train + {a.test_per_class} held-out photos "
-             f"per class, 150-{a.max_side} px; input 224, batch {a.batch_size}, {a.epochs} epoch(s), "
-             f"{a.workers} workers, warm-up {a.warmup_epochs} epoch(s), {a.repeats} interleaved repeats (median)",
-             f"- {precision}", f"- timm train.py sha256 `{digest}`",
-             f"- torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}, "
-             f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at the end "
-             f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
-             *[f"- note: {n}" for n in a.note], "",
-             "| tool | runs | wall s | train s | train img/s | zoo img/s / this | peak PSS MiB | test top-1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['tool']} | {r['runs']} | {r['wall_seconds']} | {r['train_seconds']} | {r['train_images_per_sec']} "
-              f"| {r['zoo_speed_ratio']} | {r['peak_pss_mb']} | {r['test_top1']} |" for r in summary]
+    lines = [
+        f"# The photo job on {a.device}: zoo vs timm's train.py vs the tutorials' loop",
+        "",
+        f"- command: `python benchmarks/bench_photo_job.py {' '.join(sys.argv[1:])}`",
+        f"- data: tests/photo_corpus.py, 10 classes, {a.per_class} train + {a.test_per_class} held-out photos "
+        f"per class, 150-{a.max_side} px; input 224, batch {a.batch_size}, {a.epochs} epoch(s), "
+        f"{a.workers} workers, warm-up {a.warmup_epochs} epoch(s), {a.repeats} interleaved repeats (median)",
+        f"- {precision}",
+        f"- timm train.py sha256 `{digest}`",
+        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        *[f"- note: {n}" for n in a.note],
+        "",
+        "| tool | runs | wall s | train s | train img/s | zoo img/s / this | peak PSS MiB | test top-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['tool']} | {r['runs']} | {r['wall_seconds']} | {r['train_seconds']} | {r['train_images_per_sec']} "
+        f"| {r['zoo_speed_ratio']} | {r['peak_pss_mb']} | {r['test_top1']} |"
+        for r in summary
+    ]
     lines += ["", "Commands (per run, paths as on the machine that ran them):", ""]
     lines += [f"- {t}: `{' '.join(c)}`" for t, c in cmds.items()]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

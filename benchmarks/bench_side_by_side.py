@@ -12,6 +12,7 @@ ratios) and .md:
   training images/s and time per epoch (target >= 1x on CPU, >= 1.5x on a GPU).
 Every zoo run starts with its output folder (and so its store and feature caches) deleted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ import sys
 from pathlib import Path
 
 from zoo.bench.results import write_csv, write_markdown
-from zoo.env import device_name, device_slug, load_average, run_metadata
 from zoo.bench.side_by_side import SideBySideConfig, run_side_by_side
+from zoo.env import device_name, device_slug, load_average, run_metadata
 
 
 def summary_of(result: dict, cfg: SideBySideConfig) -> dict:
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=value)
         else:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=type(value), default=value)
-    p.add_argument("--out", type=Path, default=None,
-                   help="CSV path (default: benchmarks/results/side_by_side_<device>.csv)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="CSV path (default: benchmarks/results/side_by_side_<device>.csv)"
+    )
     p.add_argument("--note", action="append", default=[], help="a line for the notes, e.g. 'the machine was shared'")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -66,27 +68,43 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(rows, out)
     summary = summary_of(result, cfg)
     command = "python benchmarks/bench_side_by_side.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    meta = run_metadata(device=device_name("cpu"), model=cfg.model, data=cfg.spec, image_size=cfg.image_size,
-                        batch_size=cfg.batch_size, probe_epochs=cfg.probe_epochs,
-                        finetune_epochs=cfg.finetune_epochs, load_average_before=load_before,
-                        load_average_after=load_average(), command=f"`{command.strip()}`")
+    meta = run_metadata(
+        device=device_name("cpu"),
+        model=cfg.model,
+        data=cfg.spec,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        probe_epochs=cfg.probe_epochs,
+        finetune_epochs=cfg.finetune_epochs,
+        load_average_before=load_before,
+        load_average_after=load_average(),
+        command=f"`{command.strip()}`",
+    )
     out.with_suffix(".json").write_text(json.dumps({**summary, "meta": meta, "notes": args.note}, indent=2) + "\n")
     ratios = [
-        f"linear probe, elapsed-time ratio tutorial / zoo after " + ", ".join(
+        "linear probe, elapsed-time ratio tutorial / zoo after "
+        + ", ".join(
             f"{k} epoch{'s' * (k > 1)}: {summary[f'probe_ratio_after_{k}_epochs']:.2f}x"
-            for k in result["probe_ratio_after_epochs"]) + " (target >= 5x at 10 epochs)",
+            for k in result["probe_ratio_after_epochs"]
+        )
+        + " (target >= 5x at 10 epochs)",
         f"linear probe, time to the same accuracy ({summary['probe_target_accuracy']:.3f} validation top-1): zoo "
         f"{summary['probe_speedup_to_same_accuracy']:.2f}x faster",
-        "linear probe accuracy: " + "; ".join(f"{k} {v:.3f}" for k, v in summary["val_top1"].items()
-                                              if "probe" in k or "tutorial" in k),
+        "linear probe accuracy: "
+        + "; ".join(f"{k} {v:.3f}" for k, v in summary["val_top1"].items() if "probe" in k or "tutorial" in k),
         f"fine-tune: zoo {summary['finetune_images_per_sec_ratio']:.2f}x the training images/s of the HF "
         f"with_transform path (target >= 1x on CPU); training time per epoch "
         f"{summary['finetune_epoch_time_ratio']:.2f}x shorter",
         f"every contender is charged the same dataset load ({summary['dataset_load_seconds']:.1f} s); accuracies on "
         f"the validation split; every zoo run starts with its caches deleted",
     ]
-    write_markdown(rows, out.with_suffix(".md"), title="zoo side by side with the tutorials' loop and the HF path",
-                   meta=meta, notes=ratios + list(args.note) + ["CPU figures are for ratios only."])
+    write_markdown(
+        rows,
+        out.with_suffix(".md"),
+        title="zoo side by side with the tutorials' loop and the HF path",
+        meta=meta,
+        notes=ratios + list(args.note) + ["CPU figures are for ratios only."],
+    )
     print("\n".join(ratios))
     print(f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return 0

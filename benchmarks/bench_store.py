@@ -12,6 +12,7 @@ store afterwards. Peak memory: the kernel's high-water mark of the main process 
 largest worker (RUSAGE_CHILDREN), plus the peak proportional set size (PSS: shared pages split between
 the processes that map them) summed over the process tree, sampled every 50 ms by this script. Results: ``benchmarks/results/store_build_cpu-2core.csv``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,15 +32,22 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-           "retina", "stereo_motorcycle")
+SOURCES = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+)
 
 
 def _make_one(args: tuple[int, str, int, int]) -> None:
     i, folder, w, h = args
-    from PIL import Image
-
     import skimage.data
+    from PIL import Image
 
     rng = np.random.default_rng(i)
     name = SOURCES[i % len(SOURCES)]
@@ -48,7 +56,7 @@ def _make_one(args: tuple[int, str, int, int]) -> None:
     sh, sw = src.shape[:2]
     ch, cw = int(sh * rng.uniform(0.4, 1.0)), int(sw * rng.uniform(0.4, 1.0))
     top, left = rng.integers(0, sh - ch + 1), rng.integers(0, sw - cw + 1)
-    crop = src[top:top + ch, left:left + cw, :3].astype(np.float32) * rng.uniform(0.7, 1.1, 3)
+    crop = src[top : top + ch, left : left + cw, :3].astype(np.float32) * rng.uniform(0.7, 1.1, 3)
     size = (w, h) if i % 4 else (h, w)  # a quarter portrait
     img = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).resize(size, Image.BILINEAR)
     img.save(Path(folder) / name / f"{i:06d}.jpg", quality=90)
@@ -74,8 +82,9 @@ def _split(paths: list[Path]):
 
     names = sorted({p.parent.name for p in paths})
     features = datasets.Features({"image": datasets.Image(mode="RGB"), "label": datasets.ClassLabel(names=names)})
-    return datasets.Dataset.from_dict({"image": [str(p) for p in paths],
-                                       "label": [names.index(p.parent.name) for p in paths]}, features=features)
+    return datasets.Dataset.from_dict(
+        {"image": [str(p) for p in paths], "label": [names.index(p.parent.name) for p in paths]}, features=features
+    )
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -88,8 +97,9 @@ def worker(args: argparse.Namespace) -> None:
     cache = Path(tempfile.mkdtemp(prefix="zoo-bench-store-", dir=args.tmp))
     try:
         t0 = time.perf_counter()
-        store = TensorStore.from_split(split, size=args.store_size, cache_dir=cache, progress=False,
-                                       num_proc=args.num_proc)
+        store = TensorStore.from_split(
+            split, size=args.store_size, cache_dir=cache, progress=False, num_proc=args.num_proc
+        )
         seconds = time.perf_counter() - t0
         checksum = sum(int(store.image(i).sum()) for i in range(0, len(store), max(1, len(store) // 64)))  # readable
         store_mb = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20
@@ -97,8 +107,18 @@ def worker(args: argparse.Namespace) -> None:
         shutil.rmtree(cache, ignore_errors=True)
     hwm = hwm_bytes() / 2**20
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "images": len(store), "store_mb": store_mb, "checksum": checksum,
-                      "peak_rss_main_mb": hwm, "peak_rss_worker_mb": children}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "images": len(store),
+                "store_mb": store_mb,
+                "checksum": checksum,
+                "peak_rss_main_mb": hwm,
+                "peak_rss_worker_mb": children,
+            }
+        )
+    )
 
 
 def _tree_pss(pid: int) -> float:
@@ -121,8 +141,21 @@ def _tree_pss(pid: int) -> float:
 
 
 def measure(args: argparse.Namespace, num_proc: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--photos", str(args.photos), "--images", str(args.images),
-           "--store-size", str(args.store_size), "--num-proc", str(num_proc), "--tmp", str(args.tmp)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--photos",
+        str(args.photos),
+        "--images",
+        str(args.images),
+        "--store-size",
+        str(args.store_size),
+        "--num-proc",
+        str(num_proc),
+        "--tmp",
+        str(args.tmp),
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
     peak = [0.0]
@@ -178,20 +211,34 @@ def main() -> None:
             m = measure(args, k)
             m["loadavg_before"] = load
             runs.append(m)
-            print(f"num_proc={k} run {r + 1}: {m['images'] / m['seconds']:.0f} images/s, {m['seconds']:.1f} s, "
-                  f"peak PSS tree {m['peak_pss_tree_mb']:.0f} MiB (load before {load:.1f})", flush=True)
+            print(
+                f"num_proc={k} run {r + 1}: {m['images'] / m['seconds']:.0f} images/s, {m['seconds']:.1f} s, "
+                f"peak PSS tree {m['peak_pss_tree_mb']:.0f} MiB (load before {load:.1f})",
+                flush=True,
+            )
         med = sorted(runs, key=lambda m: m["seconds"])[len(runs) // 2]
-        rows.append({
-            "images": med["images"], "photo_size": f"{w}x{h}", "store_size": args.store_size, "num_proc": k,
-            "seconds": round(med["seconds"], 2), "images_per_sec": round(med["images"] / med["seconds"], 1),
-            "speedup_vs_1proc": None, "peak_pss_tree_mb": round(med["peak_pss_tree_mb"], 1),
-            "peak_rss_main_mb": round(med["peak_rss_main_mb"], 1),
-            "peak_rss_worker_mb": round(med["peak_rss_worker_mb"], 1), "store_mb": round(med["store_mb"], 1),
-            "run_seconds": " ".join(f"{m['seconds']:.2f}" for m in runs),
-            "loadavg_before": " ".join(f"{m['loadavg_before']:.1f}" for m in runs),
-            "cores": cores, "cpu": cpu_model(), "torch": torch.__version__, "pillow": PIL.__version__,
-            "date": time.strftime("%Y-%m-%d"),
-        })
+        rows.append(
+            {
+                "images": med["images"],
+                "photo_size": f"{w}x{h}",
+                "store_size": args.store_size,
+                "num_proc": k,
+                "seconds": round(med["seconds"], 2),
+                "images_per_sec": round(med["images"] / med["seconds"], 1),
+                "speedup_vs_1proc": None,
+                "peak_pss_tree_mb": round(med["peak_pss_tree_mb"], 1),
+                "peak_rss_main_mb": round(med["peak_rss_main_mb"], 1),
+                "peak_rss_worker_mb": round(med["peak_rss_worker_mb"], 1),
+                "store_mb": round(med["store_mb"], 1),
+                "run_seconds": " ".join(f"{m['seconds']:.2f}" for m in runs),
+                "loadavg_before": " ".join(f"{m['loadavg_before']:.1f}" for m in runs),
+                "cores": cores,
+                "cpu": cpu_model(),
+                "torch": torch.__version__,
+                "pillow": PIL.__version__,
+                "date": time.strftime("%Y-%m-%d"),
+            }
+        )
     base = next((r["images_per_sec"] for r in rows if r["num_proc"] == 1), None)
     for r in rows:
         r["speedup_vs_1proc"] = round(r["images_per_sec"] / base, 2) if base else None
@@ -202,9 +249,11 @@ def main() -> None:
         writer.writerows(rows)
     print(f"wrote {args.out}")
     for r in rows:
-        print(f"  num_proc={r['num_proc']}: {r['images_per_sec']} images/s ({r['speedup_vs_1proc']}x), "
-              f"peak RSS main {r['peak_rss_main_mb']} MiB, worker {r['peak_rss_worker_mb']} MiB, "
-              f"tree PSS {r['peak_pss_tree_mb']} MiB; store {r['store_mb']} MiB")
+        print(
+            f"  num_proc={r['num_proc']}: {r['images_per_sec']} images/s ({r['speedup_vs_1proc']}x), "
+            f"peak RSS main {r['peak_rss_main_mb']} MiB, worker {r['peak_rss_worker_mb']} MiB, "
+            f"tree PSS {r['peak_pss_tree_mb']} MiB; store {r['store_mb']} MiB"
+        )
 
 
 if __name__ == "__main__":

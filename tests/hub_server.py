@@ -7,6 +7,7 @@ It stops by itself after ``lifetime`` seconds so a crashed test never leaves it 
 
 Run it alone (``python tests/hub_server.py``) to poke at it with the client by hand.
 """
+
 from __future__ import annotations
 
 import base64
@@ -79,8 +80,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, payload: object = None, headers: dict[str, str] | None = None,
-              raw: bytes | None = None, head: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: object = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        head: bool = False,
+    ) -> None:
         data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
@@ -92,8 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self, status: int, message: str, code: str | None = None, head: bool = False) -> None:
-        self._send(status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message} if code else
-                   {"X-Error-Message": message}, head=head)
+        self._send(
+            status,
+            {"error": message},
+            {"X-Error-Code": code, "X-Error-Message": message} if code else {"X-Error-Message": message},
+            head=head,
+        )
 
     def _authorized(self) -> bool:
         if self.state.token is None:
@@ -150,17 +161,28 @@ class _Handler(BaseHTTPRequestHandler):
             prefix = unquote(prefix).strip("/")
             entries = [self._entry(p, d) for p, d in sorted(files.items()) if not prefix or p.startswith(prefix + "/")]
             return self._send(200, entries, head=head)
-        info = {"id": m["repo"], "modelId": m["repo"], "sha": sha, "private": repo.private, "disabled": False,
-                "gated": False, "tags": [], "siblings": [{"rfilename": p} for p in sorted(files)],
-                "lastModified": "2025-01-01T00:00:00.000Z"}
+        info = {
+            "id": m["repo"],
+            "modelId": m["repo"],
+            "sha": sha,
+            "private": repo.private,
+            "disabled": False,
+            "gated": False,
+            "tags": [],
+            "siblings": [{"rfilename": p} for p in sorted(files)],
+            "lastModified": "2025-01-01T00:00:00.000Z",
+        }
         self._send(200, info, head=head)
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         self.state.requests.append(f"POST {url.path}")
         body = self._body()
-        write = url.path == "/api/repos/create" or url.path.split("/")[-2:-1] in (["preupload"], ["commit"]) \
+        write = (
+            url.path == "/api/repos/create"
+            or url.path.split("/")[-2:-1] in (["preupload"], ["commit"])
             or "/branch/" in url.path
+        )
         if write and not self._authorized():
             return self._error(401, "Invalid credentials in Authorization header")
         if url.path == "/api/validate-yaml":
@@ -171,8 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not self.state.allow_create:
                 return self._error(403, f"You don't have the rights to create a model under {repo_id}")
             if not self.state.create(repo_id, payload.get("visibility") == "private"):
-                return self._send(409, {"error": "You already created this model repo",
-                                        "url": f"{self.server.url}/{repo_id}"})
+                return self._send(
+                    409, {"error": "You already created this model repo", "url": f"{self.server.url}/{repo_id}"}
+                )
             return self._send(200, {"url": f"{self.server.url}/{repo_id}", "name": repo_id})
         m = API.match(url.path)
         if not m or m["op"] not in ("preupload", "commit", "paths-info", "branch"):
@@ -188,8 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {})
         if m["op"] == "preupload":
             files = json.loads(body)["files"]
-            return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                              for f in files]})
+            return self._send(
+                200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+            )
         if m["op"] == "paths-info":
             form = parse_qs(body.decode()) if body and not body.startswith(b"{") else {}
             paths = form.get("paths") or (json.loads(body).get("paths", []) if body.startswith(b"{") else [])
@@ -226,8 +250,15 @@ class _Handler(BaseHTTPRequestHandler):
             pr_url = f"{self.server.url}/{repo_id}/discussions/{repo.prs}"
         else:
             repo.refs[rev] = sha
-        self._send(200, {"commitUrl": f"{self.server.url}/{repo_id}/commit/{sha}", "commitOid": sha,
-                         "pullRequestUrl": pr_url, "success": True})
+        self._send(
+            200,
+            {
+                "commitUrl": f"{self.server.url}/{repo_id}/commit/{sha}",
+                "commitOid": sha,
+                "pullRequestUrl": pr_url,
+                "success": True,
+            },
+        )
 
 
 class HubServer(ThreadingHTTPServer):

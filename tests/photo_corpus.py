@@ -9,6 +9,7 @@ CMYK JPEG, RGBA PNG and palette PNG. Layout: ``root/<class>/<i>.<ext>`` (one fol
 
     python tests/photo_corpus.py /tmp/photos --per-class 30 --max-side 1600   # the full corpus by hand
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,15 +22,29 @@ VERSION = 1  # bump when the images change (the pytest cache is keyed by it)
 
 # class name -> scikit-image sample (all bundled with the package: no download)
 PHOTOS = {
-    "astronaut": "astronaut", "coffee": "coffee", "cat": "chelsea", "rocket": "rocket",
-    "galaxies": "hubble_deep_field", "retina": "retina", "tissue": "immunohistochemistry",
-    "motorcycle": "stereo_motorcycle", "camera": "camera",
+    "astronaut": "astronaut",
+    "coffee": "coffee",
+    "cat": "chelsea",
+    "rocket": "rocket",
+    "galaxies": "hubble_deep_field",
+    "retina": "retina",
+    "tissue": "immunohistochemistry",
+    "motorcycle": "stereo_motorcycle",
+    "camera": "camera",
 }
 CLASSES = (*PHOTOS, "digits")
 # what the i-th image of every class is (cycled): format, mode, EXIF orientation
 KINDS = (
-    ("JPEG", "RGB", None), ("PNG", "RGB", None), ("JPEG", "RGB", 6), ("JPEG", "L", None), ("PNG", "RGBA", None),
-    ("JPEG", "CMYK", None), ("PNG", "P", None), ("JPEG", "RGB", 8), ("PNG", "L", None), ("JPEG", "RGB", 3),
+    ("JPEG", "RGB", None),
+    ("PNG", "RGB", None),
+    ("JPEG", "RGB", 6),
+    ("JPEG", "L", None),
+    ("PNG", "RGBA", None),
+    ("JPEG", "CMYK", None),
+    ("PNG", "P", None),
+    ("JPEG", "RGB", 8),
+    ("PNG", "L", None),
+    ("JPEG", "RGB", 3),
 )
 
 
@@ -54,7 +69,7 @@ def _photo(src: np.ndarray, rng: np.random.Generator, min_side: int, max_side: i
     h, w = src.shape[:2]
     ch, cw = int(h * rng.uniform(0.5, 1.0)), int(w * rng.uniform(0.5, 1.0))
     top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-    crop = src[top:top + ch, left:left + cw].astype(np.float32)
+    crop = src[top : top + ch, left : left + cw].astype(np.float32)
     mix = np.eye(3) * rng.uniform(0.7, 1.0, 3) + rng.uniform(0.0, 0.2, (3, 3))  # colour cast
     crop = np.clip(crop @ mix.T + rng.uniform(-20, 20, 3), 0, 255).astype(np.uint8)
     aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))  # width / height, 1:2 .. 2:1
@@ -85,8 +100,14 @@ def _save(img: Image.Image, path: Path, fmt: str, mode: str, orientation: int | 
     return path
 
 
-def make_photo_corpus(root: str | Path, per_class: int = 30, min_side: int = 150, max_side: int = 1600,
-                      classes: int = len(CLASSES), seed: int = 0) -> Path:
+def make_photo_corpus(
+    root: str | Path,
+    per_class: int = 30,
+    min_side: int = 150,
+    max_side: int = 1600,
+    classes: int = len(CLASSES),
+    seed: int = 0,
+) -> Path:
     """Write the corpus under ``root`` (created) and return it. Deterministic for given arguments."""
     root = Path(root)
     for c, name in enumerate(CLASSES[:classes]):

@@ -5,6 +5,7 @@ CIFAR-10 on the Hub (``uoft-cs/cifar10``) has an ``img`` Image column, a ``label
 names, and train/test splits. Generating that exact schema lets every code path that will meet the real
 dataset (column renaming, label names, carving a validation split) be tested without a download.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -89,10 +90,12 @@ def make_cifar_like(
                 img.save(d / f"{i:05d}.png")
         return str(out)
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=names)})
-    dd = datasets.DatasetDict({
-        split: datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
-        for split, (images, labels) in splits.items()
-    })
+    dd = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict({"img": images, "label": labels}, features=features)
+            for split, (images, labels) in splits.items()
+        }
+    )
     if fmt == "disk":
         dd.save_to_disk(str(out))
     else:
@@ -102,8 +105,9 @@ def make_cifar_like(
     return str(out)
 
 
-def digits_folder(root: str | os.PathLike, cut: dict[int, float] | None = None, seed: int = 0,
-                  upscale: int = 1) -> Path:
+def digits_folder(
+    root: str | os.PathLike, cut: dict[int, float] | None = None, seed: int = 0, upscale: int = 1
+) -> Path:
     """scikit-learn's 1,797 real 8x8 digits written as PNG image folders (``train/<digit>/*.png`` and
     ``test/<digit>/*.png``, the same stratified 80/20 test split as the ``sklearn:digits`` spec).
 

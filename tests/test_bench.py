@@ -2,6 +2,7 @@
 
 Timings here are never asserted against numbers (the CPU is shared); only their consistency is.
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,11 @@ def _macs_from_layer_shapes(model: torch.nn.Module, input_size: tuple[int, int, 
         nonlocal total
         total += m.in_features * m.out_features
 
-    hooks = [m.register_forward_hook(conv_hook if isinstance(m, torch.nn.Conv2d) else linear_hook)
-             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    hooks = [
+        m.register_forward_hook(conv_hook if isinstance(m, torch.nn.Conv2d) else linear_hook)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     with torch.no_grad():
         model.eval()(torch.randn(1, *input_size))
     for h in hooks:
@@ -140,8 +144,10 @@ def test_device_slug_and_default_output_name():
 
 
 # ---- report: CSV, Markdown, plot ------------------------------------------------------------------
-ROWS = [{"model": "a", "gmacs": 1.5, "ips": 120.0, "note": None},
-        {"model": "b|c", "gmacs": 4.0, "ips": 30.25, "extra": True}]
+ROWS = [
+    {"model": "a", "gmacs": 1.5, "ips": 120.0, "note": None},
+    {"model": "b|c", "gmacs": 4.0, "ips": 30.25, "extra": True},
+]
 
 
 def test_csv_round_trip_keeps_numbers_and_empty_cells(tmp_path):
@@ -152,9 +158,15 @@ def test_csv_round_trip_keeps_numbers_and_empty_cells(tmp_path):
 
 
 def test_markdown_has_metadata_table_and_image(tmp_path):
-    md = report.write_markdown(ROWS, tmp_path / "r.md", ["model", "gmacs", "ips"], title="T",
-                               meta={"device": "cpu", "torch": "x", "skipped": None}, notes=["n1"],
-                               image=tmp_path / "r.png").read_text()
+    md = report.write_markdown(
+        ROWS,
+        tmp_path / "r.md",
+        ["model", "gmacs", "ips"],
+        title="T",
+        meta={"device": "cpu", "torch": "x", "skipped": None},
+        notes=["n1"],
+        image=tmp_path / "r.png",
+    ).read_text()
     assert md.startswith("# T")
     assert "- **device**: cpu" in md and "skipped" not in md
     assert "| model | gmacs | ips |\n|:---|---:|---:|" in md
@@ -175,8 +187,7 @@ def test_bench_backbones_help_reads_well(capsys):
         main(["bench", "backbones", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for word in ("--timm-compare", "--precision", "--channels-last", "--compile", "infer_samples_per_sec",
-                 "median"):
+    for word in ("--timm-compare", "--precision", "--channels-last", "--compile", "infer_samples_per_sec", "median"):
         assert word in text
 
 
@@ -190,7 +201,7 @@ def test_a_model_that_fails_gets_an_error_row_and_a_nonzero_exit(tmp_path, capsy
 def test_worker_prints_one_json_result_line(capsys):
     assert worker.main(["timm:no_such_model", json.dumps(TINY)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith(worker.RESULT_PREFIX) and "error" in json.loads(line[len(worker.RESULT_PREFIX):])
+    assert line.startswith(worker.RESULT_PREFIX) and "error" in json.loads(line[len(worker.RESULT_PREFIX) :])
 
 
 def test_protocol_defaults_and_shortfalls():

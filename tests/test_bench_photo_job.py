@@ -1,4 +1,5 @@
 """benchmarks/bench_photo_job.py: timm's train.py only as pinned, the same settings for all three, results read right."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def _args(**kw):
 
 @pytest.mark.parametrize("precision, timm_amp", [("bf16", ["--amp", "--amp-dtype", "bfloat16"]), ("no", [])])
 def test_every_tool_gets_the_same_settings(bench, tmp_path, precision, timm_amp):
-    cmds = bench.commands(_args(), tmp_path / "data", tmp_path / "w.safetensors", tmp_path, precision,
-                          Path("timm_train.py"))
+    cmds = bench.commands(
+        _args(), tmp_path / "data", tmp_path / "w.safetensors", tmp_path, precision, Path("timm_train.py")
+    )
     zoo, timm, tut = (" ".join(cmds[t]) for t in ("zoo", "timm", "tutorial"))
     assert "train.epochs=3" in zoo and "--epochs 3" in timm and "--epochs 3" in tut
     assert "data.batch_size=24" in zoo and "-b 24" in timm and "--batch-size 24" in tut
@@ -54,19 +56,33 @@ def test_every_tool_gets_the_same_settings(bench, tmp_path, precision, timm_amp)
 
 def test_results_are_read_as_each_tool_reports_them(bench, tmp_path):
     (tmp_path / "timm").mkdir()
-    (tmp_path / "timm" / "summary.csv").write_text("epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n"
-                                                   "0,2.3,2.1,40.0,80.0,1e-4\n1,2.0,1.9,62.5,90.0,1e-5\n")
+    (tmp_path / "timm" / "summary.csv").write_text(
+        "epoch,train_loss,eval_loss,eval_top1,eval_top5,lr\n0,2.3,2.1,40.0,80.0,1e-4\n1,2.0,1.9,62.5,90.0,1e-5\n"
+    )
     log = tmp_path / "timm.log"
-    log.write_text("Train: 0 [   0/5 (  0%)]  Loss: 2.31 (2.31)  Time: 9.000s,    1.78/s  (9.000s,    1.78/s)  LR: 1e-5\n"
-                   "Train: 0 [   4/5 (100%)]  Loss: 2.20 (2.25)  Time: 2.000s,    8.00/s  (3.000s,    5.33/s)  LR: 1e-4\n"
-                   "Train: 1 [   4/5 (100%)]  Loss: 2.00 (2.05)  Time: 2.000s,    8.00/s  (2.500s,    6.40/s)  LR: 1e-5\n")
+    log.write_text(
+        "Train: 0 [   0/5 (  0%)]  Loss: 2.31 (2.31)  Time: 9.000s,    1.78/s  (9.000s,    1.78/s)  LR: 1e-5\n"
+        "Train: 0 [   4/5 (100%)]  Loss: 2.20 (2.25)  Time: 2.000s,    8.00/s  (3.000s,    5.33/s)  LR: 1e-4\n"
+        "Train: 1 [   4/5 (100%)]  Loss: 2.00 (2.05)  Time: 2.000s,    8.00/s  (2.500s,    6.40/s)  LR: 1e-5\n"
+    )
     got = bench.read_result("timm", tmp_path, log)
     assert got["train_seconds"] == pytest.approx(5 * 3.0 + 5 * 2.5) and got["test_top1"] == pytest.approx(0.625)
     run = tmp_path / "zoo" / "fruits-finetune"
     run.mkdir(parents=True)
-    (run / "metrics.jsonl").write_text(json.dumps({"kind": "epoch"}) + "\n" + json.dumps(
-        {"kind": "final", "top1": 0.7, "train_seconds": 10.0, "images_per_sec": 16.0,
-         "environment": {"mixed_precision": "bf16"}}) + "\n")
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"kind": "epoch"})
+        + "\n"
+        + json.dumps(
+            {
+                "kind": "final",
+                "top1": 0.7,
+                "train_seconds": 10.0,
+                "images_per_sec": 16.0,
+                "environment": {"mixed_precision": "bf16"},
+            }
+        )
+        + "\n"
+    )
     got = bench.read_result("zoo", tmp_path, log)
     assert got == {"train_seconds": 10.0, "train_images": 160, "test_top1": 0.7, "precision": "bf16"}
     tut = tmp_path / "tut.log"
@@ -75,9 +91,19 @@ def test_results_are_read_as_each_tool_reports_them(bench, tmp_path):
 
 
 def test_medians_and_ratios(bench):
-    rows = [{"tool": t, "error": "", "wall_seconds": w, "train_seconds": 1, "train_images_per_sec": v,
-             "peak_pss_mb": 1, "test_top1": 0.5, "precision": "no"}
-            for t, w, v in [("zoo", 10, 4), ("zoo", 12, 6), ("zoo", 50, 100), ("timm", 20, 2), ("timm", 20, 3)]]
+    rows = [
+        {
+            "tool": t,
+            "error": "",
+            "wall_seconds": w,
+            "train_seconds": 1,
+            "train_images_per_sec": v,
+            "peak_pss_mb": 1,
+            "test_top1": 0.5,
+            "precision": "no",
+        }
+        for t, w, v in [("zoo", 10, 4), ("zoo", 12, 6), ("zoo", 50, 100), ("timm", 20, 2), ("timm", 20, 3)]
+    ]
     rows.append({**rows[0], "tool": "timm", "error": "boom", "train_images_per_sec": 1000})
     med = {r["tool"]: r for r in bench.median_rows(rows)}
     assert med["zoo"]["train_images_per_sec"] == 6 and med["timm"]["runs"] == 2  # the failed run is left out

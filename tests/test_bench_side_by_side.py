@@ -1,4 +1,5 @@
 """The tutorial probe's switches: each removes one cause of its accuracy gap, and only that one."""
+
 from __future__ import annotations
 
 import pytest
@@ -45,8 +46,9 @@ def _probe(monkeypatch, small, **kw):
 
     monkeypatch.setattr(baselines, "_backbone", backbone)
     monkeypatch.setattr(baselines, "_PILSplit", split)
-    result = baselines.tutorial_linear_probe("pypi:efficientnet_lite0", small, epochs=1, batch_size=16, lr=1e-2,
-                                             image_size=32, **kw)
+    result = baselines.tutorial_linear_probe(
+        "pypi:efficientnet_lite0", small, epochs=1, batch_size=16, lr=1e-2, image_size=32, **kw
+    )
     after = {n: b for n, b in seen["model"].named_buffers() if n.endswith("running_mean")}
     drifted = any(not torch.equal(seen["bn_before"][n], after[n]) for n in after)
     return result, seen["transform"], drifted
@@ -69,5 +71,6 @@ def test_zoo_preprocessing_is_zoos_own_eval_transform(monkeypatch, small):
     assert isinstance(transform, PerSampleTransform) and not transform.train and not drifted
     assert result.name == "tutorial loop + BatchNorm eval + zoo preprocessing"
     with pytest.raises(ValueError, match="'other'"):
-        baselines.tutorial_linear_probe("pypi:efficientnet_lite0", small, epochs=1, batch_size=16, lr=1e-2,
-                                        preprocessing="other")
+        baselines.tutorial_linear_probe(
+            "pypi:efficientnet_lite0", small, epochs=1, batch_size=16, lr=1e-2, preprocessing="other"
+        )

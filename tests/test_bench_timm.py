@@ -4,6 +4,7 @@
 A stand-in script with timm's command line and '--result' JSON checks the plumbing fast (its hash is pinned
 for the test only); the real file runs in the slow test.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,13 @@ from zoo.cli import main
 from zoo.errors import ConfigError
 
 REAL_SCRIPT = ta.find_timm_script()
+
+
 def needs_real_script(test):
     """An anchor test: it skips without the script, but fails instead where CI sets ZOO_REQUIRE_ANCHORS=1."""
     skip = pytest.mark.skipif(not REAL_SCRIPT.is_file(), reason=f"timm's benchmark.py not at {REAL_SCRIPT}")
     return pytest.mark.anchors(skip(test))
+
 
 FAKE_TIMM = """\
 import argparse, json, sys
@@ -75,8 +79,18 @@ def test_the_real_script_passes_and_an_edited_copy_is_refused(tmp_path):
 def test_cli_refuses_another_script_with_exit_2(tmp_path, capsys):
     other = tmp_path / "benchmark.py"
     other.write_text("print('not timm')\n")
-    rc = main(["bench", "backbones", "timm:test_resnet", "--timm-compare", "--timm-script", str(other),
-               "--out", str(tmp_path / "x.csv")])
+    rc = main(
+        [
+            "bench",
+            "backbones",
+            "timm:test_resnet",
+            "--timm-compare",
+            "--timm-script",
+            str(other),
+            "--out",
+            str(tmp_path / "x.csv"),
+        ]
+    )
     assert rc == 2 and "sha256" in capsys.readouterr().err
 
 
@@ -91,9 +105,17 @@ def test_timm_argv_carries_every_setting_and_reads_back_equal():
     ta.check_comparable(argv, 8, 160, cfg)
 
 
-@pytest.mark.parametrize("extra, what", [
-    ("--torchcompile", "compile"), ("--amp", "precision"), ("--img-size 100", "img_size"),
-    ("--num-bench-iter 50", "iters"), ("--channels-last", "channels_last"), ("--reparam", "other")])
+@pytest.mark.parametrize(
+    "extra, what",
+    [
+        ("--torchcompile", "compile"),
+        ("--amp", "precision"),
+        ("--img-size 100", "img_size"),
+        ("--num-bench-iter 50", "iters"),
+        ("--channels-last", "channels_last"),
+        ("--reparam", "other"),
+    ],
+)
 def test_a_comparison_whose_settings_differ_is_refused(extra, what):
     cfg = measure.BenchConfig(timm_args=tuple(extra.split()))
     with pytest.raises(ConfigError, match=f"refusing to compare.*{what}: zoo"):
@@ -101,8 +123,19 @@ def test_a_comparison_whose_settings_differ_is_refused(extra, what):
 
 
 def test_cli_refuses_compile_against_eager_timm_before_running_anything(tmp_path, capsys, fake_timm):
-    rc = main(["bench", "backbones", "timm:test_resnet", "--timm-compare", "--timm-script", str(fake_timm),
-               "--timm-args=--torchcompile", "--out", str(tmp_path / "x.csv")])
+    rc = main(
+        [
+            "bench",
+            "backbones",
+            "timm:test_resnet",
+            "--timm-compare",
+            "--timm-script",
+            str(fake_timm),
+            "--timm-args=--torchcompile",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "compile: zoo None, timm 'inductor'" in err and "Fix:" in err
@@ -119,9 +152,18 @@ def test_fp16_training_on_cuda_is_refused_not_printed():
 
 # ---- the interleaved protocol and its summary ------------------------------------------------------------
 def _zoo_row(rate: float, batch: int = 4) -> dict:
-    return {"model": "timm:m", "timm_model": "m", "infer_batch_size": batch, "infer_img_size": 32,
-            "train_batch_size": batch, "train_img_size": 32, "infer_samples_per_sec": rate,
-            "train_samples_per_sec": rate / 4, "infer_peak_mem_mb": 1.0, "train_peak_mem_mb": 2.0}
+    return {
+        "model": "timm:m",
+        "timm_model": "m",
+        "infer_batch_size": batch,
+        "infer_img_size": 32,
+        "train_batch_size": batch,
+        "train_img_size": 32,
+        "infer_samples_per_sec": rate,
+        "train_samples_per_sec": rate / 4,
+        "infer_peak_mem_mb": 1.0,
+        "train_peak_mem_mb": 2.0,
+    }
 
 
 def test_runs_alternate_zoo_and_timm_in_fresh_processes_and_pair_the_ratios(monkeypatch, fake_timm):
@@ -135,18 +177,22 @@ def test_runs_alternate_zoo_and_timm_in_fresh_processes_and_pair_the_ratios(monk
         calls.append("timm")
         assert argv[argv.index("--bench") + 1] == "both" and argv[argv.index("--model") + 1] == "m"
         rate = next(timm_rates)
-        return {f"{p}_{k}": v for p in ("infer", "train")
-                for k, v in (("samples_per_sec", rate if p == "infer" else rate / 4), ("batch_size", 4),
-                             ("img_size", 32))}
+        return {
+            f"{p}_{k}": v
+            for p in ("infer", "train")
+            for k, v in (("samples_per_sec", rate if p == "infer" else rate / 4), ("batch_size", 4), ("img_size", 32))
+        }
 
     monkeypatch.setattr(bench_runs, "run_worker", worker)
     monkeypatch.setattr(bench_runs, "run_timm_once", timm_once)
     cfg = measure.BenchConfig(runs=3, batch_size=4, img_size=32)
-    [row] = bench_runs.benchmark_backbones(["timm:m"], cfg, timm_compare=True, timm_script=fake_timm,
-                                           progress=False)
+    [row] = bench_runs.benchmark_backbones(["timm:m"], cfg, timm_compare=True, timm_script=fake_timm, progress=False)
     assert calls == ["zoo", "timm"] * 3
-    assert (row["infer_samples_per_sec"], row["infer_samples_per_sec_min"], row["infer_samples_per_sec_max"]) \
-        == (100.0, 90.0, 120.0)
+    assert (row["infer_samples_per_sec"], row["infer_samples_per_sec_min"], row["infer_samples_per_sec_max"]) == (
+        100.0,
+        90.0,
+        120.0,
+    )
     assert row["timm_infer_samples_per_sec"] == 100.0
     # pairs 1.0, 0.9, 1.5: the median pair ratio, not median/median (which would be 1.0 too, by chance)
     assert (row["infer_vs_timm"], row["infer_vs_timm_min"], row["infer_vs_timm_max"]) == (1.0, 0.9, 1.5)
@@ -170,9 +216,30 @@ def test_bench_backbones_cli_writes_csv_markdown_and_plot(tmp_path, capsys, fake
     # test_bench.py's failing-model test); timm's side is a real process of the stand-in script
     monkeypatch.setattr(bench_runs, "run_worker", measure.measure_model)
     out = tmp_path / "bb.csv"
-    rc = main(["bench", "backbones", "timm:test_resnet", "--img-size", "32", "--warmup", "1",
-               "--iters", "5", "--runs", "2", "--batch-size", "2", "--out", str(out),
-               "--timm-compare", "--timm-script", str(fake_timm), "--note", "the machine was shared"])
+    rc = main(
+        [
+            "bench",
+            "backbones",
+            "timm:test_resnet",
+            "--img-size",
+            "32",
+            "--warmup",
+            "1",
+            "--iters",
+            "5",
+            "--runs",
+            "2",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+            "--timm-compare",
+            "--timm-script",
+            str(fake_timm),
+            "--note",
+            "the machine was shared",
+        ]
+    )
     assert rc == 0
     [row] = report.read_csv(out)
     assert list(row)[: len(report.COLUMNS)] == list(report.COLUMNS)
@@ -200,14 +267,34 @@ def test_bench_backbones_cli_writes_csv_markdown_and_plot(tmp_path, capsys, fake
     assert "timm:test_resnet" in printed and "train zoo/timm" in printed
 
 
-
 @pytest.mark.slow
 @needs_real_script
 def test_real_timm_script_beside_zoo_on_cpu(tmp_path):
     """timm's own file, one run each side: both phases measured at the same batch and size, hash recorded."""
     out = tmp_path / "bb.csv"
-    rc = main(["bench", "backbones", "timm:test_resnet", "--img-size", "32", "--batch-size", "2", "--warmup", "1",
-               "--iters", "5", "--runs", "1", "--threads", "1", "--timm-compare", "--out", str(out), "--no-plot"])
+    rc = main(
+        [
+            "bench",
+            "backbones",
+            "timm:test_resnet",
+            "--img-size",
+            "32",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "1",
+            "--iters",
+            "5",
+            "--runs",
+            "1",
+            "--threads",
+            "1",
+            "--timm-compare",
+            "--out",
+            str(out),
+            "--no-plot",
+        ]
+    )
     [row] = report.read_csv(out)
     assert rc == 0, row["error"]
     assert row["timm_script_sha256"] == ta.TIMM_SCRIPT_SHA256 and row["threads"] == 1

@@ -5,6 +5,7 @@ Run with `pytest -m browser`. Needs Chromium (`apt-get install -y chromium`; ZOO
 binary) and `pip install playwright` (never `playwright install`: the system browser is used). Set
 ZOO_SCREENSHOTS=docs to refresh the README's screenshots.
 """
+
 from __future__ import annotations
 
 import os
@@ -91,8 +92,9 @@ def check_cam_overlays(page) -> None:
     """Every gallery image has its class-activation overlay beside it, decoded by the browser, as large as
     the thumbnail, and the note names the method."""
     thumbs = page.eval_on_selector_all(".gallery figure img.thumb:not(.cam)", "imgs => imgs.length")
-    cams = page.eval_on_selector_all(".gallery img.cam", "imgs => imgs.map(i => [i.complete, i.naturalWidth, "
-                                     "i.getBoundingClientRect().width])")
+    cams = page.eval_on_selector_all(
+        ".gallery img.cam", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
+    )
     assert cams and len(cams) == thumbs, (len(cams), thumbs)
     assert all(done and natural > 0 and shown > 0 for done, natural, shown in cams), cams
     assert "Grad-CAM" in page.inner_text(".cam-note")
@@ -101,12 +103,20 @@ def check_cam_overlays(page) -> None:
 def test_report_shows_cam_overlays_on_a_short_run(browser, tmp_path):
     """A one-epoch run of a tiny model on CIFAR-schema data: quick enough for every browser run."""
     from synthetic_data import make_cifar_like
+
     from zoo.report import write_report
 
     spec = str(make_cifar_like(tmp_path / "cifar", n_per_class=12, size=32, fmt="disk"))
-    [summary] = train({"name": "cam", "model": {"name": "timm:test_resnet", "pretrained": False},
-                       "data": {"spec": spec, "image_size": 32, "batch_size": 32, "augment": "none"},
-                       "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}, "resume": "never"})
+    [summary] = train(
+        {
+            "name": "cam",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {"spec": spec, "image_size": 32, "batch_size": 32, "augment": "none"},
+            "train": {"epochs": 1},
+            "output": {"dir": str(tmp_path / "runs")},
+            "resume": "never",
+        }
+    )
     report = write_report(summary.run_dir, top_n=4, progress=False)
     page = browser.new_page(viewport={"width": 1200, "height": 1500})
     errors = watch_console(page)
@@ -122,8 +132,14 @@ def test_report_shows_cam_overlays_on_a_short_run(browser, tmp_path):
 def served(run_dir):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", str(run_dir / "model"), "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo", "serve", str(run_dir / "model"), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while True:

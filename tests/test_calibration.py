@@ -1,16 +1,16 @@
 """Calibrated probabilities (temperature scaling, Guo et al. 2017): fitted at the end of a run on the validation
 split, stored in zoo.json / the model card / ONNX metadata, and used by predict, eval, serve and ONNX alike."""
+
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import zoo
-from zoo.inference import evaluate, preprocess, temperature_of
+from zoo.inference import preprocess, temperature_of
 from zoo.metrics import calibration_scores, reliability_bins
 from zoo.train.calibration import MIN_IMAGES, calibrate, fit_temperature
 
@@ -65,9 +65,21 @@ def calibrated_dir(tmp_path):
     model = zoo.create_model("timm:test_resnet", num_classes=3, pretrained=False)
     model.reset_classifier(3, ["cat", "dog", "eel"])
     model.data_config["input_size"] = (3, 64, 64)
-    model.calibration = {"temperature": 3.0, "method": "test", "images": 200, "split": "validation",
-                         "test": {"ece_bins": 15, "ece_before": 0.3, "ece_after": 0.1, "nll_before": 1.0,
-                                  "nll_after": 0.8, "brier_before": 0.6, "brier_after": 0.5}}
+    model.calibration = {
+        "temperature": 3.0,
+        "method": "test",
+        "images": 200,
+        "split": "validation",
+        "test": {
+            "ece_bins": 15,
+            "ece_before": 0.3,
+            "ece_after": 0.1,
+            "nll_before": 1.0,
+            "nll_after": 0.8,
+            "brier_before": 0.6,
+            "brier_after": 0.5,
+        },
+    }
     return zoo.save(model.eval(), tmp_path / "model")
 
 
@@ -118,13 +130,19 @@ def test_predict_eval_serve_and_onnx_agree_on_calibrated_probabilities(calibrate
 
 def test_training_run_fits_a_temperature_by_default_and_not_when_off(tmp_path):
     from synthetic_data import make_cifar_like
+
     from zoo.train.run import train
 
     spec = str(make_cifar_like(tmp_path / "cifar", n_per_class=60, size=32, fmt="disk"))
-    base = {"name": "cal", "model": {"name": "timm:test_resnet", "pretrained": False},
-            "data": {"spec": spec, "image_size": 32, "batch_size": 64, "augment": "none", "val_size": 0.25},
-            "optim": {"lr": 3e-3, "weight_decay": 0.0}, "train": {"epochs": 1},
-            "output": {"dir": str(tmp_path / "runs")}, "resume": "never"}
+    base = {
+        "name": "cal",
+        "model": {"name": "timm:test_resnet", "pretrained": False},
+        "data": {"spec": spec, "image_size": 32, "batch_size": 64, "augment": "none", "val_size": 0.25},
+        "optim": {"lr": 3e-3, "weight_decay": 0.0},
+        "train": {"epochs": 1},
+        "output": {"dir": str(tmp_path / "runs")},
+        "resume": "never",
+    }
     train(base)
     meta = json.loads((tmp_path / "runs/cal/model/zoo.json").read_text())
     cal = meta["calibration"]

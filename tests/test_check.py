@@ -1,6 +1,7 @@
 """Validate before work: `zoo train --check` and the start of every run check the model name, the data path
 and the output folder before any data is loaded or folder created. And a run finishes like a tool: it says
 first whether it starts fresh or resumes, and ends with its scores, time and model path."""
+
 from __future__ import annotations
 
 import stat
@@ -24,18 +25,25 @@ def _train(argv, capsys):
     return rc, out, err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.name=nosuch:resnet18", "zoo: error: unknown model source 'nosuch'. Known sources: hf, pypi, timm, tv"),
-    ("model.name=timm:resnet19", "zoo: error: unknown model timm:'resnet19'. Did you mean: resnet18"),
-    ("model.name=tv:resnet999", "zoo: error: unknown model tv:'resnet999'."),
-    ("model.name=pypi:efficientnet_lite9", "zoo: error: unknown model pypi:'efficientnet_lite9'."),
-    ("model.name=hf:./no/such/folder",
-     "zoo: error: hf:./no/such/folder: './no/such/folder' is not a directory with a transformers config.json"),
-    ("data.spec=imagefolder:/no/such/photos",
-     "zoo: error: dataset spec 'imagefolder:/no/such/photos': no such folder"),
-    ("data.spec=/no/such/photos", "zoo: error: dataset spec '/no/such/photos' is not a known dataset"),
-    ("data.spec=parquet:/no/such/*.parquet", "zoo: error: dataset spec 'parquet:/no/such/*.parquet': no parquet"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.name=nosuch:resnet18", "zoo: error: unknown model source 'nosuch'. Known sources: hf, pypi, timm, tv"),
+        ("model.name=timm:resnet19", "zoo: error: unknown model timm:'resnet19'. Did you mean: resnet18"),
+        ("model.name=tv:resnet999", "zoo: error: unknown model tv:'resnet999'."),
+        ("model.name=pypi:efficientnet_lite9", "zoo: error: unknown model pypi:'efficientnet_lite9'."),
+        (
+            "model.name=hf:./no/such/folder",
+            "zoo: error: hf:./no/such/folder: './no/such/folder' is not a directory with a transformers config.json",
+        ),
+        (
+            "data.spec=imagefolder:/no/such/photos",
+            "zoo: error: dataset spec 'imagefolder:/no/such/photos': no such folder",
+        ),
+        ("data.spec=/no/such/photos", "zoo: error: dataset spec '/no/such/photos' is not a known dataset"),
+        ("data.spec=parquet:/no/such/*.parquet", "zoo: error: dataset spec 'parquet:/no/such/*.parquet': no parquet"),
+    ],
+)
 def test_check_refuses_unknown_models_and_missing_data(override, message, capsys, tmp_path):
     rc, out, err = _train([QUICKSTART, "--check", override, f"output.dir={tmp_path / 'runs'}"], capsys)
     assert rc == 2 and out == ""
@@ -68,9 +76,19 @@ def test_a_run_with_a_bad_name_loads_no_data_and_makes_no_folder(capsys, tmp_pat
 
 
 def _tiny(folder: Path, out: Path, *extra: str) -> list[str]:
-    return [QUICKSTART, "variants={}", "model.name=timm:test_resnet", "model.pretrained=false",
-            f"data.spec={folder}", "data.image_size=32", "data.val_size=2", "data.batch_size=8",
-            "train.epochs=1", f"output.dir={out}", *extra]
+    return [
+        QUICKSTART,
+        "variants={}",
+        "model.name=timm:test_resnet",
+        "model.pretrained=false",
+        f"data.spec={folder}",
+        "data.image_size=32",
+        "data.val_size=2",
+        "data.batch_size=8",
+        "train.epochs=1",
+        f"output.dir={out}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow  # two real runs: seconds on a quiet 2-core machine, a minute on a busy one

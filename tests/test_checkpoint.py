@@ -1,5 +1,6 @@
 """The artifact: bit-exact round trips in zoo, plain timm and transformers; atomic writes; every failure
 case is an error that names the file and the field."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,14 @@ def test_timm_artifact_round_trips_bit_exact_in_zoo_timm_and_transformers(timm_a
     from transformers import AutoModelForImageClassification
 
     model, path = timm_artifact
-    assert sorted(p.name for p in path.iterdir()) == [".complete", "README.md", MANIFEST_NAME, CONFIG_NAME,
-                                                      WEIGHTS_NAME, META_NAME]
+    assert sorted(p.name for p in path.iterdir()) == [
+        ".complete",
+        "README.md",
+        MANIFEST_NAME,
+        CONFIG_NAME,
+        WEIGHTS_NAME,
+        META_NAME,
+    ]
     x = _x(model)
     loaded = zoo.load(path)
     assert not loaded.training and loaded.label_names == LABELS and loaded.name == "timm:test_resnet"
@@ -136,9 +143,13 @@ def test_extra_files_and_model_card_front_matter(tmp_path):
     curve = tmp_path / "curve.png"
     curve.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     model = _model("timm:test_resnet.r160_in1k")
-    path = zoo.save(model, tmp_path / "art", files={"curve.png": curve},
-                    metrics={"test_top1": 0.9, "test_top5": 1.0},
-                    dataset={"name": "uoft-cs/cifar10", "fingerprint": "abc123", "eval_split": "test"})
+    path = zoo.save(
+        model,
+        tmp_path / "art",
+        files={"curve.png": curve},
+        metrics={"test_top1": 0.9, "test_top5": 1.0},
+        dataset={"name": "uoft-cs/cifar10", "fingerprint": "abc123", "eval_split": "test"},
+    )
     assert (path / "curve.png").read_bytes() == curve.read_bytes()
     text = (path / "README.md").read_text()
     front = yaml.safe_load(text.split("---")[1])
@@ -147,7 +158,9 @@ def test_extra_files_and_model_card_front_matter(tmp_path):
     assert front["license"] and "zoo" in front["tags"]
     metrics = front["model-index"][0]["results"]
     assert [(m["name"], m["value"]) for r in metrics for m in r["metrics"]] == [
-        ("top-1 accuracy", 0.9), ("top-5 accuracy", 1.0)]
+        ("top-1 accuracy", 0.9),
+        ("top-5 accuracy", 1.0),
+    ]
     assert metrics[0]["dataset"]["type"] == "uoft-cs/cifar10" and metrics[0]["dataset"]["split"] == "test"
     assert "![training curve](curve.png)" in text and 'timm.create_model("hf-hub:' in text
     assert "AutoModelForImageClassification.from_pretrained(" in text and "zoo.load(" in text
@@ -181,9 +194,13 @@ def test_save_is_atomic_and_replaces_an_old_artifact(tmp_path, monkeypatch):
 def test_save_refuses_to_replace_a_folder_that_is_not_an_artifact(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(CheckpointError, match=re.escape(
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
             f"{tmp_path / 'mine'} exists, is not empty and is not a zoo artifact (no zoo.json); refusing to "
-            f"replace it. Choose a new directory or remove this one.")):
+            f"replace it. Choose a new directory or remove this one."
+        ),
+    ):
         zoo.save(_model(), tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
@@ -205,10 +222,12 @@ def test_pickle_only_folder_is_refused_with_convert_hint_and_convert_works(tmp_p
     torch.save(model.model.state_dict(), folder / "pytorch_model.bin")
     zoo.save(model, tmp_path / "ref")
     (folder / CONFIG_NAME).write_text((tmp_path / "ref" / CONFIG_NAME).read_text())
-    expected = (f"{folder} holds only pickle checkpoint(s) (pytorch_model.bin) and no model.safetensors. zoo loads "
-                f"safetensors only, because unpickling a file can run arbitrary code. If you trust the file, "
-                f"convert it (read with torch.load(weights_only=True)): `zoo convert {folder / 'pytorch_model.bin'}` "
-                f"writes {folder / WEIGHTS_NAME}.")
+    expected = (
+        f"{folder} holds only pickle checkpoint(s) (pytorch_model.bin) and no model.safetensors. zoo loads "
+        f"safetensors only, because unpickling a file can run arbitrary code. If you trust the file, "
+        f"convert it (read with torch.load(weights_only=True)): `zoo convert {folder / 'pytorch_model.bin'}` "
+        f"writes {folder / WEIGHTS_NAME}."
+    )
     with pytest.raises(CheckpointError, match=re.escape(expected)):
         zoo.load(folder)
     with pytest.raises(CheckpointError, match=re.escape(expected)):
@@ -258,45 +277,62 @@ def test_truncated_json_names_file_and_line(timm_artifact):
 def test_head_size_mismatch_names_tensor_and_config(timm_artifact):
     _, path = timm_artifact
     _edit_json(path / CONFIG_NAME, num_classes=4)
-    with pytest.raises(CheckpointError, match=re.escape(
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
             f"{path / WEIGHTS_NAME} does not match the model described by {path / CONFIG_NAME} (architecture "
             f"'test_resnet', num_classes 4): wrong shapes: fc.weight [3, 96] in file vs [4, 96] in model, "
-            f"fc.bias [3] in file vs [4] in model")):
+            f"fc.bias [3] in file vs [4] in model"
+        ),
+    ):
         zoo.load(path)
 
 
 def test_wrong_architecture_lists_missing_and_unexpected_tensors(timm_artifact):
     _, path = timm_artifact
     _edit_json(path / CONFIG_NAME, architecture="test_vit")
-    with pytest.raises(CheckpointError, match=re.escape(
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
             f"{path / WEIGHTS_NAME} does not match the model described by {path / CONFIG_NAME} (architecture "
-            f"'test_vit', num_classes 3): 80 missing tensors: cls_token, pos_embed, patch_embed.proj.weight, ")
-            + r".*; 92 unexpected tensors: bn1\.bias, "):
+            f"'test_vit', num_classes 3): 80 missing tensors: cls_token, pos_embed, patch_embed.proj.weight, "
+        )
+        + r".*; 92 unexpected tensors: bn1\.bias, ",
+    ):
         zoo.load(path)
     _edit_json(path / CONFIG_NAME, architecture="no_such_net")
-    with pytest.raises(CheckpointError, match=re.escape(
-            f"{path / CONFIG_NAME}: field 'architecture' = 'no_such_net' is not a timm architecture")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(f"{path / CONFIG_NAME}: field 'architecture' = 'no_such_net' is not a timm architecture"),
+    ):
         zoo.load(path)
 
 
 def test_label_count_must_match_head_size(timm_artifact):
     _, path = timm_artifact
     _edit_json(path / META_NAME, label_names=["cat", "dog"])
-    with pytest.raises(CheckpointError, match=re.escape(
-            f"{path / META_NAME}: field 'label_names' has 2 names but the head (num_classes) has 3 outputs")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
+            f"{path / META_NAME}: field 'label_names' has 2 names but the head (num_classes) has 3 outputs"
+        ),
+    ):
         zoo.load(path)
 
 
 def test_plain_timm_folder_without_zoo_json_loads(tmp_path):
     model = _model()
-    timm.models.save_for_hf(model.model, tmp_path / "plain", model_config={"label_names": LABELS},
-                            safe_serialization=True)
+    timm.models.save_for_hf(
+        model.model, tmp_path / "plain", model_config={"label_names": LABELS}, safe_serialization=True
+    )
     loaded = zoo.load(tmp_path / "plain")
     assert loaded.label_names == LABELS
     _same(model, loaded, _x(model))
 
 
 def test_not_a_folder_or_repo_id(tmp_path):
-    with pytest.raises(CheckpointError, match=re.escape(
-            f"'{tmp_path}/nope/x/y' is neither an existing folder nor a Hub repo id like 'user/repo'.")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(f"'{tmp_path}/nope/x/y' is neither an existing folder nor a Hub repo id like 'user/repo'."),
+    ):
         zoo.load(f"{tmp_path}/nope/x/y")

@@ -5,6 +5,7 @@ browser or anchors test into a failure. .ci/chromium stops CI when apt cannot in
 Each check runs pytest (or the CI script) in a subprocess: with the thing missing and the variable unset,
 the test skips; with the variable set, it fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,17 @@ QUIET_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ZOO_REQUI
 
 def pytest_run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     env = {**QUIET_ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **env}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-SYNTHETIC = '''
+SYNTHETIC = """
 import pytest
 
 @pytest.mark.browser
@@ -38,7 +45,7 @@ def test_anchor_thing():
 @pytest.mark.skipif(True, reason="an ordinary skip")
 def test_other_thing():
     pass
-'''
+"""
 
 
 def test_conftest_turns_a_required_skip_into_a_failure(tmp_path):
@@ -83,14 +90,15 @@ def test_ci_chromium_step_fails_when_apt_cannot_install_it(tmp_path):
     (bin_dir / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package chromium' >&2\nexit 100\n")
     (bin_dir / "apt-get").chmod(0o755)
     (bin_dir / "id").symlink_to(shutil.which("id"))
-    (bin_dir / "sudo").write_text("#!/bin/sh\nshift\nexec \"$@\"\n")  # sudo -n CMD: run CMD
+    (bin_dir / "sudo").write_text('#!/bin/sh\nshift\nexec "$@"\n')  # sudo -n CMD: run CMD
     (bin_dir / "sudo").chmod(0o755)
     env = {k: v for k, v in QUIET_ENV.items() if k != "PATH"} | {"PATH": str(bin_dir)}
     bash = shutil.which("bash")
     failed = subprocess.run([bash, str(ROOT / ".ci" / "chromium")], env=env, capture_output=True, text=True)
     assert failed.returncode == 1 and "could not install chromium with apt" in failed.stderr, failed.stderr
-    given = subprocess.run([bash, str(ROOT / ".ci" / "chromium")], env=env | {"ZOO_CHROMIUM": "/opt/c"},
-                           capture_output=True, text=True)
+    given = subprocess.run(
+        [bash, str(ROOT / ".ci" / "chromium")], env=env | {"ZOO_CHROMIUM": "/opt/c"}, capture_output=True, text=True
+    )
     assert given.returncode == 0, given.stderr
 
 

@@ -1,6 +1,7 @@
 """Every bad input to every `zoo` command ends in one `zoo: error:` line and exit 2 (bad usage) or 1 (failed
 work), never a traceback; every fix an error suggests (a --flag, a recipe key=value, a file) exists; bad
 images are refused the same way on every input path; --json output is pure JSON."""
+
 from __future__ import annotations
 
 import ast
@@ -29,12 +30,14 @@ LABELS = ["cat", "dog", "eel"]
 # ---- inputs a user really passes ------------------------------------------------------------------
 def bomb_png(path: Path) -> Path:
     """A PNG whose header claims 60000x60000 (PIL: DecompressionBombError), 100 bytes of data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -123,9 +126,11 @@ def hints(text: str, command: str | None) -> list[tuple[str, str]]:
 def test_hints_checker_catches_the_suggestions_that_did_not_exist():
     """The two that users met: --no-pretrained (no command has it) and --on-bad-image to zoo train."""
     assert hints("or pass pretrained=False (`--no-pretrained`) for random weights", "info") == [
-        ("--no-pretrained", "info")]
+        ("--no-pretrained", "info")
+    ]
     assert hints("Fix them, or pass on_bad_image='skip' (--on-bad-image skip)", "train") == [
-        ("--on-bad-image", "train")]
+        ("--on-bad-image", "train")
+    ]
     assert hints("List models with `zoo models --source timm`.", "info") == []
     assert hints("use data.on_bad_imag=skip", "train") == [("data.on_bad_imag=", "recipe keys")]
     assert hints("ACCELERATE_USE_CPU=1 accelerate launch --config_file x.yaml -m zoo.train", "train") == []
@@ -163,14 +168,18 @@ def _bad_cases():
         "eval: unknown spec": (["eval", "{root}/model", "--data", "no/such/thing/here"], 2),
         "eval: batch size 0": (["eval", "{root}/model", "--data", "{root}/clean", "--batch-size", "0"], 2),
         "eval: unknown split": (["eval", "{root}/model", "--data", "{root}/clean", "--split", "nosuch"], 2),
-        "eval: bad file in the test split": (["eval", "{root}/model", "--data", "{root}/badtest",
-                                              "--out", "{root}/ev"], 1),
+        "eval: bad file in the test split": (
+            ["eval", "{root}/model", "--data", "{root}/badtest", "--out", "{root}/ev"],
+            1,
+        ),
         "push: missing folder": (["push", "{root}/nope", "me/model"], 2),
         "push: bad repo id": (["push", "{root}/model", "not a repo id"], 2),
         "convert: missing file": (["convert", "{root}/nope.pth"], 2),
         "convert: not a checkpoint": (["convert", "{root}/recipe.pth"], 2),
-        "bench backbones: unknown device": (["bench", "backbones", "timm:test_resnet", "--device", "tpu",
-                                             "--out", "{root}/b.csv"], 2),
+        "bench backbones: unknown device": (
+            ["bench", "backbones", "timm:test_resnet", "--device", "tpu", "--out", "{root}/b.csv"],
+            2,
+        ),
         "bench transfer: missing recipe": (["bench", "transfer", "--recipe", "{root}/nope.yaml"], 2),
     }
 
@@ -205,8 +214,9 @@ def test_bad_input_is_one_line_and_exit_1_or_2(case, files, capsys, monkeypatch,
 
 
 def test_predict_names_the_bad_images_without_loading_the_model(files, capsys):
-    rc = main(["predict", "nosuch:never-loaded", str(files / "bomb.png"), str(files / "empty.png"),
-               str(files / "photo.jpg")])
+    rc = main(
+        ["predict", "nosuch:never-loaded", str(files / "bomb.png"), str(files / "empty.png"), str(files / "photo.jpg")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert err.startswith("zoo: error: 2 images cannot be used:")
@@ -216,13 +226,16 @@ def test_predict_names_the_bad_images_without_loading_the_model(files, capsys):
 
 def test_unforeseen_failures_are_one_line_exit_1(capsys, monkeypatch):
     """The trainer's rank check raises RuntimeError; a bug anywhere raises something: still no traceback."""
+
     def rank_check():
         raise RuntimeError("parameters differ between processes after training: checksums [1.0, 2.0]\nmore")
 
     assert run_handler(rank_check) == 1
     err = capsys.readouterr().err
-    assert err == ("zoo: error: RuntimeError: parameters differ between processes after training: checksums "
-                   "[1.0, 2.0] (run with ZOO_DEBUG=1 for the traceback)\n")
+    assert err == (
+        "zoo: error: RuntimeError: parameters differ between processes after training: checksums "
+        "[1.0, 2.0] (run with ZOO_DEBUG=1 for the traceback)\n"
+    )
     monkeypatch.setenv("ZOO_DEBUG", "1")
     assert run_handler(rank_check) == 1
     assert "Traceback" in capsys.readouterr().err
@@ -238,8 +251,19 @@ def test_freeze_with_an_unknown_group_is_a_zoo_error():
 
 
 def test_python_m_zoo_train_fails_in_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "zoo.train", QUICKSTART, "model.name=nosuch:resnet18",
-                           f"output.dir={tmp_path / 'runs'}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zoo.train",
+            QUICKSTART,
+            "model.name=nosuch:resnet18",
+            f"output.dir={tmp_path / 'runs'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("zoo: error: unknown model source 'nosuch'")
     assert not (tmp_path / "runs").exists()
@@ -248,6 +272,7 @@ def test_python_m_zoo_train_fails_in_one_line(tmp_path):
 # ---- every suggestion in zoo's messages exists ------------------------------------------------------
 def _message_strings() -> list[tuple[str, str]]:
     """(file:line, text) of every message zoo raises, prints to stderr or warns, f-string holes as 'X'."""
+
     def text_of(node: ast.AST) -> str:
         parts = []
         for n in ast.walk(node):
@@ -298,13 +323,16 @@ def test_every_flag_and_key_in_zoos_messages_exists(monkeypatch):
     assert wrong == {}
 
 
-@pytest.mark.parametrize("argv, command", [
-    (["train", QUICKSTART, "data.spec={root}/badtrain", "output.dir={tmp}/runs"], "train"),
-    (["data", "inspect", "{root}/badtrain", "--out", "{tmp}/inspect"], "data inspect"),
-    (["eval", "{root}/model", "--data", "{root}/badtest", "--out", "{tmp}/eval"], "eval"),
-    (["info", "hf:google/vit-base-patch16-224"], "info"),
-    (["predict", "timm:resnet50.a1_in1k", "{root}/photo.jpg"], "predict"),
-])
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["train", QUICKSTART, "data.spec={root}/badtrain", "output.dir={tmp}/runs"], "train"),
+        (["data", "inspect", "{root}/badtrain", "--out", "{tmp}/inspect"], "data inspect"),
+        (["eval", "{root}/model", "--data", "{root}/badtest", "--out", "{tmp}/eval"], "eval"),
+        (["info", "hf:google/vit-base-patch16-224"], "info"),
+        (["predict", "timm:resnet50.a1_in1k", "{root}/photo.jpg"], "predict"),
+    ],
+)
 def test_triggered_errors_suggest_only_what_their_command_takes(argv, command, files, tmp_path, capsys):
     argv = [a.replace("{root}", str(files)).replace("{tmp}", str(tmp_path)) for a in argv]
     rc = main(argv)
@@ -345,12 +373,15 @@ def test_every_repository_path_in_help_and_recipe_comments_exists():
 
 
 # ---- --json is pure JSON on stdout ---------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["data", "inspect", "{root}/badtrain", "--json", "--on-bad-image", "skip", "--out", "{tmp}/i"],
-    ["predict", "{root}/model", "{root}/photo.jpg", "--json"],
-    ["eval", "{root}/model", "--data", "{root}/badtest", "--json", "--on-bad-image", "skip", "--out", "{tmp}/e"],
-    ["info", "timm:test_resnet", "--json"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "inspect", "{root}/badtrain", "--json", "--on-bad-image", "skip", "--out", "{tmp}/i"],
+        ["predict", "{root}/model", "{root}/photo.jpg", "--json"],
+        ["eval", "{root}/model", "--data", "{root}/badtest", "--json", "--on-bad-image", "skip", "--out", "{tmp}/e"],
+        ["info", "timm:test_resnet", "--json"],
+    ],
+)
 def test_json_output_is_pure_json(argv, files, tmp_path, capsys):
     argv = [a.replace("{root}", str(files)).replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 0
@@ -360,15 +391,31 @@ def test_json_output_is_pure_json(argv, files, tmp_path, capsys):
 
 # ---- eval judges only the split it evaluates -------------------------------------------------------
 def test_eval_ignores_bad_files_outside_its_split_and_skips_on_request(files, tmp_path, capsys):
-    assert main(["eval", str(files / "model"), "--data", str(files / "badtrain"), "--json",
-                 "--out", str(tmp_path / "a")]) == 0
+    assert (
+        main(["eval", str(files / "model"), "--data", str(files / "badtrain"), "--json", "--out", str(tmp_path / "a")])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n"] == 6
     assert main(["eval", str(files / "model"), "--data", str(files / "badtest"), "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("zoo: error: 1 unusable file(s) in the test split of")
     assert str(files / "badtest" / "test" / "cat" / "broken.png") in err and "--on-bad-image skip" in err
-    assert main(["eval", str(files / "model"), "--data", str(files / "badtest"), "--json", "--on-bad-image",
-                 "skip", "--out", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(files / "model"),
+                "--data",
+                str(files / "badtest"),
+                "--json",
+                "--on-bad-image",
+                "skip",
+                "--out",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     assert json.loads(out)["n"] == 6 and json.loads(out)["skipped_bad_images"] == 1
     assert "skipped 1 unusable file(s) in the test split" in err

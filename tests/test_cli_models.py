@@ -1,4 +1,5 @@
 """`zoo models`, `zoo info` and `zoo --help` as a user runs them."""
+
 from __future__ import annotations
 
 import json
@@ -66,6 +67,7 @@ def test_unknown_model_exit_code(capsys):
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True, check=True).stdout
     assert "models" in out and "info" in out and "source:id" in out
-    sub = subprocess.run([sys.executable, "-m", "zoo", "models", "--help"], capture_output=True, text=True,
-                         check=True).stdout
+    sub = subprocess.run(
+        [sys.executable, "-m", "zoo", "models", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--pretrained" in sub and "fnmatch" in sub

@@ -1,4 +1,5 @@
 """The backbone contract, checked the same way on every source with tiny models built offline."""
+
 from __future__ import annotations
 
 import pytest
@@ -110,8 +111,11 @@ def test_data_config(make, case):
 def test_resnet18_same_structure_in_timm_and_torchvision():
     t = zoo.create_model("timm:resnet18", pretrained=False)
     v = zoo.create_model("tv:resnet18", pretrained=False)
-    assert [g.name for g in t.layer_groups()] == [g.name for g in v.layer_groups()] == \
-        ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert (
+        [g.name for g in t.layer_groups()]
+        == [g.name for g in v.layer_groups()]
+        == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    )
     assert [g.num_params for g in t.layer_groups()] == [g.num_params for g in v.layer_groups()]
     assert t.num_features == v.num_features == 512
 

@@ -1,5 +1,6 @@
 """`zoo data inspect` as a user runs it: the issue's Done-when folder (truncated JPEG, text file named
 x.jpg, CMYK JPEG, empty class dir)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ def test_inspect_bad_folder_exits_nonzero_listing_each_path(tmp_path, capsys):
 
 def test_inspect_skip_loads_rest_and_reports_count(tmp_path, capsys):
     bad_folder(tmp_path / "bad")
-    rc = main(["data", "inspect", str(tmp_path / "bad"), "--out", str(tmp_path / "out"),
-               "--on-bad-image", "skip"])
+    rc = main(["data", "inspect", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--on-bad-image", "skip"])
     out, err = capsys.readouterr()
     assert rc == 0
     assert f"skipped 4 bad file(s)/folder(s); list: {tmp_path / 'out' / 'bad_images.txt'}" in err  # not in stdout
@@ -36,8 +36,23 @@ def test_inspect_json_counts_sizes_and_thumbnails(tmp_path, capsys):
     from PIL import Image
 
     good_folder(tmp_path / "f", classes=("a", "b", "c"), n=4, splits=("train", "test"))
-    assert main(["data", "inspect", str(tmp_path / "f"), "--out", str(tmp_path / "o"), "--json",
-                 "--val-size", "3", "--per-class", "2"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "inspect",
+                str(tmp_path / "f"),
+                "--out",
+                str(tmp_path / "o"),
+                "--json",
+                "--val-size",
+                "3",
+                "--per-class",
+                "2",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["label_names"] == ["a", "b", "c"]
     assert report["splits"] == {"train": 9, "validation": 3, "test": 12}

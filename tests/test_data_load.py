@@ -1,4 +1,5 @@
 """zoo.data.load_dataset over every kind of source, offline, with the bad-input cases of issue 3."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,10 @@ def cifar_dirs(tmp_path_factory):
     return {fmt: make_cifar_like(root / fmt, n_per_class=8, fmt=fmt) for fmt in ("disk", "parquet", "imagefolder")}
 
 
-@pytest.mark.parametrize("fmt,prefix", [("disk", ""), ("disk", "disk:"), ("parquet", ""), ("parquet", "hf:"),
-                                        ("imagefolder", "imagefolder:")])
+@pytest.mark.parametrize(
+    "fmt,prefix",
+    [("disk", ""), ("disk", "disk:"), ("parquet", ""), ("parquet", "hf:"), ("imagefolder", "imagefolder:")],
+)
 def test_cifar_schema_normalised_with_seeded_validation(cifar_dirs, fmt, prefix):
     spec = prefix + cifar_dirs[fmt]
     a = load_dataset(spec, val_size=0.25, seed=3, progress=False)
@@ -79,12 +82,22 @@ def _hub_cifar100(path, labels_fine, labels_coarse):
     import datasets
     from PIL import Image
 
-    feats = datasets.Features({"img": datasets.Image(),
-                               "fine_label": datasets.ClassLabel(names=["apple", "bee", "cup", "dog"]),
-                               "coarse_label": datasets.ClassLabel(names=["food", "animal"])})
+    feats = datasets.Features(
+        {
+            "img": datasets.Image(),
+            "fine_label": datasets.ClassLabel(names=["apple", "bee", "cup", "dog"]),
+            "coarse_label": datasets.ClassLabel(names=["food", "animal"]),
+        }
+    )
     n = len(labels_fine)
-    ds = datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32), (i * 9, 0, 0)) for i in range(n)],
-                                     "fine_label": labels_fine, "coarse_label": labels_coarse}, features=feats)
+    ds = datasets.Dataset.from_dict(
+        {
+            "img": [Image.new("RGB", (32, 32), (i * 9, 0, 0)) for i in range(n)],
+            "fine_label": labels_fine,
+            "coarse_label": labels_coarse,
+        },
+        features=feats,
+    )
     (path / "data").mkdir(parents=True)
     ds.to_parquet(str(path / "data" / "train-00000-of-00001.parquet"))
     return str(path)
@@ -97,8 +110,11 @@ def test_hub_layout_folder_fine_and_coarse_labels(tmp_path):
     assert ds.label_names == ["apple", "bee", "cup", "dog"]  # fine_label is preferred, as for cifar100
     coarse = load_dataset(f"hf:{path}", val_size=4, label_column="coarse_label", progress=False)
     assert coarse.label_names == ["food", "animal"]
-    with pytest.raises(DataError, match=r"label_column='nope' is not a column of .*columns: \['img', "
-                                        r"'fine_label', 'coarse_label'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"label_column='nope' is not a column of .*columns: \['img', "
+        r"'fine_label', 'coarse_label'\]",
+    ):
         load_dataset(f"hf:{path}", label_column="nope", progress=False)
 
 
@@ -107,8 +123,11 @@ def test_hub_spec_offline_is_a_clear_error():
     assert parse_spec("cifar100").label_column == "fine_label"
     assert parse_spec("cifar100:coarse").label_column == "coarse_label"
     assert (parse_spec("hf:user/data:cfg").location, parse_spec("hf:user/data:cfg").config) == ("user/data", "cfg")
-    with pytest.raises(DataError, match=r"could not load dataset 'cifar10' \(uoft-cs/cifar10\).*Fix: the Hub "
-                                        r"is unreachable"):
+    with pytest.raises(
+        DataError,
+        match=r"could not load dataset 'cifar10' \(uoft-cs/cifar10\).*Fix: the Hub "
+        r"is unreachable",
+    ):
         load_dataset("cifar10", progress=False)
 
 
@@ -137,20 +156,24 @@ def test_bad_folder_error_lists_every_bad_path(tmp_path):
 
 def test_bad_folder_skip_loads_rest_as_rgb_and_writes_list(tmp_path):
     paths = bad_folder(tmp_path / "bad")
-    ds = load_dataset(str(tmp_path / "bad"), on_bad_image="skip", run_dir=tmp_path / "run", val_size=3,
-                      progress=False)
+    ds = load_dataset(str(tmp_path / "bad"), on_bad_image="skip", run_dir=tmp_path / "run", val_size=3, progress=False)
     assert ds.label_names == ["bird", "cat", "dog"]  # the empty class folder is not a class
     assert ds.info()["bad_images_skipped"] == 4
     listed = (tmp_path / "run" / "bad_images.txt").read_text().splitlines()
     assert sorted(line.split("\t")[0] for line in listed) == sorted(
-        str(paths[k]) for k in ("truncated", "text", "notes", "empty"))
+        str(paths[k]) for k in ("truncated", "text", "notes", "empty")
+    )
     rows = [ex for split in ("train", "validation") for ex in ds[split]]
     assert len(rows) == 3 * 4 + 6  # 12 good PNGs + cmyk, gray, rgba, palette, 16-bit, tiny
     assert all(ex["image"].mode == "RGB" for ex in rows)
     # 16-bit ramp is rescaled, not clipped to white by PIL's convert
-    deep = [np.asarray(ex["image"]) for ex in rows if ex["image"].size == (40, 40)
-            and np.asarray(ex["image"])[..., 0].std() < 80
-            and (np.asarray(ex["image"])[..., 0] == np.asarray(ex["image"])[..., 2]).all()]
+    deep = [
+        np.asarray(ex["image"])
+        for ex in rows
+        if ex["image"].size == (40, 40)
+        and np.asarray(ex["image"])[..., 0].std() < 80
+        and (np.asarray(ex["image"])[..., 0] == np.asarray(ex["image"])[..., 2]).all()
+    ]
     assert any(0 < d.mean() < 200 and d.max() > 240 for d in deep)
 
 
@@ -175,7 +198,8 @@ def test_out_of_range_labels(tmp_path):
 
     ds = datasets.Dataset.from_dict(
         {"image": [Image.new("RGB", (8, 8))] * 6, "label": [0, 1, 0, 1, 5, -3]},
-        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}))
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
+    )
     ds.save_to_disk(str(tmp_path / "d"))
     # plain integers: names '0'..'5' would hide the -3; it is reported with its row
     expected = r"split 'train' .*: 1 label\(s\) out of range 0..5: values \[-3\] at rows \[5\]"
@@ -189,9 +213,12 @@ def test_unlabelled_test_split_is_dropped_with_note(tmp_path):
 
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["x", "y"])})
     img = Image.new("RGB", (8, 8))
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({"image": [img] * 8, "label": [0, 1] * 4}, features=feats),
-        "test": datasets.Dataset.from_dict({"image": [img] * 2, "label": [-1, -1]}, features=feats)})
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"image": [img] * 8, "label": [0, 1] * 4}, features=feats),
+            "test": datasets.Dataset.from_dict({"image": [img] * 2, "label": [-1, -1]}, features=feats),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "d"))
     ds = load_dataset(str(tmp_path / "d"), val_size=2, progress=False)
     assert "test" not in ds and "unlabelled" in ds.info()["notes"][0]
@@ -207,8 +234,13 @@ def test_corrupt_bytes_inside_a_saved_dataset(tmp_path):
     Image.new("RGB", (16, 16), "red").save(buf, format="PNG")
     good = buf.getvalue()
     feats = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["x", "y"])})
-    ds = datasets.Dataset.from_dict({"img": [{"bytes": good, "path": None}] * 5 + [{"bytes": good[:-30], "path": None}],
-                                     "label": [0, 1, 0, 1, 0, 1]}, features=feats)
+    ds = datasets.Dataset.from_dict(
+        {
+            "img": [{"bytes": good, "path": None}] * 5 + [{"bytes": good[:-30], "path": None}],
+            "label": [0, 1, 0, 1, 0, 1],
+        },
+        features=feats,
+    )
     ds.save_to_disk(str(tmp_path / "d"))
     with pytest.raises(DataError, match=r"1 unusable file\(s\) or folder\(s\) .*\n  train\[5\]: corrupt or truncated"):
         load_dataset(str(tmp_path / "d"), progress=False)

@@ -1,4 +1,5 @@
 """Transforms from the model's data config: the PIL reference path, the fast path's store and crops, and mixing."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,13 +22,13 @@ from zoo.train.losses import build_loss
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    return load_dataset(make_cifar_like(tmp_path_factory.mktemp("c") / "d", n_per_class=4, fmt="disk"),
-                        progress=False)
+    return load_dataset(make_cifar_like(tmp_path_factory.mktemp("c") / "d", n_per_class=4, fmt="disk"), progress=False)
 
 
 def _configs(tiny_hf_dir=None):
-    cfgs = {name: zoo.create_model(f"timm:{name}", pretrained=False).data_config
-            for name in ("test_resnet", "test_vit")}
+    cfgs = {
+        name: zoo.create_model(f"timm:{name}", pretrained=False).data_config for name in ("test_resnet", "test_vit")
+    }
     cfgs["bilinear-0.9"] = make_data_config(224, interpolation="bilinear", crop_pct=0.9)
     cfgs["nonsquare"] = make_data_config((160, 192), mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0)
     return cfgs
@@ -49,8 +50,11 @@ def test_reference_normalises_with_the_models_mean_std(cifar):
     a = build_transform(make_data_config(64, mean=(0.5,) * 3, std=(0.5,) * 3), train=False)(img)
     b = build_transform(make_data_config(64), train=False)(img)  # ImageNet mean/std
     raw = a * 0.5 + 0.5
-    assert torch.allclose(b, (raw - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1))
-                          / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1), atol=1e-5)
+    assert torch.allclose(
+        b,
+        (raw - torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1),
+        atol=1e-5,
+    )
 
 
 def test_upsample_false_keeps_low_res(cifar):
@@ -58,15 +62,21 @@ def test_upsample_false_keeps_low_res(cifar):
     cfg = make_data_config(224)
     for train in (False, True):
         assert build_transform(cfg, train=train, upsample=False)(img).shape == (3, 32, 32)
-        assert SampleCrop(cfg, train=train, upsample=False)(
-            torch.zeros(3, 32, 32, dtype=torch.uint8)).shape == (3, 32, 32)
+        assert SampleCrop(cfg, train=train, upsample=False)(torch.zeros(3, 32, 32, dtype=torch.uint8)).shape == (
+            3,
+            32,
+            32,
+        )
     big = img.resize((300, 300))
     assert build_transform(cfg, train=False, upsample=False)(big).shape == (3, 224, 224)
 
 
 def test_bad_preset_message():
-    with pytest.raises(ConfigError, match=r"unknown augmentation preset 'flip'; use one of none, flip-crop, "
-                                          r"randaugment, trivialaugment"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown augmentation preset 'flip'; use one of none, flip-crop, "
+        r"randaugment, trivialaugment",
+    ):
         build_transform(make_data_config(32), train=True, preset="flip")
 
 

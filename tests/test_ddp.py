@@ -1,4 +1,5 @@
 """A real two-process DDP run on CPU (gloo), launched the way the README says."""
+
 from __future__ import annotations
 
 import json
@@ -17,21 +18,56 @@ from zoo.errors import TrainingError
 from zoo.train.finish import check_ranks_in_sync
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 @pytest.mark.slow
 def test_two_cpu_ranks_freeze_then_unfreeze(tmp_path):
     """accelerate launch --multi_gpu with ACCELERATE_USE_CPU=1: two ranks, one run directory, identical weights."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()),
-           "-m", "zoo.train", "recipes/quickstart.yaml", "variants={}", "name=ddp",
-           "strategy.name=freeze_then_unfreeze", "strategy.unfreeze_epoch=1", "strategy.unfreeze_stages=2",
-           "train.epochs=2", "data.limit=128", "data.image_size=32", "data.batch_size=16",
-           f"output.dir={tmp_path}", "resume=never"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "zoo.train",
+        "recipes/quickstart.yaml",
+        "variants={}",
+        "name=ddp",
+        "strategy.name=freeze_then_unfreeze",
+        "strategy.unfreeze_epoch=1",
+        "strategy.unfreeze_stages=2",
+        "train.epochs=2",
+        "data.limit=128",
+        "data.image_size=32",
+        "data.batch_size=16",
+        f"output.dir={tmp_path}",
+        "resume=never",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = tmp_path / "ddp"
@@ -51,8 +87,14 @@ def test_two_cpu_ranks_freeze_then_unfreeze(tmp_path):
 # process's gradient over the whole batch, so the two runs must end with the same weights
 SAME_BATCH_RECIPE = {
     "model": {"name": "timm:test_vit", "pretrained": False, "kwargs": {"img_size": 32}},
-    "data": {"spec": "sklearn:digits", "image_size": 32, "limit": 192, "val_size": 0.2, "augment": "none",
-             "num_workers": 0},
+    "data": {
+        "spec": "sklearn:digits",
+        "image_size": 32,
+        "limit": 192,
+        "val_size": 0.2,
+        "augment": "none",
+        "num_workers": 0,
+    },
     "optim": {"name": "adamw", "lr": 1.0e-3, "weight_decay": 0.0},
     "train": {"epochs": 1, "mixed_precision": "no"},
     "resume": "never",
@@ -68,8 +110,14 @@ def test_two_cpu_ranks_train_the_same_weights_as_one_process_with_the_same_globa
     recipe.write_text(yaml.safe_dump({**SAME_BATCH_RECIPE, "output": {"dir": str(tmp_path)}}))
 
     def run(cmd: list[str], name: str, batch: int) -> dict[str, torch.Tensor]:
-        done = subprocess.run([*cmd, "-m", "zoo.train", str(recipe), f"name={name}", f"data.batch_size={batch}"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [*cmd, "-m", "zoo.train", str(recipe), f"name={name}", f"data.batch_size={batch}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return load_file(str(tmp_path / name / "model" / "model.safetensors"))
 

@@ -1,5 +1,6 @@
 """`zoo data doctor` and `data.exclude` on real images with faults injected: flipped labels of scikit-learn's
 digits, a re-encoded copy of a photo across train/test, a photo filed under the wrong class."""
+
 from __future__ import annotations
 
 import csv
@@ -95,8 +96,12 @@ def test_reencoded_digit_in_test_is_named_a_leak(digits):
 def test_photo_among_digits_is_an_outlier(digits, photo_corpus):
     images, _ = digits
     x = images[:400].reshape(400, -1) / 16.0
-    photo = np.asarray(Image.open(next(Path(photo_corpus, "astronaut").glob("*.jpg"))).convert("L").resize((8, 8)),
-                       np.float32).reshape(1, -1) / 255.0
+    photo = (
+        np.asarray(
+            Image.open(next(Path(photo_corpus, "astronaut").glob("*.jpg"))).convert("L").resize((8, 8)), np.float32
+        ).reshape(1, -1)
+        / 255.0
+    )
     feats = np.concatenate([x, photo]) - x.mean(0)
     feats /= np.linalg.norm(feats, axis=1, keepdims=True)
     out = find_outliers(feats)
@@ -126,8 +131,20 @@ def faulty_folder(photo_corpus, tmp_path_factory) -> dict:
 
 def test_doctor_cli_on_photos_finds_the_mislabel_and_the_leak(faulty_folder, tmp_path, capsys):
     out = tmp_path / "doc"
-    rc = main(["data", "doctor", str(faulty_folder["root"]), "--out", str(out), "--image-size", "64",
-               "--folds", "3", "--json"])
+    rc = main(
+        [
+            "data",
+            "doctor",
+            str(faulty_folder["root"]),
+            "--out",
+            str(out),
+            "--image-size",
+            "64",
+            "--folds",
+            "3",
+            "--json",
+        ]
+    )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     issues = report["issues"]
@@ -135,8 +152,9 @@ def test_doctor_cli_on_photos_finds_the_mislabel_and_the_leak(faulty_folder, tmp
     assert labels[0]["path"] == str(faulty_folder["wrong"])
     assert (labels[0]["given_label"], labels[0]["suggested_label"]) == ("rocket", "cat")
     leaks = [r for r in issues if r["kind"] == "leak"]
-    assert any(r["path"] == str(faulty_folder["original"]) and r["matches"] == f"test:{faulty_folder['copy']}"
-               for r in leaks)
+    assert any(
+        r["path"] == str(faulty_folder["original"]) and r["matches"] == f"test:{faulty_folder['copy']}" for r in leaks
+    )
     rows = list(csv.DictReader((out / "issues.csv").open()))
     assert rows[0].keys() >= {"path", "split", "kind", "given_label", "suggested_label", "score"}
     assert len(rows) == len(issues)
@@ -182,10 +200,22 @@ def test_run_with_exclude_trains_without_the_image_and_says_so(faulty_folder, tm
     from zoo.train.run import train
 
     (tmp_path / "drop.txt").write_text(f"{faulty_folder['wrong']}\n")
-    [s] = train({"name": "ex", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": str(faulty_folder["root"]), "image_size": 32, "batch_size": 8, "augment": "none",
-                          "exclude": str(tmp_path / "drop.txt")},
-                 "train": {"epochs": 1}, "output": {"dir": str(tmp_path / "runs")}, "resume": "never"})
+    [s] = train(
+        {
+            "name": "ex",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {
+                "spec": str(faulty_folder["root"]),
+                "image_size": 32,
+                "batch_size": 8,
+                "augment": "none",
+                "exclude": str(tmp_path / "drop.txt"),
+            },
+            "train": {"epochs": 1},
+            "output": {"dir": str(tmp_path / "runs")},
+            "resume": "never",
+        }
+    )
     assert "data.exclude: dropped 1 image(s)" in capsys.readouterr().out
     run = Path(s.run_dir)
     assert (run / "excluded.txt").read_text().split() == [str(faulty_folder["wrong"])]

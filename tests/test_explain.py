@@ -1,5 +1,6 @@
 """Where the model looked: Grad-CAM through the backbone contract on every source, and the sanity checks of
 Adebayo et al. (2018) that a map ignoring the model fails."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """zoo export: ONNX files that onnxruntime runs at parity with PyTorch, with labels and preprocessing inside,
 refused when they are not at parity; zoo predict / zoo eval run them through the artifact's own preprocessing."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,22 @@ def test_eval_runs_the_onnx_file_like_the_artifact(artifact, tmp_path, capsys):
     capsys.readouterr()
     metrics = {}
     for target in (str(artifact), str(path)):
-        assert main(["eval", target, "--data", "sklearn:digits", "--out", str(tmp_path / "ev"), "--json",
-                     "--batch-size", "50"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    target,
+                    "--data",
+                    "sklearn:digits",
+                    "--out",
+                    str(tmp_path / "ev"),
+                    "--json",
+                    "--batch-size",
+                    "50",
+                ]
+            )
+            == 0
+        )
         metrics[target] = json.loads(capsys.readouterr().out)
     assert metrics[str(path)]["n"] == metrics[str(artifact)]["n"] == 360  # the odd last batch of 10 included
     assert metrics[str(path)]["top1"] == pytest.approx(metrics[str(artifact)]["top1"], abs=1e-9)

@@ -1,6 +1,7 @@
 """The fault trials, kept as tests: broken model folders and bad recipes each end in one clear error (no
 traceback), a Hub server that dies mid-upload leaves the artifact as it was, and runs killed with SIGKILL at
 random moments (mid-step, during a state save, during the final save) resume to the very same model."""
+
 from __future__ import annotations
 
 import hashlib
@@ -75,10 +76,14 @@ BROKEN_FOLDERS = {
     "weights truncated": (lambda f: _truncate(f / "model.safetensors", 0.5), "is corrupt: its sha256"),
     "weights header only": (lambda f: _truncate(f / "model.safetensors", 0.01), "model.safetensors"),
     "weights are text": (lambda f: (f / "model.safetensors").write_text("not weights\n"), "model.safetensors"),
-    "header claims 1 TB": (lambda f: (f / "model.safetensors").write_bytes(struct.pack("<Q", 2**40) + b"{}"),
-                           "model.safetensors"),
-    "weights a folder": (lambda f: ((f / "model.safetensors").unlink(), (f / "model.safetensors").mkdir()),
-                         "model.safetensors"),
+    "header claims 1 TB": (
+        lambda f: (f / "model.safetensors").write_bytes(struct.pack("<Q", 2**40) + b"{}"),
+        "model.safetensors",
+    ),
+    "weights a folder": (
+        lambda f: ((f / "model.safetensors").unlink(), (f / "model.safetensors").mkdir()),
+        "model.safetensors",
+    ),
     "head shape wrong": (lambda f: _json(f / "config.json", num_classes=5), "wrong shapes"),
     "tensor missing": (lambda f: _weights(f, lambda t: t.pop("fc.bias")), "missing"),
     "tensor renamed": (lambda f: _weights(f, _rename_key), "unexpected"),
@@ -126,8 +131,11 @@ def test_broken_model_folder_is_one_clear_error(good_artifact, tmp_path, capsys,
 
 
 # ---- 18 bad recipes ------------------------------------------------------------------------------------
-GOOD_RECIPE = {"model": {"name": "timm:test_resnet", "pretrained": False}, "data": {"spec": "sklearn:digits"},
-               "train": {"epochs": 2}}
+GOOD_RECIPE = {
+    "model": {"name": "timm:test_resnet", "pretrained": False},
+    "data": {"spec": "sklearn:digits"},
+    "train": {"epochs": 2},
+}
 
 # case -> (overrides on the command line or a raw YAML text, phrase the one error must contain)
 BAD_RECIPES = {
@@ -225,8 +233,15 @@ TRIALS = {  # name -> the event the killer waits for; the moment after it is dra
 }
 KILL_RECIPE = {
     "model": {"name": "timm:test_resnet", "pretrained": False},
-    "data": {"spec": "sklearn:digits", "image_size": 16, "batch_size": 16, "limit": 192, "val_size": 0.2,
-             "augment": "flip-crop", "num_workers": 0},  # augmentation: the RNG state must resume too
+    "data": {
+        "spec": "sklearn:digits",
+        "image_size": 16,
+        "batch_size": 16,
+        "limit": 192,
+        "val_size": 0.2,
+        "augment": "flip-crop",
+        "num_workers": 0,
+    },  # augmentation: the RNG state must resume too
     "optim": {"lr": 3e-3, "weight_decay": 0.0},
     "train": {"epochs": 2, "save_every_steps": 2, "keep_last": 2},
 }
@@ -236,16 +251,24 @@ STEPS = 2 * 192 // 16
 def _launch(recipe: Path, log: Path, *overrides: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:  # a file, not a pipe: a victim must never block on a full pipe
-        return subprocess.Popen([sys.executable, "-m", "zoo.train", str(recipe), *overrides], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "zoo.train", str(recipe), *overrides],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 def _result(run_dir: Path) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs = [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"]
-    return {"epochs": epochs,
-            "final": {k: lines[-1][k] for k in ("kind", "top1", "balanced_acc", "loss", "confusion")},
-            "model": hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest()}
+    return {
+        "epochs": epochs,
+        "final": {k: lines[-1][k] for k in ("kind", "top1", "balanced_acc", "loss", "confusion")},
+        "model": hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -302,8 +325,7 @@ def _kill_at_a_random_moment(victim: subprocess.Popen, run_dir: Path, kind: str,
 
 def _leftovers(run_dir: Path) -> list[str]:
     """Staged folders and temporary files of killed writes (fsutil's .NAME.tmp-*, .NAME.old-*; .tmp-<step>)."""
-    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob(".*")
-                  if ".tmp-" in p.name or ".old-" in p.name)
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob(".*") if ".tmp-" in p.name or ".old-" in p.name)
 
 
 @pytest.mark.slow

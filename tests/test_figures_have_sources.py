@@ -22,6 +22,7 @@ cited file (any row) or a ``derived`` entry; in a section without one it fails. 
 ``within``, ``under``, ``over``, ``at least`` (a bound or a rough figure, not a measurement) is not checked.
 The table's text must also cite the file and name the command (in backticks) that writes it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,10 +44,14 @@ COMMAND = re.compile(r"`(?:[A-Z_]+=\w+ )*(?:zoo |python benchmarks/|bash benchma
 # a number: digits with thousands commas and decimals, a leading minus kept (not a range's dash: '0.90-1.08');
 # never a piece of a word, a version or a file name
 NUMBER = re.compile(r"(?<![\w.])-?\d(?:[\d,]*\d)?(?:\.\d+)?(?![\d.]|[A-Za-wyz_])")
-NUMERIC_CELL = re.compile(r"^\(?[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?\s*(?:x|%|s|img/s|MiB)?\)?"
-                          r"(?:\s*(?:±|-)\s*\d+(?:\.\d+)?\)?)?(?:\s*\(.*\))?$")
-UNIT = re.compile(r"(?<![\w.])(\d(?:[\d,]*\d)?(?:\.\d+)?)(?:\s*(?:-|–| to )\s*(\d(?:[\d,]*\d)?(?:\.\d+)?))?"
-                  r"\s?(x|s|%|img/s)(?![\w/])")
+NUMERIC_CELL = re.compile(
+    r"^\(?[-+]?\d(?:[\d,]*\d)?(?:\.\d+)?\s*(?:x|%|s|img/s|MiB)?\)?"
+    r"(?:\s*(?:±|-)\s*\d+(?:\.\d+)?\)?)?(?:\s*\(.*\))?$"
+)
+UNIT = re.compile(
+    r"(?<![\w.])(\d(?:[\d,]*\d)?(?:\.\d+)?)(?:\s*(?:-|–| to )\s*(\d(?:[\d,]*\d)?(?:\.\d+)?))?"
+    r"\s?(x|s|%|img/s)(?![\w/])"
+)
 QUALIFIER = re.compile(r"(?:about|around|within|under|over|below|above|nearly|roughly|at least|at most|up to|~)\s*$")
 PLACEHOLDER = re.compile(r"\{([\w]+)(?:@([\w]+)=([^}]*))?\}")
 COMMENT = re.compile(r"<!--\s*(figures:.*?)-->", re.S)
@@ -174,8 +179,10 @@ def _key_matches(cell: str, value: Any) -> bool:
 
 
 def _where(row: dict[str, Any], where: dict[str, str]) -> bool:
-    return all(re.fullmatch(str(rx), "" if row.get(k) is None else str(row.get(k)).removesuffix(".0"))
-               for k, rx in where.items())
+    return all(
+        re.fullmatch(str(rx), "" if row.get(k) is None else str(row.get(k)).removesuffix(".0"))
+        for k, rx in where.items()
+    )
 
 
 def source_path(spec: dict[str, Any], results: Path) -> Path:
@@ -219,18 +226,27 @@ def table_problems(t: Table, where: str, results: Path) -> list[str]:
             for fld, other, val in slots:
                 src = row
                 if other:
-                    alt = [d for d in data if _where(d, {**cond, other: re.escape(val)})
-                           and all(_key_matches(c, d.get(f)) for f, c in key.items())]
+                    alt = [
+                        d
+                        for d in data
+                        if _where(d, {**cond, other: re.escape(val)})
+                        and all(_key_matches(c, d.get(f)) for f, c in key.items())
+                    ]
                     src = alt[0] if len(alt) == 1 else {}
                 values.append((fld, src.get(fld)))
             if not tokens and all(v is None for _, v in values):
                 continue
             if len(tokens) != len(values):
-                found.append(f"{where}: row {r}, column {h!r}: {len(tokens)} figures {tokens} for the "
-                             f"{len(values)} fields of {columns[h]!r}")
+                found.append(
+                    f"{where}: row {r}, column {h!r}: {len(tokens)} figures {tokens} for the "
+                    f"{len(values)} fields of {columns[h]!r}"
+                )
                 continue
-            found += [f"{where}: row {r}, column {h!r}: {tok} is not {fld} = {v!r} of {path.name}"
-                      for tok, (fld, v) in zip(tokens, values) if not matches(tok, v)]
+            found += [
+                f"{where}: row {r}, column {h!r}: {tok} is not {fld} = {v!r} of {path.name}"
+                for tok, (fld, v) in zip(tokens, values)
+                if not matches(tok, v)
+            ]
     return found
 
 
@@ -259,16 +275,20 @@ def prose_problems(section: Section, name: str, results: Path) -> list[str]:
     for line, text in section.prose:
         plain = re.sub(r"`[^`]*`", lambda m: " " * len(m.group(0)), re.sub(r"\]\([^)]*\)", "]", text))
         for m in UNIT.finditer(plain):
-            if QUALIFIER.search(plain[:m.start()]) or m.group(0).strip() in derived and \
-                    matches(m.group(1), derived[m.group(0).strip()]):
+            if (
+                QUALIFIER.search(plain[: m.start()])
+                or m.group(0).strip() in derived
+                and matches(m.group(1), derived[m.group(0).strip()])
+            ):
                 continue
             for tok in filter(None, (m.group(1), m.group(2))):
                 if not section.specs:
-                    found.append(f"{name}:{line}: {m.group(0)!r} in prose, but the section cites no results "
-                                 f"file in a figures comment")
+                    found.append(
+                        f"{name}:{line}: {m.group(0)!r} in prose, but the section cites no results "
+                        f"file in a figures comment"
+                    )
                 elif not any(matches(tok, v) for v in values):
-                    found.append(f"{name}:{line}: {tok} (in {m.group(0)!r}) is no value of the section's cited "
-                                 f"fields")
+                    found.append(f"{name}:{line}: {tok} (in {m.group(0)!r}) is no value of the section's cited fields")
     return found
 
 
@@ -336,7 +356,7 @@ def test_swapping_two_figures_and_editing_a_range_end_fail(tmp_path):
     rng = next(c for c in first if re.search(r"\d-\d", c))  # '**0.98** (0.90-1.08)': the upper end
     upper = figures(rng)[-1]
     other = next(v for v in ("1.09", "9.99") if v != upper)
-    edited = text.replace(rng, rng[: rng.rindex(upper)] + other + rng[rng.rindex(upper) + len(upper):], 1)
+    edited = text.replace(rng, rng[: rng.rindex(upper)] + other + rng[rng.rindex(upper) + len(upper) :], 1)
     found = problems(_write(tmp_path, edited))
     assert any(f"{other} is not" in p and "_max" in p for p in found), found
 
@@ -368,8 +388,10 @@ def test_a_table_without_a_figures_comment_fails(tmp_path):
 
 def test_a_row_must_match_one_results_row_and_a_column_must_be_mapped(tmp_path):
     (tmp_path / "r.csv").write_text("model,rate,note\na,1.5,3\nb,2.5,4\n")
-    head = ("`zoo bench x` wrote results/r.csv.\n\n<!-- figures: results/r.csv\nkey: {model: model}\n"
-            "columns: {rate: '{rate}'}\n-->\n\n| model | rate | note |\n|---|---:|---:|\n")
+    head = (
+        "`zoo bench x` wrote results/r.csv.\n\n<!-- figures: results/r.csv\nkey: {model: model}\n"
+        "columns: {rate: '{rate}'}\n-->\n\n| model | rate | note |\n|---|---:|---:|\n"
+    )
     md = _write(tmp_path, head + "| a | 1.5 | |\n| b | 2.5 | |\n")
     assert problems(md, tmp_path) == []
     md.write_text(head + "| c | 1.5 | |\n| b | 2.5 | 4 |\n")
@@ -381,8 +403,10 @@ def test_a_row_must_match_one_results_row_and_a_column_must_be_mapped(tmp_path):
 def test_a_negative_figure_and_rows_equal_in_every_field(tmp_path):
     """A figure keeps its sign ('-0.0439' was read as 0.0439); a file that holds one row twice, every field
     equal, ties a table row to that record; rows that differ in any field still do not."""
-    head = ("`zoo bench x` wrote results/r.csv.\n\n<!-- figures: results/r.csv\nkey: {model: model}\n"
-            "columns: {rate: '{rate}'}\n-->\n\n| model | rate |\n|---|---:|\n")
+    head = (
+        "`zoo bench x` wrote results/r.csv.\n\n<!-- figures: results/r.csv\nkey: {model: model}\n"
+        "columns: {rate: '{rate}'}\n-->\n\n| model | rate |\n|---|---:|\n"
+    )
     (tmp_path / "r.csv").write_text("model,rate,note\na,-0.5,nan\na,-0.5,nan\nb,0.25,\n")
     md = _write(tmp_path, head + "| a | -0.5 |\n| b | 0.25 |\n")
     assert problems(md, tmp_path) == []

@@ -1,6 +1,7 @@
 """The artifact folder swap (issue 18, item 4): files and folders are fsynced before the swap, a killed swap is
 recovered to the newest complete version by its marker's stamp (not by the uuid in the folder name), and
 loading never renames anything."""
+
 from __future__ import annotations
 
 import os
@@ -52,14 +53,17 @@ def test_save_fsyncs_every_file_before_the_swap_and_the_parent_after(tmp_path, m
     for path in target.iterdir():
         assert str(staged / path.name) in synced_before, f"{path.name} was not fsynced before the swap"
     assert str(staged) in synced_before and str(tmp_path) in synced_before
-    assert ("fsync", str(tmp_path)) in events[swap_in + 1:], "the parent folder was not fsynced after the swap"
+    assert ("fsync", str(tmp_path)) in events[swap_in + 1 :], "the parent folder was not fsynced after the swap"
 
 
 def test_recovery_takes_the_newest_complete_folder_by_its_marker_and_load_never_renames(tmp_path):
     older, newer, oldest = _model(1), _model(2), _model(3)
     target = tmp_path / "art"
-    versions = {".art.tmp-ffffffff": (older, 2_000), ".art.tmp-00000000": (newer, 3_000),
-                ".art.old-99999999": (oldest, 1_000)}
+    versions = {
+        ".art.tmp-ffffffff": (older, 2_000),
+        ".art.tmp-00000000": (newer, 3_000),
+        ".art.old-99999999": (oldest, 1_000),
+    }
     for name, (model, stamp) in versions.items():
         zoo.save(model, tmp_path / "scratch")
         shutil.move(str(tmp_path / "scratch"), str(tmp_path / name))

@@ -1,5 +1,6 @@
 """Pushing and pulling through the real huggingface_hub client against tests/hub_server.py on 127.0.0.1,
 loading from a huggingface_hub-style cache offline, and failed pushes that leave the folder intact."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,9 @@ def artifact(tmp_path):
     model = zoo.create_model("timm:test_resnet.r160_in1k", num_classes=3, pretrained=False)
     model.reset_classifier(3, LABELS)
     model.eval()
-    path = zoo.save(model, tmp_path / "art", metrics={"test_top1": 0.8},
-                    dataset={"name": "uoft-cs/cifar10", "fingerprint": "f00d"})
+    path = zoo.save(
+        model, tmp_path / "art", metrics={"test_top1": 0.8}, dataset={"name": "uoft-cs/cifar10", "fingerprint": "f00d"}
+    )
     return model, path
 
 
@@ -52,8 +54,9 @@ def online(hub, monkeypatch):
 
 
 def _env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    return dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"),
-                HF_TOKEN="test-token")
+    return dict(
+        os.environ, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN="test-token"
+    )
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -78,8 +81,13 @@ def test_push_then_load_in_a_fresh_process_gives_same_predictions(artifact, hub,
     model, path = artifact
     env = _env(hub, tmp_path)
     before = _digest(path)
-    push = subprocess.run([sys.executable, "-m", "zoo", "push", str(path), "user/repo"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    push = subprocess.run(
+        [sys.executable, "-m", "zoo", "push", str(path), "user/repo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert push.returncode == 0, push.stderr
     assert push.stdout.strip() == f"{hub.url}/user/repo"
     assert _digest(path) == before
@@ -96,8 +104,13 @@ def test_push_then_load_in_a_fresh_process_gives_same_predictions(artifact, hub,
 
     x = torch.randn(2, 3, 160, 160)
     safetensors.torch.save_file({"x": x}, str(tmp_path / "x.safetensors"))
-    fresh = subprocess.run([sys.executable, "-c", FRESH, str(tmp_path / "x.safetensors")], env=env,
-                           capture_output=True, text=True, timeout=300)
+    fresh = subprocess.run(
+        [sys.executable, "-c", FRESH, str(tmp_path / "x.safetensors")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     out = json.loads(fresh.stdout.strip().splitlines()[-1])
     with torch.no_grad():
@@ -142,10 +155,10 @@ def test_failed_push_leaves_folder_intact_and_says_how_to_retry(artifact, tmp_pa
     assert message.endswith(retry)
     expected = {
         "auth": f"push to 'user/repo' at {url} failed while trying to create the repo: HTTP 401, authentication "
-                f"refused: log in with `hf auth login` or pass a valid token (HF_TOKEN)",
+        f"refused: log in with `hf auth login` or pass a valid token (HF_TOKEN)",
         "network": f"cannot push to 'user/repo': the Hub at {url} cannot be reached (Connection refused).",
         "no-repo": f"push to 'user/repo' at {url} failed while trying to create the repo: HTTP 403, permission "
-                   f"denied: the token cannot write to this namespace or repo",
+        f"denied: the token cannot write to this namespace or repo",
         "offline": "cannot push to 'user/repo': HF_HUB_OFFLINE is set. Unset it and retry.",
     }[case]
     assert message.startswith(expected), message
@@ -153,9 +166,13 @@ def test_failed_push_leaves_folder_intact_and_says_how_to_retry(artifact, tmp_pa
 
 
 def test_push_refuses_a_folder_that_is_not_an_artifact(tmp_path, online):
-    with pytest.raises(CheckpointError, match=re.escape(
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
             f"{tmp_path} is not a zoo artifact (missing model.safetensors, config.json); write one with "
-            f"zoo.save(model, '{tmp_path}') first")):
+            f"zoo.save(model, '{tmp_path}') first"
+        ),
+    ):
         zoo.push_to_hub(tmp_path, "user/repo")
 
 
@@ -189,17 +206,23 @@ def test_load_from_hub_cache_offline(artifact, tmp_path, monkeypatch):
     x = torch.randn(1, 3, 160, 160)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    with pytest.raises(CheckpointError, match=re.escape(
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(
             "cannot load user/cached@v2: HF_HUB_OFFLINE=1 is set and it is not in the local cache. Fix: run once "
-            "with network access, or set HF_HOME to a cache that has it, or pass a local artifact folder.")):
+            "with network access, or set HF_HOME to a cache that has it, or pass a local artifact folder."
+        ),
+    ):
         zoo.load("user/cached", revision="v2")
     with pytest.raises(CheckpointError, match=re.escape("cannot load user/absent@main: HF_HUB_OFFLINE=1 is set")):
         zoo.load("user/absent")
 
 
 def test_load_missing_repo_from_server_is_a_clear_error(online):
-    with pytest.raises(CheckpointError, match=re.escape(
-            f"Hub repo 'user/missing' not found or not accessible at {online.url}; check the id")):
+    with pytest.raises(
+        CheckpointError,
+        match=re.escape(f"Hub repo 'user/missing' not found or not accessible at {online.url}; check the id"),
+    ):
         zoo.load("user/missing")
 
 

@@ -1,6 +1,7 @@
 """No network and no HF_HUB_OFFLINE: a name that needs the Hub fails in under 3 seconds with the reason (not
 after huggingface_hub's ~25 s of retries), and what is in the cache still loads. "No network" is HF_ENDPOINT
 pointing at a closed port on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -60,16 +61,23 @@ def test_unreachable_hub_fails_in_under_3_seconds_with_the_reason(tmp_path):
 
     Image.new("RGB", (64, 48), "red").save(tmp_path / "img.png")
     port = closed_port()
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "img.png")], capture_output=True,
-                          text=True, timeout=300, env=_env(tmp_path, f"http://127.0.0.1:{port}"))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "img.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env(tmp_path, f"http://127.0.0.1:{port}"),
+    )
     lines = proc.stderr.strip().splitlines()
     timings = json.loads(lines[-1])
     errors = [line for line in lines if line.startswith("zoo: error:")]
     assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
     assert len(errors) == 3, proc.stderr
     reason = f"the Hub at http://127.0.0.1:{port} cannot be reached (Connection refused)"
-    assert errors[0].startswith("zoo: error: cannot load the config (config.json) for "
-                                f"'hf:google/vit-base-patch16-224': {reason} and they are not in the local cache.")
+    assert errors[0].startswith(
+        "zoo: error: cannot load the config (config.json) for "
+        f"'hf:google/vit-base-patch16-224': {reason} and they are not in the local cache."
+    )
     assert "pretrained=False" not in errors[0]  # zoo info already builds random weights
     assert errors[1].startswith(f"zoo: error: cannot load pretrained weights for 'timm:resnet50.a1_in1k': {reason}")
     assert "model.pretrained=false" in errors[1]
@@ -107,8 +115,10 @@ def test_every_hub_name_fails_fast_in_process(no_network):
     sources()  # import every source (and transformers' lazy modules) first: time the Hub, not the imports
     reason = f"the Hub at {no_network} cannot be reached (Connection refused)"
     calls = {
-        "timm": (lambda: zoo.create_model("timm:test_resnet.r160_in1k", pretrained=True),  # timm/test_resnet...
-                 WeightsUnavailableError),
+        "timm": (
+            lambda: zoo.create_model("timm:test_resnet.r160_in1k", pretrained=True),  # timm/test_resnet...
+            WeightsUnavailableError,
+        ),
         "hf": (lambda: zoo.create_model("hf:google/vit-base-patch16-224", pretrained=False), WeightsUnavailableError),
         "load": (lambda: zoo.load("user/repo"), ArtifactUnavailableError),
     }
@@ -148,13 +158,18 @@ def test_a_cached_model_still_loads_when_the_hub_is_gone(tmp_path):
     path = zoo.save(model.eval(), tmp_path / "art")
     with HubServer(lifetime=300) as hub:
         env = dict(_env(tmp_path, hub.url), HF_TOKEN="test-token")
-        fill = ("import sys, zoo; zoo.push_to_hub(sys.argv[1], 'user/repo'); "
-                "print(zoo.load('user/repo').num_classes)")
-        proc = subprocess.run([sys.executable, "-c", fill, str(path)], capture_output=True, text=True,
-                              timeout=300, env=env)
+        fill = "import sys, zoo; zoo.push_to_hub(sys.argv[1], 'user/repo'); print(zoo.load('user/repo').num_classes)"
+        proc = subprocess.run(
+            [sys.executable, "-c", fill, str(path)], capture_output=True, text=True, timeout=300, env=env
+        )
         assert proc.returncode == 0 and proc.stdout.strip() == "3", proc.stderr
-    proc = subprocess.run([sys.executable, "-c", LOAD_TWICE, "user/repo", "user/other"], capture_output=True,
-                          text=True, timeout=300, env=env)  # same endpoint, nothing listens there now
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_TWICE, "user/repo", "user/other"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )  # same endpoint, nothing listens there now
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["user/repo"]["num_classes"] == 3 and result["user/repo"]["seconds"] < 3.0

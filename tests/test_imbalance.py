@@ -1,6 +1,7 @@
 """Data sets that cannot teach or that mislead: one class, a class too small to stratify, imbalanced
 folders (class weights, a balanced sampler, balanced accuracy / macro-F1, train.select_by), and the Hub's
 image layout written by plain pyarrow."""
+
 from __future__ import annotations
 
 import io
@@ -36,8 +37,10 @@ def test_one_class_folder_is_an_error_naming_the_class(tmp_path):
 def test_one_class_through_zoo_train_is_one_clear_error(tmp_path, capsys):
     good_folder(tmp_path / "f", classes=("cat",), n=6, splits=("train", "test"))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"model: {{name: 'timm:test_resnet', pretrained: false}}\ndata: {{spec: '{tmp_path / 'f'}'}}\n"
-                      f"output: {{dir: '{tmp_path / 'runs'}'}}\n")
+    recipe.write_text(
+        f"model: {{name: 'timm:test_resnet', pretrained: false}}\ndata: {{spec: '{tmp_path / 'f'}'}}\n"
+        f"output: {{dir: '{tmp_path / 'runs'}'}}\n"
+    )
     from zoo.cli.train import main as train_main
 
     assert train_main([str(recipe)]) != 0
@@ -190,8 +193,13 @@ def test_balanced_sampler_under_two_processes_shards_one_shared_order():
 
     def batches(process_index: int, num_processes: int, epoch: int, skip: int = 0) -> list[list[int]]:
         loader = torch.utils.data.DataLoader(data, batch_size=8, sampler=BalancedSampler(labels, seed=5))
-        loader = prepare_data_loader(loader, num_processes=num_processes, process_index=process_index,
-                                     put_on_device=False, use_seedable_sampler=True)
+        loader = prepare_data_loader(
+            loader,
+            num_processes=num_processes,
+            process_index=process_index,
+            put_on_device=False,
+            use_seedable_sampler=True,
+        )
         loader.set_epoch(epoch)
         if skip:
             loader = skip_first_batches(loader, skip)
@@ -205,8 +213,9 @@ def test_balanced_sampler_under_two_processes_shards_one_shared_order():
 
 
 def test_new_recipe_keys_are_validated():
-    r = load_recipe({"data": {"sampler": "balanced"}, "train": {"class_weights": "balanced",
-                                                               "select_by": "val_macro_f1"}})
+    r = load_recipe(
+        {"data": {"sampler": "balanced"}, "train": {"class_weights": "balanced", "select_by": "val_macro_f1"}}
+    )
     assert (r.data.sampler, r.train.class_weights, r.train.select_by) == ("balanced", "balanced", "val_macro_f1")
     for key, bad in (("data.sampler", "weighted"), ("train.class_weights", "auto"), ("train.select_by", "val_f1")):
         with pytest.raises(ConfigError) as err:
@@ -242,13 +251,27 @@ def test_balanced_options_raise_balanced_accuracy_on_an_imbalanced_digits_folder
     from zoo.train.run import train
 
     data = digits_folder(tmp_path / "digits", cut={3: 0.1, 8: 0.1, 9: 0.1})
-    base = {"model": {"name": "timm:test_resnet", "pretrained": False}, "strategy": {"name": "scratch"},
-            "data": {"spec": str(data), "image_size": 32, "batch_size": 64, "augment": "none", "val_size": 0.2,
-                     "num_workers": 0},
-            "optim": {"lr": 3e-3, "weight_decay": 0.0}, "train": {"epochs": 6},
-            "output": {"dir": str(tmp_path / "runs")}, "resume": "never"}
-    runs = {"plain": {}, "weights": {"train": {"class_weights": "balanced", "select_by": "val_balanced_acc"}},
-            "sampler": {"data": {"sampler": "balanced"}, "train": {"select_by": "val_macro_f1"}}}
+    base = {
+        "model": {"name": "timm:test_resnet", "pretrained": False},
+        "strategy": {"name": "scratch"},
+        "data": {
+            "spec": str(data),
+            "image_size": 32,
+            "batch_size": 64,
+            "augment": "none",
+            "val_size": 0.2,
+            "num_workers": 0,
+        },
+        "optim": {"lr": 3e-3, "weight_decay": 0.0},
+        "train": {"epochs": 6},
+        "output": {"dir": str(tmp_path / "runs")},
+        "resume": "never",
+    }
+    runs = {
+        "plain": {},
+        "weights": {"train": {"class_weights": "balanced", "select_by": "val_balanced_acc"}},
+        "sampler": {"data": {"sampler": "balanced"}, "train": {"select_by": "val_macro_f1"}},
+    }
     results = {}
     for name, keys in runs.items():
         recipe = {**base, "name": name, **{k: {**base[k], **v} for k, v in keys.items()}}

@@ -1,5 +1,6 @@
 """Artifacts prove their integrity: flipped bytes, NaN weights and a newer format are refused with the file's
 name and what to do, and a save killed at any moment leaves the old artifact or the new one, never a mix."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def saved(tmp_path):
 def test_save_records_the_sha256_of_every_file_loading_reads(saved):
     _, folder = saved
     recorded = read_manifest(folder / MANIFEST_NAME)
-    assert recorded == {p.name: sha256_of(p) for p in folder.iterdir()
-                        if p.name not in ("README.md", MANIFEST_NAME, ".complete")}
+    assert recorded == {
+        p.name: sha256_of(p) for p in folder.iterdir() if p.name not in ("README.md", MANIFEST_NAME, ".complete")
+    }
     assert {"config.json", "zoo.json", "model.safetensors"} <= recorded.keys()
     assert json.loads((folder / "zoo.json").read_text())["format_version"] == 2
     assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {"0o644"}
@@ -46,7 +48,7 @@ def test_flipped_bytes_are_refused_by_load_and_predict(saved, tmp_path, capsys):
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     start = len(data) - 8192  # inside the tensor data, past the header: the file still parses
-    data[start:start + 4096] = bytes(b ^ 0xFF for b in data[start:start + 4096])
+    data[start : start + 4096] = bytes(b ^ 0xFF for b in data[start : start + 4096])
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=r"model.safetensors is corrupt: its sha256 is .* Re-download"):
         zoo.load(folder)
@@ -109,8 +111,12 @@ def test_a_save_killed_at_any_moment_leaves_a_whole_artifact(tmp_path):
     rng = random.Random(0)
     trials = 8
     for trial in range(trials):
-        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], cwd=ROOT, stdout=subprocess.PIPE,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(target)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(0.3 + rng.random() * 1.5)  # several saves in, killed somewhere inside one
         proc.send_signal(signal.SIGKILL)

@@ -1,5 +1,6 @@
 """The integrity manifest covers every file loading reads (issue 18, item 2): labels and preprocessing edited in
 zoo.json or config.json are refused with the file's name, and deleting the manifest does not turn it off."""
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,11 @@ def test_deleting_the_manifest_does_not_turn_the_check_off(saved):
 
 def test_a_file_loading_reads_must_be_listed(saved, tmp_path):
     (saved / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3}))
-    with pytest.raises(CheckpointError, match=r"preprocessor_config.json is read when loading but checksums.sha256 "
-                                              r"does not list it"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"preprocessor_config.json is read when loading but checksums.sha256 "
+        r"does not list it",
+    ):
         zoo.load(saved)
     (saved / "preprocessor_config.json").unlink()
     lines = (saved / MANIFEST).read_text().splitlines()
@@ -104,8 +108,10 @@ def test_hf_preprocessor_config_is_covered(tiny_hf_dir, tmp_path):
 def test_a_format_1_artifact_loads_with_its_weights_checked_and_a_warning(saved):
     """What zoo.save wrote before the manifest: zoo.json format_version 1 with the weights' sha256 in 'files'."""
     (saved / MANIFEST).unlink()
-    _edit(saved / "zoo.json", lambda m: m.update(
-        format_version=1, files={"model.safetensors": sha256_of(saved / "model.safetensors")}))
+    _edit(
+        saved / "zoo.json",
+        lambda m: m.update(format_version=1, files={"model.safetensors": sha256_of(saved / "model.safetensors")}),
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert zoo.load(saved).label_names == ["cat", "dog", "eel"]

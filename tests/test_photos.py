@@ -1,6 +1,7 @@
 """The data paths on real photos (tests/photo_corpus.py): mixed sizes, modes and EXIF rotations, stores of
 several sizes, every augmentation preset and interpolation, the fast path's crops against the PIL reference,
 the parallel store build, and the train loader's full batches."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,11 +16,11 @@ from zoo.data import load_dataset
 from zoo.data.crops import INTERPOLATIONS, Normalize, SampleCrop, train_loader
 from zoo.data.decode import bounded_size, decode_image
 from zoo.data.fast import TensorStore, store_size
+from zoo.data.loaders import build_loaders
 from zoo.data.transforms import PRESETS, build_transform
 from zoo.errors import ConfigError
-from zoo.data.loaders import build_loaders
-from zoo.train.schema import DataConfig
 from zoo.train.run import train
+from zoo.train.schema import DataConfig
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +119,11 @@ def _stores(photos) -> dict[str, TensorStore]:
     split = photos["train"].select(range(24))
     small = split.map(lambda r: {"image": r["image"].resize((32, 32), Image.BICUBIC)})
     wide = split.map(lambda r: {"image": r["image"].resize((160, 120), Image.BICUBIC)})
-    return {"32px": TensorStore.from_split(small, progress=False),
-            "256px": TensorStore.from_split(split, size=256, progress=False),
-            "160x120": TensorStore.from_split(wide, progress=False)}
+    return {
+        "32px": TensorStore.from_split(small, progress=False),
+        "256px": TensorStore.from_split(split, size=256, progress=False),
+        "160x120": TensorStore.from_split(wide, progress=False),
+    }
 
 
 def test_fast_train_batches_for_every_preset_on_every_store(photos):
@@ -162,7 +165,9 @@ def test_crop_boxes_are_torchvisions_on_wide_and_tall_photos(photos, monkeypatch
         assert (w, h) == ((256, 128) if photo is wide else (128, 256))
         crop = SampleCrop(make_data_config(64), train=True)
         boxes: list = []
-        monkeypatch.setattr(crops, "resized_crop", lambda img, box, size, i: (boxes.append(box), real(img, box, size, i))[1])
+        monkeypatch.setattr(
+            crops, "resized_crop", lambda img, box, size, i: (boxes.append(box), real(img, box, size, i))[1]
+        )
         torch.manual_seed(7)
         for _ in range(1000):
             crop(store.image(0))
@@ -185,7 +190,10 @@ def test_crop_boxes_are_torchvisions_on_wide_and_tall_photos(photos, monkeypatch
         same_size = ((b[:, 2:] - p[:, 2:]).abs() < 2 / min(h, w)).all(1).float().mean()
         assert same_size > 0.97, float(same_size)
         q = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
-        for centre_b, centre_p in ((b[:, 0] + b[:, 2] / 2, p[:, 0] + p[:, 2] / 2), (b[:, 1] + b[:, 3] / 2, p[:, 1] + p[:, 3] / 2)):
+        for centre_b, centre_p in (
+            (b[:, 0] + b[:, 2] / 2, p[:, 0] + p[:, 2] / 2),
+            (b[:, 1] + b[:, 3] / 2, p[:, 1] + p[:, 3] / 2),
+        ):
             assert (centre_b.quantile(q) - centre_p.quantile(q)).abs().max() < 0.03
         top, left, bh, bw = torch.tensor(boxes).T
         long_start, long_len, long_side = (left, bw, w) if w > h else (top, bh, h)
@@ -200,11 +208,23 @@ def test_crop_boxes_are_torchvisions_on_wide_and_tall_photos(photos, monkeypatch
 @pytest.mark.parametrize("preset", PRESETS)
 def test_fast_path_trains_every_preset_on_photos_in_bf16(photo_corpus, tmp_path, preset):
     """The fruits recipe's failure, replayed small: photos, a shipped preset, bf16 as the recipes ship."""
-    [s] = train({"name": "p", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 48, "batch_size": 8, "limit": 16,
-                          "augment": preset, "val_size": 0.2},
-                 "train": {"epochs": 1, "mixed_precision": "bf16"}, "output": {"dir": str(tmp_path)},
-                 "resume": "never"})
+    [s] = train(
+        {
+            "name": "p",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {
+                "spec": f"imagefolder:{photo_corpus}",
+                "image_size": 48,
+                "batch_size": 8,
+                "limit": 16,
+                "augment": preset,
+                "val_size": 0.2,
+            },
+            "train": {"epochs": 1, "mixed_precision": "bf16"},
+            "output": {"dir": str(tmp_path)},
+            "resume": "never",
+        }
+    )
     assert np.isfinite(s.final_top1) and s.epochs_run == 1
 
 
@@ -217,7 +237,9 @@ def _fix_pil_random(transform, box: tuple[int, int, int, int], flip: bool, monke
     primary = transform.full.transforms[0]
     for i, t in enumerate(primary.transforms):
         if isinstance(t, T.RandomHorizontalFlip):  # deterministic and drawing no random number
-            primary.transforms[i] = (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) if flip else (lambda im: im)
+            primary.transforms[i] = (
+                (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)) if flip else (lambda im: im)
+            )
 
 
 def _as_tensor(img: Image.Image) -> torch.Tensor:
@@ -334,23 +356,44 @@ def test_fast_path_crops_in_workers_and_evaluates_as_zoo_eval(photos):
     fast_eval = build_loaders(ds, cfg, _data_cfg(), warn=pytest.fail)
     x, y = next(iter(fast_eval.eval["validation"]))
     t = eval_transform(cfg)
-    ref = torch.stack([t(to_pil(im)) for im in photos["validation"]["image"][:len(y)]])
+    ref = torch.stack([t(to_pil(im)) for im in photos["validation"]["image"][: len(y)]])
     assert torch.equal(fast_eval.eval_transform(x), ref)
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_mixup_on_an_odd_sized_dataset(photo_corpus, tmp_path, fast):
     """21 training photos in batches of 8: mixup/cutmix see two full, even batches; no fallback needed."""
-    [s] = train({"name": "m", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 32, "batch_size": 8, "limit": 21,
-                          "augment": "flip-crop", "val_size": 0.2, "fast": fast, "num_workers": 0},
-                 "train": {"epochs": 1, "mixup": 0.2, "cutmix": 1.0, "label_smoothing": 0.1},
-                 "output": {"dir": str(tmp_path)}, "resume": "never"})
+    [s] = train(
+        {
+            "name": "m",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {
+                "spec": f"imagefolder:{photo_corpus}",
+                "image_size": 32,
+                "batch_size": 8,
+                "limit": 21,
+                "augment": "flip-crop",
+                "val_size": 0.2,
+                "fast": fast,
+                "num_workers": 0,
+            },
+            "train": {"epochs": 1, "mixup": 0.2, "cutmix": 1.0, "label_smoothing": 0.1},
+            "output": {"dir": str(tmp_path)},
+            "resume": "never",
+        }
+    )
     assert s.epochs_run == 1 and np.isfinite(s.final_top1)
     with pytest.raises(ConfigError, match=r"train.mixup/train.cutmix need an even data.batch_size, got 7"):
-        train({"name": "m", "model": {"name": "timm:test_resnet", "pretrained": False},
-               "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 32, "batch_size": 7, "limit": 21},
-               "train": {"epochs": 1, "mixup": 0.2}, "output": {"dir": str(tmp_path)}, "resume": "never"})
+        train(
+            {
+                "name": "m",
+                "model": {"name": "timm:test_resnet", "pretrained": False},
+                "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 32, "batch_size": 7, "limit": 21},
+                "train": {"epochs": 1, "mixup": 0.2},
+                "output": {"dir": str(tmp_path)},
+                "resume": "never",
+            }
+        )
 
 
 def test_best_epoch_validation_is_what_zoo_eval_reports(photo_corpus, tmp_path, capsys):
@@ -364,17 +407,38 @@ def test_best_epoch_validation_is_what_zoo_eval_reports(photo_corpus, tmp_path, 
     from zoo.metrics import read_metrics
 
     spec = f"imagefolder:{photo_corpus}"
-    [s] = train({"name": "v", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": spec, "image_size": 48, "batch_size": 16, "val_size": 0.2, "fast": True},
-                 "train": {"epochs": 2, "mixed_precision": "no", "select_best": True},
-                 "optim": {"lr": 0.01}, "output": {"dir": str(tmp_path)}, "resume": "never"})
+    [s] = train(
+        {
+            "name": "v",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {"spec": spec, "image_size": 48, "batch_size": 16, "val_size": 0.2, "fast": True},
+            "train": {"epochs": 2, "mixed_precision": "no", "select_best": True},
+            "optim": {"lr": 0.01},
+            "output": {"dir": str(tmp_path)},
+            "resume": "never",
+        }
+    )
     run = Path(s.run_dir)
     epochs = [m for m in read_metrics(run / "metrics.jsonl") if m["kind"] == "epoch"]
     best = epochs[s.best_epoch]
     assert best["val_top1"] == s.val_top1
     capsys.readouterr()
-    assert zoo_main(["eval", str(run / "model"), "--data", spec, "--split", "validation", "--json",
-                     "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        zoo_main(
+            [
+                "eval",
+                str(run / "model"),
+                "--data",
+                spec,
+                "--split",
+                "validation",
+                "--json",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     reported = json.loads(capsys.readouterr().out)
     assert reported["n"] == len(load_dataset(photo_corpus, val_size=0.2, progress=False)["validation"])
     assert reported["top1"] == best["val_top1"]

@@ -4,6 +4,7 @@ with `zoo train`, save, load bit-exact, predict, push to the Hub (test server) a
 The plugin defines no saved layout of its own, so zoo's generic layout carries it; nothing in zoo knows it.
 Everything runs in a fresh interpreter, as a user's would, with the plugin found through its entry point.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,7 @@ class ToySource(Source):
         return ToyBackbone(f"toyplug:{model_id}", _Net(n, width), make_data_config(32, crop_pct=1.0), width, n)
 '''
 
-CYCLE = '''
+CYCLE = """
 import json, sys
 from pathlib import Path
 
@@ -114,7 +115,7 @@ pulled = zoo.load("plugin-user/toy-digits")
 assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), pulled.state_dict().values()))
 assert zoo.predict(pulled, [work / "digit.png"], top_k=3)[0] == preds
 print(json.dumps({"url": url, "top": preds[0][0], "label_names": loaded.label_names}))
-'''
+"""
 
 
 def _install_plugin(site: Path) -> None:
@@ -131,10 +132,17 @@ def test_plugin_source_goes_through_the_whole_cycle(tmp_path):
     site = tmp_path / "site"
     _install_plugin(site)
     with HubServer(lifetime=240) as hub:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), HF_ENDPOINT=hub.url,
-                   HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf-home"), HF_TOKEN="test-token")
-        out = subprocess.run([sys.executable, "-c", CYCLE, str(tmp_path)], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]),
+            HF_ENDPOINT=hub.url,
+            HF_HUB_OFFLINE="0",
+            HF_HOME=str(tmp_path / "hf-home"),
+            HF_TOKEN="test-token",
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", CYCLE, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["url"].endswith("plugin-user/toy-digits")

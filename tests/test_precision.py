@@ -3,6 +3,7 @@
 Each kind of device is stood in for by its capability probe (the CPU's flags and torch's CPU capability, or
 CUDA's bf16 support), never by mocking the training itself.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,13 +33,16 @@ def fake_gpu(monkeypatch, bf16: bool, name: str, cc: tuple[int, int]) -> None:
 
 
 # ---- the decision on each kind of device --------------------------------------------------------------------
-@pytest.mark.parametrize("capability, flags, expected", [
-    ("AVX2", set(), "no"),                                   # laptop-class CPU (the issue's machine)
-    ("AVX512", set(), "no"),                                 # AVX-512 without bf16 (Skylake-SP)
-    ("AVX512", {"avx512_bf16"}, "bf16"),                     # Cooper Lake, Zen 4
-    ("AVX512", {"amx_bf16", "amx_tile"}, "bf16"),            # Sapphire Rapids (AMX)
-    ("AVX2", {"avx512_bf16", "amx_bf16"}, "no"),             # torch's kernels capped below AVX-512
-])
+@pytest.mark.parametrize(
+    "capability, flags, expected",
+    [
+        ("AVX2", set(), "no"),  # laptop-class CPU (the issue's machine)
+        ("AVX512", set(), "no"),  # AVX-512 without bf16 (Skylake-SP)
+        ("AVX512", {"avx512_bf16"}, "bf16"),  # Cooper Lake, Zen 4
+        ("AVX512", {"amx_bf16", "amx_tile"}, "bf16"),  # Sapphire Rapids (AMX)
+        ("AVX2", {"avx512_bf16", "amx_bf16"}, "no"),  # torch's kernels capped below AVX-512
+    ],
+)
 def test_auto_on_cpus(monkeypatch, capability, flags, expected):
     fake_cpu(monkeypatch, capability, flags)
     choice = P.choose_precision("auto", CPU)
@@ -54,12 +58,15 @@ def test_auto_respects_a_onednn_isa_cap(monkeypatch):
     assert P.choose_precision("auto", CPU).precision == "bf16"
 
 
-@pytest.mark.parametrize("bf16, name, cc, expected", [
-    (True, "NVIDIA H200", (9, 0), "bf16"),
-    (True, "NVIDIA A100-SXM4-40GB", (8, 0), "bf16"),
-    (False, "Tesla T4", (7, 5), "fp16"),                     # no bf16: fp16 with accelerate's grad scaler
-    (False, "Tesla V100-SXM2-16GB", (7, 0), "fp16"),
-])
+@pytest.mark.parametrize(
+    "bf16, name, cc, expected",
+    [
+        (True, "NVIDIA H200", (9, 0), "bf16"),
+        (True, "NVIDIA A100-SXM4-40GB", (8, 0), "bf16"),
+        (False, "Tesla T4", (7, 5), "fp16"),  # no bf16: fp16 with accelerate's grad scaler
+        (False, "Tesla V100-SXM2-16GB", (7, 0), "fp16"),
+    ],
+)
 def test_auto_on_gpus(monkeypatch, bf16, name, cc, expected):
     fake_gpu(monkeypatch, bf16, name, cc)
     choice = P.choose_precision("auto", CUDA)
@@ -94,11 +101,17 @@ def test_cpu_flags_reads_proc_cpuinfo():
 
 
 # ---- the accelerator: what it gets, what it says, once -------------------------------------------------------
-@pytest.mark.parametrize("capability, flags, asked, expected", [
-    ("AVX2", set(), "auto", "no"), ("AVX512", {"amx_bf16"}, "auto", "bf16"), ("AVX2", set(), "bf16", "bf16"),
-])
-def test_accelerator_trains_in_the_chosen_precision(monkeypatch, tmp_path, capsys, caplog,
-                                                    capability, flags, asked, expected):
+@pytest.mark.parametrize(
+    "capability, flags, asked, expected",
+    [
+        ("AVX2", set(), "auto", "no"),
+        ("AVX512", {"amx_bf16"}, "auto", "bf16"),
+        ("AVX2", set(), "bf16", "bf16"),
+    ],
+)
+def test_accelerator_trains_in_the_chosen_precision(
+    monkeypatch, tmp_path, capsys, caplog, capability, flags, asked, expected
+):
     fake_cpu(monkeypatch, capability, flags)
     recipe = load_recipe({"name": "r", "train": {"mixed_precision": asked}})
     with caplog.at_level(logging.WARNING, logger="zoo.train"):
@@ -114,10 +127,23 @@ def test_the_run_records_the_resolved_precision(monkeypatch, tmp_path, photo_cor
     from zoo.train.run import train
 
     fake_cpu(monkeypatch, "AVX2", set())
-    [s] = train({"name": "p", "model": {"name": "timm:test_resnet", "pretrained": False},
-                 "data": {"spec": f"imagefolder:{photo_corpus}", "image_size": 32, "batch_size": 8, "limit": 8,
-                          "val_size": 0.2, "num_workers": 0},
-                 "train": {"epochs": 1}, "output": {"dir": str(tmp_path)}, "resume": "never"})
+    [s] = train(
+        {
+            "name": "p",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {
+                "spec": f"imagefolder:{photo_corpus}",
+                "image_size": 32,
+                "batch_size": 8,
+                "limit": 8,
+                "val_size": 0.2,
+                "num_workers": 0,
+            },
+            "train": {"epochs": 1},
+            "output": {"dir": str(tmp_path)},
+            "resume": "never",
+        }
+    )
     assert "[p] precision fp32 (auto: the CPU kernels run at AVX2" in capsys.readouterr().out
     final = [json.loads(line) for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()][-1]
     env = final["environment"]

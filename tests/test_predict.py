@@ -1,4 +1,5 @@
 """Prediction (paths, PIL, arrays -> label names and probabilities), evaluation, and the predict/eval CLI."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,9 @@ def test_bad_images_are_named(model, tmp_path):
 
 def _dataset(images: list[np.ndarray], labels: list[int], names: list[str]) -> datasets.Dataset:
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
-    return datasets.Dataset.from_dict({"image": [Image.fromarray(a) for a in images], "label": labels},
-                                      features=features)
+    return datasets.Dataset.from_dict(
+        {"image": [Image.fromarray(a) for a in images], "label": labels}, features=features
+    )
 
 
 def test_evaluate_scores_against_the_models_own_predictions(model):
@@ -89,8 +91,12 @@ def test_evaluate_scores_against_the_models_own_predictions(model):
 
 def test_evaluate_refuses_classes_the_model_does_not_know(model):
     ds = _dataset(_images(2), [0, 1], ["cat", "zebra"])
-    with pytest.raises(DataError, match=re.escape(
-            "the dataset has labels the model was not trained on: ['zebra']; model labels: ['cat', 'dog', 'eel']")):
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            "the dataset has labels the model was not trained on: ['zebra']; model labels: ['cat', 'dog', 'eel']"
+        ),
+    ):
         evaluate(model, ds, progress=False)
 
 

@@ -1,6 +1,7 @@
 """zoo imports no private module of the libraries it builds on, and reads their private attributes only where
 no public way exists, each listed here with the reason: a private name (``timm.models._hub``) can change in
 any release inside the version range pyproject allows, and did. A new private use fails until it is listed."""
+
 from __future__ import annotations
 
 import ast
@@ -41,9 +42,9 @@ def test_zoo_imports_no_private_module_of_its_dependencies():
 # private attributes of other libraries that zoo reads, and why there is no public way
 KNOWN_PRIVATE_ATTRIBUTES = {
     "_reset_state": "accelerate keeps AcceleratorState/GradientState as process-wide singletons and has no public "
-                    "reset; a second recipe variant in the same process needs its own precision and accumulation",
+    "reset; a second recipe variant in the same process needs its own precision and accumulation",
     "_fingerprint": "datasets exposes no public accessor of a Dataset's fingerprint, the documented cache key "
-                    "that changes with every select or shuffle (the store and the feature cache key on it)",
+    "that changes with every select or shuffle (the store and the feature cache key on it)",
     "_NormBase": "torch has no public base class of every BatchNorm/InstanceNorm layer (isinstance checks)",
     "_BatchNorm": "torch has no public base class of BatchNorm1d/2d/3d (isinstance check, side-by-side baseline)",
     "_SubParsersAction": "argparse's type of add_subparsers(), in type hints only (the standard library's)",
@@ -67,8 +68,12 @@ def private_attributes(files: dict[Path, str]) -> dict[str, list[str]]:
     found = defaultdict(list)
     for path, tree in trees.items():
         for n in ast.walk(tree):
-            if (isinstance(n, ast.Attribute) and n.attr.startswith("_") and not n.attr.startswith("__")
-                    and n.attr not in defined):
+            if (
+                isinstance(n, ast.Attribute)
+                and n.attr.startswith("_")
+                and not n.attr.startswith("__")
+                and n.attr not in defined
+            ):
                 found[n.attr].append(f"{path.name}:{n.lineno}")
     return dict(found)
 

@@ -1,4 +1,5 @@
 """The README's main job: the offline quickstart shows transfer working (real weights, real digits)."""
+
 from __future__ import annotations
 
 import json

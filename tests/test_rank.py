@@ -1,5 +1,6 @@
 """zoo rank: the three transferability scores, the ranking run, its feature cache shared with the linear probe,
 and the extra real pretrained backbones (EfficientNet-Lite1/2 from PyPI) it ranks offline."""
+
 from __future__ import annotations
 
 import csv
@@ -43,7 +44,7 @@ def test_logme_evidence_hand_checked_case():
     f = np.array([[1.0], [0.0]])
     y = np.array([1.0, 0.0])
     u, s, _ = np.linalg.svd(f, full_matrices=False)
-    ev, _, _ = _evidence(s ** 2, (u.T @ y) ** 2, float(y @ y), n=2, d=1, alpha=1.0, beta=1.0)
+    ev, _, _ = _evidence(s**2, (u.T @ y) ** 2, float(y @ y), n=2, d=1, alpha=1.0, beta=1.0)
     assert ev == pytest.approx((-math.log(2 * math.pi) - math.log(2) / 2 - 0.25) / 2, abs=1e-12)
     assert ev == pytest.approx(-1.217225, abs=1e-6)
 
@@ -63,10 +64,10 @@ def test_logme_is_the_maximised_gaussian_evidence(n, d, seed):
         cov = np.eye(n) / beta + f @ f.T / alpha
         _, logdet = np.linalg.slogdet(cov)
         exact = -0.5 * (n * math.log(2 * math.pi) + logdet + y @ np.linalg.solve(cov, y))
-        assert _evidence(s ** 2, x2, float(y @ y), n, d, alpha, beta)[0] * n == pytest.approx(exact, rel=1e-9)
-    best, alpha, beta = logme_evidence(s ** 2, u, y, d)
+        assert _evidence(s**2, x2, float(y @ y), n, d, alpha, beta)[0] * n == pytest.approx(exact, rel=1e-9)
+    best, alpha, beta = logme_evidence(s**2, u, y, d)
     for fa, fb in [(0.8, 1.0), (1.25, 1.0), (1.0, 0.8), (1.0, 1.25)]:
-        assert _evidence(s ** 2, x2, float(y @ y), n, d, alpha * fa, beta * fb)[0] <= best + 1e-9
+        assert _evidence(s**2, x2, float(y @ y), n, d, alpha * fa, beta * fb)[0] <= best + 1e-9
 
 
 def test_scores_prefer_informative_features():
@@ -86,8 +87,24 @@ def test_rank_scores_lists_failures_and_writes_outputs(tmp_path, capsys):
     """Real pretrained Lite0 vs the same net from random init on real digits; a model whose weights cannot be
     had offline and one over --max-params are rows with their reasons, and the rest go on."""
     out = tmp_path / "runs" / "rank"
-    code = main(["rank", "sklearn:digits", "--models", "pypi:*", "timm:resnet18.a1_in1k", "--random-init",
-                 "--max-params", "5", "--sample", "100", "--image-size", "32", "--out", str(out)])
+    code = main(
+        [
+            "rank",
+            "sklearn:digits",
+            "--models",
+            "pypi:*",
+            "timm:resnet18.a1_in1k",
+            "--random-init",
+            "--max-params",
+            "5",
+            "--sample",
+            "100",
+            "--image-size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     rows = {r["candidate"]: r for r in csv.DictReader(open(out / "rank.csv"))}
@@ -111,19 +128,27 @@ def test_rank_features_are_reused_by_a_linear_probe_run(tmp_path, monkeypatch):
     import zoo.train.loop
 
     runs = tmp_path / "runs"
-    result = rank("sklearn:digits", [Candidate("pypi:efficientnet_lite0")], sample=150, image_size=32,
-                  out_dir=str(runs / "rank"))
+    result = rank(
+        "sklearn:digits", [Candidate("pypi:efficientnet_lite0")], sample=150, image_size=32, out_dir=str(runs / "rank")
+    )
     assert result.rows[0]["status"] == "ok" and result.recommended == "pypi:efficientnet_lite0"
     entries = sorted((runs / ".cache" / "features").glob("*.safetensors"))
     assert len(entries) == 1
     extracted: list[str] = []
     real = zoo.train.loop.extract_features
-    monkeypatch.setattr(zoo.train.loop, "extract_features",
-                        lambda *a, **k: extracted.append(k.get("desc", "")) or real(*a, **k))
-    recipe = {"name": "probe", "model": {"name": "pypi:efficientnet_lite0"},
-              "data": {"spec": "sklearn:digits", "image_size": 32, "limit": 150, "augment": "none", "batch_size": 64},
-              "strategy": {"name": "linear_probe"}, "optim": {"lr": 1e-2}, "train": {"epochs": 10},
-              "output": {"dir": str(runs)}, "resume": "never"}
+    monkeypatch.setattr(
+        zoo.train.loop, "extract_features", lambda *a, **k: extracted.append(k.get("desc", "")) or real(*a, **k)
+    )
+    recipe = {
+        "name": "probe",
+        "model": {"name": "pypi:efficientnet_lite0"},
+        "data": {"spec": "sklearn:digits", "image_size": 32, "limit": 150, "augment": "none", "batch_size": 64},
+        "strategy": {"name": "linear_probe"},
+        "optim": {"lr": 1e-2},
+        "train": {"epochs": 10},
+        "output": {"dir": str(runs)},
+        "resume": "never",
+    }
     [summary] = train(recipe)
     assert extracted == ["features validation", "features test"], extracted
     assert len(list((runs / ".cache" / "features").glob("*.safetensors"))) == 3

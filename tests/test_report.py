@@ -3,6 +3,7 @@
 The runs are real (tiny timm model, CIFAR-schema images on disk); the checks read the HTML the way a browser
 would get it (every image an inline PNG that decodes) and recompute the top losses through zoo.predict.
 """
+
 from __future__ import annotations
 
 import base64
@@ -98,8 +99,16 @@ def test_train_writes_a_self_contained_report_per_run(runs):
         thumbs = [decode(i["src"]) for i in page.images if i.get("class") == "thumb"]
         assert thumbs and all(t.size == (112, 112) for t in thumbs), classes
         text = " ".join(page.text)
-        for words in ("timm:test_resnet", "Top losses", "Most confidently wrong", "Least confident right",
-                      "Recipe that ran", "precision", "torch", s.strategy):
+        for words in (
+            "timm:test_resnet",
+            "Top losses",
+            "Most confidently wrong",
+            "Least confident right",
+            "Recipe that ran",
+            "precision",
+            "torch",
+            s.strategy,
+        ):
             assert words in text, words
         splits = read_run(s.run_dir).dataset["splits"]
         assert splits["validation"] == 30 and splits["train"] == 90

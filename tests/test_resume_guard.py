@@ -1,14 +1,15 @@
 """The resume guard has no holes: a state whose saved recipe is unreadable, or a run folder where no state
 loads, is refused with the paths and the two ways out (never a silent fresh start or an unchecked resume);
 a changed run length says what it does to the learning-rate schedule."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from synthetic_data import make_cifar_like
 
 from zoo.cli.train import main as train_main
-from synthetic_data import make_cifar_like
 from zoo.metrics import read_metrics
 
 
@@ -18,9 +19,22 @@ def photos(tmp_path_factory) -> str:
 
 
 def _run(spec: str, out: Path, *extra: str) -> int:
-    return train_main(["recipes/quickstart.yaml", "variants={}", "name=r", f"output.dir={out}", f"data.spec={spec}",
-                       "model.name=timm:test_resnet", "model.pretrained=false", "data.image_size=16",
-                       "data.batch_size=16", "optim.lr=3e-3", "train.epochs=1", *extra])
+    return train_main(
+        [
+            "recipes/quickstart.yaml",
+            "variants={}",
+            "name=r",
+            f"output.dir={out}",
+            f"data.spec={spec}",
+            "model.name=timm:test_resnet",
+            "model.pretrained=false",
+            "data.image_size=16",
+            "data.batch_size=16",
+            "optim.lr=3e-3",
+            "train.epochs=1",
+            *extra,
+        ]
+    )
 
 
 def _states(out: Path) -> list[Path]:
@@ -73,7 +87,6 @@ def test_changed_run_length_says_how_the_schedule_changes(photos, tmp_path, caps
     assert f"from 0 to {resumed_lr:.3g}" in said, said[-3000:]
     # the first two epochs ended at the old schedule's end; the resumed one starts on the new schedule
     assert epochs[1]["lr"] == pytest.approx(0.0, abs=1e-12) and resumed_lr > 0
-
 
 
 def test_resume_clears_what_killed_writes_left(photos, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 Resume = a new train loader (new workers), prepared by accelerate as the trainer prepares it, set to the epoch,
 with the batches already trained skipped (accelerate's ``skip_first_batches``, as zoo.train.loop does)."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,7 @@ def _train_loader(photos, fast: bool, sampler: str, workers: int):
     ds = _DS({"train": photos["train"].select(range(16)), "validation": photos["validation"]})
     cfg = DataConfig(batch_size=4, augment="flip-crop", num_workers=workers, sampler=sampler, fast=fast)
     loader = build_loaders(ds, make_data_config(32), cfg, seed=7, warn=pytest.fail).train
-    return prepare_data_loader(loader, num_processes=1, process_index=0, put_on_device=False,
-                               use_seedable_sampler=True)
+    return prepare_data_loader(loader, num_processes=1, process_index=0, put_on_device=False, use_seedable_sampler=True)
 
 
 def _epoch(loader, epoch: int, skip: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,6 +1,7 @@
 """What a finished run reports is what it ships: the final metrics are those of the exact weights in
 model/ (EMA and best-epoch selection included), `zoo eval` reproduces them, the model card names the data,
 and a resumed run either continues the same settings or refuses, naming what changed."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,21 @@ def photos(tmp_path_factory) -> str:
 
 
 def _overrides(spec: str, out: Path, *extra: str) -> list[str]:
-    return ["recipes/quickstart.yaml", "variants={}", "name=r", f"output.dir={out}", f"data.spec={spec}",
-            "model.name=timm:test_resnet", "model.pretrained=false", "data.image_size=32", "data.batch_size=16",
-            "train.epochs=3", "optim.lr=3e-3", "resume=never", *extra]
+    return [
+        "recipes/quickstart.yaml",
+        "variants={}",
+        "name=r",
+        f"output.dir={out}",
+        f"data.spec={spec}",
+        "model.name=timm:test_resnet",
+        "model.pretrained=false",
+        "data.image_size=32",
+        "data.batch_size=16",
+        "train.epochs=3",
+        "optim.lr=3e-3",
+        "resume=never",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +60,7 @@ def test_zoo_eval_reproduces_the_runs_test_top1_exactly(ema_run, photos, capsys)
     final = [m for m in read_metrics(ema_run / "metrics.jsonl") if m["kind"] == "final"][-1]
     assert final["split"] == "test"
     capsys.readouterr()
-    assert zoo_main(["eval", str(ema_run / "model"), "--data", photos, "--json",
-                     "--out", str(ema_run / "eval")]) == 0
+    assert zoo_main(["eval", str(ema_run / "model"), "--data", photos, "--json", "--out", str(ema_run / "eval")]) == 0
     reported = json.loads(capsys.readouterr().out)
     assert reported["split"] == "test" and reported["top1"] == final["top1"]
     card = (ema_run / "model" / "README.md").read_text()
@@ -58,8 +70,7 @@ def test_zoo_eval_reproduces_the_runs_test_top1_exactly(ema_run, photos, capsys)
 def test_resume_refuses_changed_settings_and_names_them(photos, tmp_path, capsys):
     assert train_main(_overrides(photos, tmp_path, "train.epochs=1")) == 0
     assert "starting fresh in" in capsys.readouterr().out
-    rc = train_main(_overrides(photos, tmp_path, "train.epochs=1", "resume=auto", "data.batch_size=8",
-                               "optim.lr=0.01"))
+    rc = train_main(_overrides(photos, tmp_path, "train.epochs=1", "resume=auto", "data.batch_size=8", "optim.lr=0.01"))
     err = capsys.readouterr().err
     assert rc == 2
     assert "data.batch_size: 16 -> 8" in err and "optim.lr: 0.003 -> 0.01" in err

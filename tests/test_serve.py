@@ -3,6 +3,7 @@
 A real uvicorn server on a free local port, real HTTP (multipart as curl -F sends it, and raw bodies),
 real photos (scikit-image), and the answers compared with zoo.predict on the same bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,12 @@ LABELS = ["cat", "coffee", "rocket"]
 def model_dir(tmp_path_factory):
     model = zoo.create_model("timm:test_resnet", pretrained=False)
     model.reset_classifier(len(LABELS), label_names=LABELS)
-    return zoo.save(model, tmp_path_factory.mktemp("serve") / "model",
-                    metrics={"test_top1": 0.5}, dataset={"spec": "imagefolder:photos", "splits": {"train": 9}})
+    return zoo.save(
+        model,
+        tmp_path_factory.mktemp("serve") / "model",
+        metrics={"test_top1": 0.5},
+        dataset={"spec": "imagefolder:photos", "splits": {"train": 9}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,10 @@ def post(url: str, body: bytes, filename: str = "upload", multipart: bool = True
     """POST an upload the way curl -F image=@FILE (or --data-binary @FILE) does."""
     if multipart:
         boundary = uuid.uuid4().hex
-        payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-                   f"Content-Type: application/octet-stream\r\n\r\n").encode()
+        payload = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         payload += body + f"\r\n--{boundary}--\r\n".encode()
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     else:
@@ -115,9 +122,13 @@ def test_bad_uploads_get_a_4xx_and_the_server_keeps_serving(server, tmp_path):
 
 def test_form_without_the_image_field_is_a_400(server):
     boundary = uuid.uuid4().hex
-    payload = f"--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhi\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(server + "/api/predict", data=payload, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    payload = f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--{boundary}--\r\n'.encode()
+    request = urllib.request.Request(
+        server + "/api/predict",
+        data=payload,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=30)
     assert info.value.code == 400 and "'image'" in json.loads(info.value.read())["error"]

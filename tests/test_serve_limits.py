@@ -1,6 +1,7 @@
 """zoo serve's limits on what it reads (issue 18, item 8): the upload limit counts the bytes actually read, for
 a chunked body and a multipart body with no Content-Length; /api/info shows names, not local paths; a server
 bound to localhost answers only loopback Host headers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,10 +47,20 @@ def call(app, body_chunks, headers: dict[str, str], path: str = "/api/predict", 
         elif message["type"] == "http.response.body":
             sent["body"] = sent.get("body", b"") + message.get("body", b"")
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 7860)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 7860),
+    }
     asyncio.run(app(scope, receive, send))
     return sent["status"], json.loads(sent.get("body") or b"null"), pulled[0]
 
@@ -79,8 +90,10 @@ def test_multipart_body_over_the_limit_is_refused_after_reading_only_the_limit(m
     monkeypatch.setattr(serve_app, "FORM_OVERHEAD", CHUNK, raising=False)
     app = create_app(model)
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n"
+    ).encode()
     chunks = [head] + [b"\1" * CHUNK] * 64 + [f"\r\n--{boundary}--\r\n".encode()]
     headers = {"transfer-encoding": "chunked", "content-type": f"multipart/form-data; boundary={boundary}"}
     status, body, pulled = call(app, chunks, headers)
@@ -110,9 +123,18 @@ def test_api_info_shows_names_not_local_paths(model, tmp_path):
     assert serve_app.name_only("user/repo") == "user/repo"
 
 
-@pytest.mark.parametrize("host,ok", [("127.0.0.1:7860", True), ("localhost:7860", True), ("[::1]:7860", True),
-                                     ("localhost", True), ("evil.example:7860", False), ("", False),
-                                     ("127.0.0.1.evil.example", False)])
+@pytest.mark.parametrize(
+    "host,ok",
+    [
+        ("127.0.0.1:7860", True),
+        ("localhost:7860", True),
+        ("[::1]:7860", True),
+        ("localhost", True),
+        ("evil.example:7860", False),
+        ("", False),
+        ("127.0.0.1.evil.example", False),
+    ],
+)
 def test_bound_to_localhost_only_loopback_host_headers_are_answered(model, host, ok):
     status, body, _ = call(create_app(model, host="127.0.0.1"), [], {"host": host}, "/api/info", "GET")
     assert (status == 200) is ok, body
@@ -123,17 +145,26 @@ def test_bound_to_localhost_only_loopback_host_headers_are_answered(model, host,
 
 
 def test_explain_adds_the_overlay_of_the_top_label(model):
-    status, body, _ = call(create_app(model), [png_bytes()], {"content-type": "image/png"},
-                           "/api/predict", "POST")
+    status, body, _ = call(create_app(model), [png_bytes()], {"content-type": "image/png"}, "/api/predict", "POST")
     assert status == 200 and "cam" not in body
     app = create_app(model)
     sent: dict = {}
 
     async def run():
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"explain=1",
-                 "root_path": "", "headers": [(b"content-type", b"image/png")], "client": ("127.0.0.1", 1),
-                 "server": ("127.0.0.1", 7860)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/predict",
+            "raw_path": b"/api/predict",
+            "query_string": b"explain=1",
+            "root_path": "",
+            "headers": [(b"content-type", b"image/png")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 7860),
+        }
         body = png_bytes()
 
         async def receive():
@@ -142,6 +173,7 @@ def test_explain_adds_the_overlay_of_the_top_label(model):
         async def send(message):
             if message["type"] == "http.response.body":
                 sent["body"] = sent.get("body", b"") + message.get("body", b"")
+
         await app(scope, receive, send)
 
     asyncio.run(run())

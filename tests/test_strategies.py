@@ -1,4 +1,5 @@
 """Strategies on layer groups: what trains, at which learning rate, epoch by epoch, on every source."""
+
 from __future__ import annotations
 
 import pytest
@@ -101,8 +102,7 @@ def test_groups_at_lr_zero_stay_bit_exact(optim):
     s = strat(model, name="freeze_then_unfreeze", unfreeze_epoch=1, unfreeze_stages=-1)
     s.apply(epochs=2)
     groups = s.param_groups(weight_decay=0.1)
-    opt = (torch.optim.AdamW(groups, lr=0.1) if optim == "adamw"
-           else torch.optim.SGD(groups, lr=0.1, momentum=0.9))
+    opt = torch.optim.AdamW(groups, lr=0.1) if optim == "adamw" else torch.optim.SGD(groups, lr=0.1, momentum=0.9)
     sched = GroupLRScheduler(opt, "constant", 0.1, total_steps=10)
     sched.set_scales(s.lr_scales(0))
     before = {n: p.detach().clone() for n, p in model.model.named_parameters()}
@@ -143,8 +143,7 @@ def test_scheduler_state_round_trip():
 
 @pytest.mark.parametrize("name", ["timm:test_vit", "timm:test_convnext", "tv:mobilenet_v3_small", "hf-tiny"])
 def test_partial_on_every_source(name, tiny_hf_dir):
-    model = zoo.create_model(f"hf:{tiny_hf_dir('vit')}" if name == "hf-tiny" else name, num_classes=3,
-                             pretrained=False)
+    model = zoo.create_model(f"hf:{tiny_hf_dir('vit')}" if name == "hf-tiny" else name, num_classes=3, pretrained=False)
     s = strat(model, name="partial", unfreeze_stages=1)
     s.apply(epochs=1)
     last_stage = s.groups[-2].name

@@ -1,4 +1,5 @@
 """Training: every strategy learns, frozen parts stay frozen, runs resume, outputs are complete."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,15 @@ STRATEGY_CASES = {
 @pytest.mark.parametrize("case", list(STRATEGY_CASES))
 def test_every_strategy_learns(cifar_like, tmp_path, case):
     probe = case.startswith("linear_probe")  # a head on random features needs more (cheap) epochs
-    [summary] = train(recipe(cifar_like, tmp_path, strategy=STRATEGY_CASES[case],
-                             optim={"lr": 3e-2 if probe else 1e-2}, train={"epochs": 10 if probe else 4}))
+    [summary] = train(
+        recipe(
+            cifar_like,
+            tmp_path,
+            strategy=STRATEGY_CASES[case],
+            optim={"lr": 3e-2 if probe else 1e-2},
+            train={"epochs": 10 if probe else 4},
+        )
+    )
     # ten classes: chance is 0.1; the synthetic classes are easy, so a working loop gets far above it
     assert summary.final_top1 >= 0.5, summary
     assert summary.eval_split == "test" and summary.strategy == STRATEGY_CASES[case]["name"]
@@ -83,10 +91,25 @@ def test_run_directory_outputs(cifar_like, tmp_path):
 
 def test_loop_options_learn(cifar_like, tmp_path):
     """mixup + cutmix + label smoothing + EMA + grad accumulation + clipping + channels_last together."""
-    [s] = train(recipe(cifar_like, tmp_path, data={"augment": "flip-crop", "batch_size": 16},
-                       train={"epochs": 4, "mixup": 0.2, "cutmix": 0.2, "label_smoothing": 0.1, "ema": True,
-                              "ema_decay": 0.5, "grad_accum": 2, "clip_grad": 1.0, "channels_last": True},
-                       schedule={"name": "onecycle"}))
+    [s] = train(
+        recipe(
+            cifar_like,
+            tmp_path,
+            data={"augment": "flip-crop", "batch_size": 16},
+            train={
+                "epochs": 4,
+                "mixup": 0.2,
+                "cutmix": 0.2,
+                "label_smoothing": 0.1,
+                "ema": True,
+                "ema_decay": 0.5,
+                "grad_accum": 2,
+                "clip_grad": 1.0,
+                "channels_last": True,
+            },
+            schedule={"name": "onecycle"},
+        )
+    )
     assert s.final_top1 >= 0.5, s
 
 
@@ -95,9 +118,16 @@ def test_linear_probe_keeps_pretrained_backbone_bit_exact(cifar_like, tmp_path):
     reference = zoo.create_model("pypi:efficientnet_lite0").model.state_dict()
     for cache in (True, False):
         model = {"name": "pypi:efficientnet_lite0", "pretrained": True}
-        [s] = train(recipe(cifar_like, tmp_path / str(cache), model=model,
-                           strategy={"name": "linear_probe", "cache_features": cache}, optim={"lr": 1e-2},
-                           train={"epochs": 2}))
+        [s] = train(
+            recipe(
+                cifar_like,
+                tmp_path / str(cache),
+                model=model,
+                strategy={"name": "linear_probe", "cache_features": cache},
+                optim={"lr": 1e-2},
+                train={"epochs": 2},
+            )
+        )
         trained = load_file(str(Path(s.run_dir) / "model" / "model.safetensors"))
         body = [k for k in reference if not k.startswith("classifier.")]
         assert body and all(torch.equal(trained[k], reference[k]) for k in body)
@@ -129,20 +159,29 @@ def test_corrupt_state_falls_back_to_previous(cifar_like, tmp_path, capsys):
 
 def _run(path: Path, *overrides: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "zoo.train", str(path), *overrides], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "zoo.train", str(path), *overrides],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _final(run_dir: Path) -> dict:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs = [(e["epoch"], e["train_loss"], e["val_top1"], e["val_loss"]) for e in lines if e["kind"] == "epoch"]
-    return {"epochs": epochs,
-            "final": {k: lines[-1][k] for k in ("top1", "top5", "loss", "confusion")}}
+    return {"epochs": epochs, "final": {k: lines[-1][k] for k in ("top1", "top5", "loss", "confusion")}}
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(cifar_like, tmp_path):
-    r = recipe(cifar_like, tmp_path, data={"augment": "flip-crop", "batch_size": 8},
-               train={"epochs": 2, "save_every_steps": 3, "keep_last": 2})
+    r = recipe(
+        cifar_like,
+        tmp_path,
+        data={"augment": "flip-crop", "batch_size": 8},
+        train={"epochs": 2, "save_every_steps": 3, "keep_last": 2},
+    )
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(r))
     ref = _run(path, "name=ref")
@@ -153,8 +192,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(cifar_like, tmp_pat
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait for a mid-epoch state of epoch 1 (global step > 1 epoch)
         done = [p for p in states.glob("state-*") if (p / "COMPLETE").exists()] if states.exists() else []
-        if any(json.loads((p / "trainer_state.json").read_text())["batch_in_epoch"] > 0 and
-               json.loads((p / "trainer_state.json").read_text())["epoch"] == 1 for p in done):
+        if any(
+            json.loads((p / "trainer_state.json").read_text())["batch_in_epoch"] > 0
+            and json.loads((p / "trainer_state.json").read_text())["epoch"] == 1
+            for p in done
+        ):
             break
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
@@ -175,8 +217,11 @@ def test_recipe_hub_section_pushes_final_model_and_checkpoints(cifar_like, tmp_p
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setenv("HF_TOKEN", "test-token")
-        train(recipe(cifar_like, tmp_path, train={"epochs": 2},
-                     hub={"repo_id": "user/digits-run", "push_checkpoints": True}))
+        train(
+            recipe(
+                cifar_like, tmp_path, train={"epochs": 2}, hub={"repo_id": "user/digits-run", "push_checkpoints": True}
+            )
+        )
         main_files = hub.state.files("user/digits-run", "main")
         checkpoint_files = hub.state.files("user/digits-run", "checkpoints")
     assert {"model.safetensors", "config.json", "zoo.json", "README.md"} <= set(main_files)

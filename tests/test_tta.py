@@ -1,4 +1,5 @@
 """Test-time augmentation: views built on the eval transform, logits averaged, and said in every figure."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ def _photos():
 
 
 def _cfg(size: int = 64) -> dict:
-    return {"input_size": (3, size, size), "mean": (0.5,) * 3, "std": (0.25,) * 3, "interpolation": "bilinear",
-            "crop_pct": 0.875, "crop_mode": "center"}
+    return {
+        "input_size": (3, size, size),
+        "mean": (0.5,) * 3,
+        "std": (0.25,) * 3,
+        "interpolation": "bilinear",
+        "crop_pct": 0.875,
+        "crop_mode": "center",
+    }
 
 
 def test_views_are_built_on_the_eval_transform():
@@ -68,8 +75,9 @@ def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror_on_every_sourc
     x = torch.stack([eval_transform(model.data_config)(p) for p in photos])
     with torch.no_grad():
         mean = (model(x) + model(x.flip(-1))) / 2
-    assert flip["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(mean, torch.tensor([0, 1, 2, 0]))),
-                                         abs=1e-4)
+    assert flip["loss"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(mean, torch.tensor([0, 1, 2, 0]))), abs=1e-4
+    )
     assert flip["loss"] != pytest.approx(plain["loss"], abs=1e-6)
 
 
@@ -84,8 +92,22 @@ def test_zoo_eval_tta_says_which_tta_produced_the_figures(tmp_path, capsys):
             (root / split / "abc"[i % 3]).mkdir(parents=True, exist_ok=True)
             p.save(root / split / "abc"[i % 3] / f"{i}.png")
     for tta in ("none", "ten_crop"):
-        assert cli(["eval", str(tmp_path / "m"), "--data", f"imagefolder:{root}", "--tta", tta, "--json",
-                    "--out", str(tmp_path / tta)]) == 0
+        assert (
+            cli(
+                [
+                    "eval",
+                    str(tmp_path / "m"),
+                    "--data",
+                    f"imagefolder:{root}",
+                    "--tta",
+                    tta,
+                    "--json",
+                    "--out",
+                    str(tmp_path / tta),
+                ]
+            )
+            == 0
+        )
         out = json.loads(capsys.readouterr().out)
         assert out["tta"] == tta and out["calibration"]["ece_bins"] == 15
         assert json.loads((tmp_path / tta / "metrics.json").read_text())["tta"] == tta

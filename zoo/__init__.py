@@ -6,6 +6,7 @@ train -> bench -> ranking -> serve, export -> cli. A run goes the other way roun
 backbone, data feeds it, train fine-tunes it and saves an artifact, which inference, serve and export load.
 Only the public API lives here; each name is imported on first use so that `import zoo` is instant.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

@@ -1,4 +1,5 @@
 """`python -m zoo` is the `zoo` command."""
+
 import sys
 
 from zoo.cli import main

@@ -10,6 +10,7 @@ Exporter: torch.onnx's TorchScript-based exporter (``dynamo=False``). It needs n
 measured 7x faster than the dynamo exporter here (8 s vs 58 s for timm's test_resnet under load); the dynamo
 exporter is the fallback when the first one fails for a model.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,9 @@ def _session(path: str | os.PathLike, threads: int | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise ExportError("onnxruntime is not installed. Fix: pip install 'zoo-transfer[export]' "
-                          "(or pip install onnx onnxruntime)") from exc
+        raise ExportError(
+            "onnxruntime is not installed. Fix: pip install 'zoo-transfer[export]' (or pip install onnx onnxruntime)"
+        ) from exc
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
@@ -76,11 +78,16 @@ def _session(path: str | os.PathLike, threads: int | None = None) -> Any:
 def _metadata(model: Backbone, exporter: str, opset: int, dynamic_batch: bool) -> dict[str, str]:
     cfg = {k: model.data_config[k] for k in PREPROCESS_KEYS if k in model.data_config}
     names = list(model.label_names) if model.label_names else [str(i) for i in range(model.num_classes)]
-    return {"zoo_model": model.name, "label_names": json.dumps(names),
-            **{k: json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-            "exporter": exporter, "opset": str(opset), "dynamic_batch": json.dumps(dynamic_batch),
-            # the graph outputs raw logits; zoo.predict divides them by this temperature (1 = uncalibrated)
-            "temperature": json.dumps(temperature_of(model))}
+    return {
+        "zoo_model": model.name,
+        "label_names": json.dumps(names),
+        **{k: json.dumps(list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "exporter": exporter,
+        "opset": str(opset),
+        "dynamic_batch": json.dumps(dynamic_batch),
+        # the graph outputs raw logits; zoo.predict divides them by this temperature (1 = uncalibrated)
+        "temperature": json.dumps(temperature_of(model)),
+    }
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, dynamic_batch: bool) -> str:
@@ -89,17 +96,32 @@ def _export(net: nn.Module, example: torch.Tensor, path: Path, opset: int, dynam
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' deprecation and tracer warnings are not the user's
         try:
-            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["pixel_values"], output_names=["logits"],
-                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None)
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["pixel_values"],
+                output_names=["logits"],
+                dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None,
+            )
             return "torch.onnx (TorchScript-based)"
         except Exception as exc:  # noqa: BLE001 - try the other exporter, report both if it fails too
             errors.append(f"TorchScript-based exporter: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
         try:
             shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-            torch.onnx.export(net, (example,), str(path), dynamo=True, opset_version=max(opset, 18),
-                              input_names=["pixel_values"], output_names=["logits"], dynamic_shapes=shapes,
-                              external_data=False)
+            torch.onnx.export(
+                net,
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=max(opset, 18),
+                input_names=["pixel_values"],
+                output_names=["logits"],
+                dynamic_shapes=shapes,
+                external_data=False,
+            )
             return "torch.onnx (dynamo)"
         except Exception as exc:  # noqa: BLE001 - reported with the first exporter's reason
             errors.append(f"dynamo exporter: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
@@ -119,12 +141,22 @@ def check_parity(path: str | os.PathLike, model: nn.Module, batch: torch.Tensor,
         got = np.concatenate([session.run(["logits"], {"pixel_values": c.numpy()})[0] for c in chunks])
         diff = max(diff, float(np.abs(got - expected).max()))
         same_top1 = same_top1 and bool((got.argmax(1) == expected.argmax(1)).all())
-    return {"max_abs_diff": diff, "same_top1": same_top1, "images": len(batch), "batch_sizes": sizes,
-            "ok": diff <= ATOL and same_top1}
+    return {
+        "max_abs_diff": diff,
+        "same_top1": same_top1,
+        "images": len(batch),
+        "batch_sizes": sizes,
+        "ok": diff <= ATOL and same_top1,
+    }
 
 
-def export_onnx(model: str | os.PathLike | Backbone, out: str | os.PathLike | None = None, opset: int = DEFAULT_OPSET,
-                dynamic_batch: bool = True, images: list[Any] | None = None) -> tuple[Path, dict[str, Any]]:
+def export_onnx(
+    model: str | os.PathLike | Backbone,
+    out: str | os.PathLike | None = None,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    images: list[Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
     """Export ``model`` (an artifact folder, Hub id, registry name or a Backbone) to ONNX and check it.
 
     The graph is written to a temporary name, compared with PyTorch on a real batch (the photos in
@@ -140,8 +172,10 @@ def export_onnx(model: str | os.PathLike | Backbone, out: str | os.PathLike | No
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
             out = Path(source) / "model.onnx"
         else:
-            raise ExportError(f"where should the ONNX file for {getattr(model, 'name', source)!r} go? Pass out= "
-                              "(--out FILE.onnx); only an artifact folder has a default (FOLDER/model.onnx)")
+            raise ExportError(
+                f"where should the ONNX file for {getattr(model, 'name', source)!r} go? Pass out= "
+                "(--out FILE.onnx); only an artifact folder has a default (FOLDER/model.onnx)"
+            )
     out = Path(out)
     if out.suffix != ".onnx":
         raise ExportError(f"--out {out} must end in .onnx")
@@ -162,9 +196,11 @@ def export_onnx(model: str | os.PathLike | Backbone, out: str | os.PathLike | No
         onnx.save(proto, str(tmp))
         report = {**check_parity(tmp, model, batch, dynamic_batch), "exporter": exporter, "opset": opset}
         if not report["ok"]:
-            raise ExportError(f"the ONNX graph of {model.name} does not match PyTorch on {report['images']} real "
-                              f"images: max abs logit difference {report['max_abs_diff']:.2e} (allowed {ATOL:.0e}), "
-                              f"same top-1: {report['same_top1']}. Nothing was written; try another --opset.")
+            raise ExportError(
+                f"the ONNX graph of {model.name} does not match PyTorch on {report['images']} real "
+                f"images: max abs logit difference {report['max_abs_diff']:.2e} (allowed {ATOL:.0e}), "
+                f"same top-1: {report['same_top1']}. Nothing was written; try another --opset."
+            )
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ Probabilities are calibrated: softmax(logits / T) with the temperature a trainin
 validation split (``model.calibration``, saved in zoo.json and ONNX metadata); ``calibrated=False`` gives the
 raw softmax. A model without a temperature (a registry model, an old artifact) uses T = 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,6 @@ from typing import Any, Union
 import numpy as np
 import torch
 from PIL import Image
-
 from tqdm.auto import tqdm
 
 from zoo.artifact.files import HUB_ID
@@ -96,9 +96,11 @@ def tta_views(data_config: Mapping[str, Any], mode: str = "none") -> Callable[[I
         raise ConfigError(f"tta {mode!r} is not one of {', '.join(TTA_MODES)}")
     plain = eval_transform(data_config)
     if mode in ("none", "flip"):
+
         def views(img: Image.Image) -> torch.Tensor:
             x = plain(img)
             return torch.stack([x, x.flip(-1)]) if mode == "flip" else x[None]
+
         return views
     from torchvision.transforms.v2.functional import five_crop
 
@@ -116,11 +118,13 @@ def tta_views(data_config: Mapping[str, Any], mode: str = "none") -> Callable[[I
         else:
             x = torch.stack(five_crop(big, [h, w]))
         return torch.cat([x, x.flip(-1)]) if mode == "ten_crop" else x
+
     return crops
 
 
-def tta_logits(model: Any, images: Sequence[Image.Image], views: Callable[[Image.Image], torch.Tensor],
-               device: torch.device) -> torch.Tensor:
+def tta_logits(
+    model: Any, images: Sequence[Image.Image], views: Callable[[Image.Image], torch.Tensor], device: torch.device
+) -> torch.Tensor:
     """Logits ``[B, C]`` averaged over each image's views (one forward pass for the whole batch)."""
     stacks = [views(img) for img in images]
     out = model(torch.cat(stacks).to(device)).float().cpu()
@@ -140,8 +144,13 @@ def label_names_of(model: Backbone) -> list[str]:
 
 
 @torch.no_grad()
-def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: int = 5,
-            batch_size: int = EVAL_BATCH_SIZE, calibrated: bool = True) -> list[Prediction]:
+def predict(
+    model: Backbone,
+    images: ImageInput | Sequence[ImageInput],
+    top_k: int = 5,
+    batch_size: int = EVAL_BATCH_SIZE,
+    calibrated: bool = True,
+) -> list[Prediction]:
     """For each image, the ``top_k`` (label name, probability) pairs, most likely first; calibrated
     probabilities (the model's temperature) unless ``calibrated=False``."""
     if top_k < 1:
@@ -159,7 +168,7 @@ def predict(model: Backbone, images: ImageInput | Sequence[ImageInput], top_k: i
     out: list[Prediction] = []
     try:
         for start in range(0, len(items), batch_size):
-            batch = torch.stack([transform(to_pil(img)) for img in items[start:start + batch_size]])
+            batch = torch.stack([transform(to_pil(img)) for img in items[start : start + batch_size]])
             probs = (model(batch.to(device)).float() / temperature).softmax(dim=-1).cpu()
             values, indices = probs.topk(k, dim=-1)
             out += [[(names[i], float(p)) for p, i in zip(vs.tolist(), ix.tolist())] for vs, ix in zip(values, indices)]
@@ -185,16 +194,24 @@ def label_mapping(model_names: Sequence[str] | None, data_names: Sequence[str] |
         return None
     unknown = [n for n in data_names if n not in model_names]
     if unknown:
-        raise DataError(f"the dataset has labels the model was not trained on: {unknown[:5]}; model labels: "
-                        f"{list(model_names)[:10]}. Evaluate on data with the model's classes.")
+        raise DataError(
+            f"the dataset has labels the model was not trained on: {unknown[:5]}; model labels: "
+            f"{list(model_names)[:10]}. Evaluate on data with the model's classes."
+        )
     index = {n: i for i, n in enumerate(model_names)}
     return [index[n] for n in data_names]
 
 
 @torch.no_grad()
-def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
-             batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None, progress: bool = True,
-             tta: str = "none") -> dict[str, Any]:
+def evaluate(
+    model: Backbone,
+    dataset: Any,
+    transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    label_names: Sequence[str] | None = None,
+    progress: bool = True,
+    tta: str = "none",
+) -> dict[str, Any]:
     """top-1/top-5, loss, per-class accuracy and the confusion matrix of ``model`` on a dataset with
     ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split; with
     ``calibration`` (ECE, NLL, Brier before and after the model's temperature) and the ``tta`` used."""
@@ -207,9 +224,15 @@ def evaluate(model: Backbone, dataset: Any, transform: Callable[[Image.Image], t
 
 
 @torch.no_grad()
-def dataset_logits(model: Backbone, dataset: Any, transform: Callable[[Image.Image], torch.Tensor] | None = None,
-                   batch_size: int = EVAL_BATCH_SIZE, label_names: Sequence[str] | None = None,
-                   progress: bool = True, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+def dataset_logits(
+    model: Backbone,
+    dataset: Any,
+    transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+    label_names: Sequence[str] | None = None,
+    progress: bool = True,
+    tta: str = "none",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw logits ``[N, C]`` (averaged over the TTA views) and labels ``[N]`` in the model's class order."""
     columns = getattr(dataset, "column_names", None)
     if columns is not None and not {"image", "label"} <= set(columns):
@@ -223,7 +246,7 @@ def dataset_logits(model: Backbone, dataset: Any, transform: Callable[[Image.Ima
     n = len(dataset)
     with tqdm(total=n, desc="eval", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
-            rows = dataset[start:start + batch_size]
+            rows = dataset[start : start + batch_size]
             if views is not None:
                 logits.append(tta_logits(model, [to_pil(img) for img in rows["image"]], views, device))
             else:
@@ -234,8 +257,9 @@ def dataset_logits(model: Backbone, dataset: Any, transform: Callable[[Image.Ima
             bar.update(len(y))
     all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
     if len(all_labels) and int(all_labels.max()) >= model.num_classes:
-        raise DataError(f"the dataset has label {int(all_labels.max())} but {model.name} has only "
-                        f"{model.num_classes} classes")
+        raise DataError(
+            f"the dataset has label {int(all_labels.max())} but {model.name} has only {model.num_classes} classes"
+        )
     return torch.cat(logits) if logits else torch.zeros(0, model.num_classes), all_labels
 
 
@@ -247,4 +271,3 @@ def open_model(spec: str, revision: str | None = None) -> Backbone:
     model = create_model(spec, pretrained=True)
     model.eval()
     return model
-

@@ -1,4 +1,5 @@
 """Classification metrics and the pictures that go with them (training curve, confusion matrix)."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,9 @@ from typing import Any
 import torch
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                           prefix: str = "") -> dict[str, Any]:
+def classification_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, num_classes: int, prefix: str = ""
+) -> dict[str, Any]:
     """top-1, top-5, loss, balanced accuracy, macro-F1, per-class accuracy and the confusion matrix (rows:
     true, columns: predicted). On imbalanced data top-1 rewards predicting the big classes; balanced accuracy
     (the mean recall over the classes present in the targets) and macro-F1 do not. Macro-F1 is scikit-learn's
@@ -59,16 +61,24 @@ def draw_confusion(matrix: Sequence[Sequence[int]], names: Sequence[str], title:
         for i in range(n):
             for j in range(n):
                 if matrix[i][j]:
-                    ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
-                            color="white" if shares[i][j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(matrix[i][j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shares[i][j] > 0.5 else "black",
+                    )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
     return fig
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path,
-                   title: str = "confusion matrix") -> Path:
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], label_names: Sequence[str], path: str | Path, title: str = "confusion matrix"
+) -> Path:
     import matplotlib.pyplot as plt
 
     fig = draw_confusion(confusion, label_names, title)
@@ -140,14 +150,21 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_
     for b in range(bins):
         mask = index == b
         n = int(mask.sum())
-        out.append({"lo": b / bins, "hi": (b + 1) / bins, "n": n,
-                    "confidence": float(conf[mask].mean()) if n else None,
-                    "accuracy": float(correct[mask].mean()) if n else None})
+        out.append(
+            {
+                "lo": b / bins,
+                "hi": (b + 1) / bins,
+                "n": n,
+                "confidence": float(conf[mask].mean()) if n else None,
+                "accuracy": float(correct[mask].mean()) if n else None,
+            }
+        )
     return out
 
 
-def calibration_scores(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0,
-                       bins: int = ECE_BINS) -> dict[str, Any]:
+def calibration_scores(
+    logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, bins: int = ECE_BINS
+) -> dict[str, Any]:
     """ECE (``bins`` equal-width bins of top-1 confidence), NLL (mean cross-entropy) and the multi-class
     Brier score (mean over images of the squared error summed over classes) of softmax(logits / T)."""
     logits, labels = logits.float().cpu(), labels.long().cpu()
@@ -159,15 +176,24 @@ def calibration_scores(logits: torch.Tensor, labels: torch.Tensor, temperature: 
     table = reliability_bins(probs, labels, bins)
     ece = sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in table if b["n"])
     onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).float()
-    return {"ece": float(ece), "nll": float(torch.nn.functional.cross_entropy(scaled, labels)),
-            "brier": float(((probs - onehot) ** 2).sum(1).mean()), "bins": table}
+    return {
+        "ece": float(ece),
+        "nll": float(torch.nn.functional.cross_entropy(scaled, labels)),
+        "brier": float(((probs - onehot) ** 2).sum(1).mean()),
+        "bins": table,
+    }
 
 
 def calibration_report(logits: torch.Tensor, labels: torch.Tensor, temperature: float | None) -> dict[str, Any]:
     """Before (raw softmax) and after (softmax(logits / T)) scores, with the temperature and the binning stated."""
     t = float(temperature) if temperature else 1.0
-    return {"temperature": t, "ece_bins": ECE_BINS, "ece_binning": f"{ECE_BINS} equal-width bins of top-1 confidence",
-            "before": calibration_scores(logits, labels, 1.0), "after": calibration_scores(logits, labels, t)}
+    return {
+        "temperature": t,
+        "ece_bins": ECE_BINS,
+        "ece_binning": f"{ECE_BINS} equal-width bins of top-1 confidence",
+        "before": calibration_scores(logits, labels, 1.0),
+        "after": calibration_scores(logits, labels, t),
+    }
 
 
 def draw_reliability(report: dict[str, Any], title: str = "reliability") -> Any:
@@ -183,13 +209,32 @@ def draw_reliability(report: dict[str, Any], title: str = "reliability") -> Any:
         scores = report[key]
         bars = [b for b in scores["bins"] if b["n"]]
         width = 1.0 / max(len(scores["bins"]), 1)
-        ax.bar([b["lo"] for b in bars], [b["accuracy"] for b in bars], width=width, align="edge",
-               edgecolor="black", color="C0", label="accuracy")
-        ax.bar([b["lo"] for b in bars], [b["confidence"] - b["accuracy"] for b in bars], bottom=[b["accuracy"] for b in bars],
-               width=width, align="edge", color="C3", alpha=0.35, label="gap to confidence")
+        ax.bar(
+            [b["lo"] for b in bars],
+            [b["accuracy"] for b in bars],
+            width=width,
+            align="edge",
+            edgecolor="black",
+            color="C0",
+            label="accuracy",
+        )
+        ax.bar(
+            [b["lo"] for b in bars],
+            [b["confidence"] - b["accuracy"] for b in bars],
+            bottom=[b["accuracy"] for b in bars],
+            width=width,
+            align="edge",
+            color="C3",
+            alpha=0.35,
+            label="gap to confidence",
+        )
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)",
-               title=f"{label}: ECE {scores['ece']:.4f}, NLL {scores['nll']:.4f}")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (top-1 probability)",
+            title=f"{label}: ECE {scores['ece']:.4f}, NLL {scores['nll']:.4f}",
+        )
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylabel("accuracy")
     fig.suptitle(f"{title} ({report.get('ece_bins', ECE_BINS)} equal-width bins)")

@@ -1,5 +1,6 @@
 """``zoo convert``: a trusted pickle state dict rewritten as safetensors, so zoo (which never unpickles) can
 load it."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,10 @@ def convert_pickle(src: str | os.PathLike, dst: str | os.PathLike | None = None)
     try:
         state = torch.load(str(src), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError/RuntimeError for anything beyond plain tensors
-        raise CheckpointError(f"{src} cannot be read with torch.load(weights_only=True) ({first_line(exc)}); "
-                              f"it is not a plain state dict, so zoo will not unpickle it") from exc
+        raise CheckpointError(
+            f"{src} cannot be read with torch.load(weights_only=True) ({first_line(exc)}); "
+            f"it is not a plain state dict, so zoo will not unpickle it"
+        ) from exc
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -35,6 +38,7 @@ def convert_pickle(src: str | os.PathLike, dst: str | os.PathLike | None = None)
         raise CheckpointError(f"{src} holds no tensors ({type(state).__name__}); nothing to convert")
     save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(dst), metadata={"format": "pt"})
     return dst
+
 
 def _flat_tensors(state: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     if isinstance(state, torch.Tensor):

@@ -1,12 +1,13 @@
 """The files of a zoo artifact and the small readers and writers they share.
 
-    model.safetensors   the source module's own state dict (never a pickle)
-    config.json         the source's own layout (timm's, transformers', or zoo's generic one)
-    zoo.json            zoo's metadata: name, labels, data config, recipe, metrics, dataset, provenance;
-                        kept apart so it never confuses timm or transformers
-    README.md           the model card (zoo.artifact.modelcard)
-    checksums.sha256    the sha256 of every other file but the card (zoo.artifact.manifest), checked on load
+model.safetensors   the source module's own state dict (never a pickle)
+config.json         the source's own layout (timm's, transformers', or zoo's generic one)
+zoo.json            zoo's metadata: name, labels, data config, recipe, metrics, dataset, provenance;
+                    kept apart so it never confuses timm or transformers
+README.md           the model card (zoo.artifact.modelcard)
+checksums.sha256    the sha256 of every other file but the card (zoo.artifact.manifest), checked on load
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,15 +50,18 @@ def pickle_refused(folder: Path, names: list[str]) -> CheckpointError:
     return CheckpointError(
         f"{folder} holds only pickle checkpoint(s) ({', '.join(names)}) and no {WEIGHTS_NAME}. zoo loads "
         f"safetensors only, because unpickling a file can run arbitrary code. If you trust the file, convert "
-        f"it (read with torch.load(weights_only=True)): `zoo convert {first}` writes {folder / WEIGHTS_NAME}.")
+        f"it (read with torch.load(weights_only=True)): `zoo convert {first}` writes {folder / WEIGHTS_NAME}."
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-                              f"the file is truncated or corrupt, re-save or re-download it") from exc
+        raise CheckpointError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            f"the file is truncated or corrupt, re-save or re-download it"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{path} is not a UTF-8 text file; it is corrupt") from exc
     if not isinstance(data, dict):

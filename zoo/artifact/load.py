@@ -6,6 +6,7 @@ sources load back through their own code. Only safetensors are read: a pickle is
 that converts it. The sha256 that zoo.save recorded for every file loading reads is checked
 (zoo.artifact.manifest), and weights with NaN or Inf are refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,14 @@ from typing import Any
 import torch
 
 from zoo.artifact.files import (
-    CONFIG_NAME, FORMAT_VERSION, HUB_ID, META_NAME, WEIGHTS_NAME, is_pickle_name, pickle_refused, read_json,
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    HUB_ID,
+    META_NAME,
+    WEIGHTS_NAME,
+    is_pickle_name,
+    pickle_refused,
+    read_json,
 )
 from zoo.artifact.hub import download
 from zoo.artifact.manifest import verify
@@ -49,9 +57,12 @@ def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> 
     text = str(path_or_repo_id)
     local = Path(text).expanduser()
     if not local.exists() and (found := newest_complete(local.absolute())) is not None:
-        warnings.warn(f"{local}: a save was interrupted between its two renames; loading the newest complete "
-                      f"version from {found.name} (read only; the next zoo.save to {local} puts it in place)",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{local}: a save was interrupted between its two renames; loading the newest complete "
+            f"version from {found.name} (read only; the next zoo.save to {local} puts it in place)",
+            UserWarning,
+            stacklevel=3,
+        )
         return found
     if local.is_dir():
         return local
@@ -60,12 +71,15 @@ def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> 
             raise pickle_refused(local.parent, [local.name])
         if local.name in (WEIGHTS_NAME, CONFIG_NAME, META_NAME):
             return local.parent
-        raise CheckpointError(f"{local} is a file; pass the artifact folder that holds {WEIGHTS_NAME} and {CONFIG_NAME}")
+        raise CheckpointError(
+            f"{local} is a file; pass the artifact folder that holds {WEIGHTS_NAME} and {CONFIG_NAME}"
+        )
     repo_id = text.split(":", 1)[1] if text.startswith(("hf-hub:", "hf_hub:")) else text
     if not HUB_ID.match(repo_id):
         raise CheckpointError(
             f"{text!r} is neither an existing folder nor a Hub repo id like 'user/repo'. "
-            f"Pass the directory zoo.save wrote (it holds {WEIGHTS_NAME} and {CONFIG_NAME}).")
+            f"Pass the directory zoo.save wrote (it holds {WEIGHTS_NAME} and {CONFIG_NAME})."
+        )
     return download(repo_id, revision=revision)
 
 
@@ -78,13 +92,17 @@ def load_dir(folder: str | os.PathLike) -> Backbone:
         if pickles:
             raise pickle_refused(folder, pickles)
         if (folder / "model.safetensors.index.json").is_file():
-            raise CheckpointError(f"{folder} holds a sharded checkpoint (model.safetensors.index.json); zoo "
-                                  f"artifacts are one {WEIGHTS_NAME}. Load it with hf:{folder} instead.")
+            raise CheckpointError(
+                f"{folder} holds a sharded checkpoint (model.safetensors.index.json); zoo "
+                f"artifacts are one {WEIGHTS_NAME}. Load it with hf:{folder} instead."
+            )
         raise CheckpointError(f"missing file {weights}: a zoo artifact needs {WEIGHTS_NAME} next to {CONFIG_NAME}")
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
-        raise CheckpointError(f"missing file {config_path}: it records the architecture and head size "
-                              f"needed to rebuild the model from {WEIGHTS_NAME}")
+        raise CheckpointError(
+            f"missing file {config_path}: it records the architecture and head size "
+            f"needed to rebuild the model from {WEIGHTS_NAME}"
+        )
     config = read_json(config_path)
     meta = read_json(folder / META_NAME) if (folder / META_NAME).is_file() else {}
     check_format(meta, folder / META_NAME)
@@ -93,8 +111,10 @@ def load_dir(folder: str | os.PathLike) -> Backbone:
     try:
         source = get_source(source_name)
     except UnknownSourceError as exc:
-        raise CheckpointError(f"{folder / META_NAME}: the model comes from source {source_name!r}, which is not "
-                              f"installed here ({exc}). Install the package that provides it.") from exc
+        raise CheckpointError(
+            f"{folder / META_NAME}: the model comes from source {source_name!r}, which is not "
+            f"installed here ({exc}). Install the package that provides it."
+        ) from exc
     model = source.read_layout(folder, layout, config, meta)
     _apply_metadata(model, folder, config, meta)
     check_finite(model, weights)
@@ -112,15 +132,21 @@ def check_format(meta: Mapping[str, Any], path: Path) -> None:
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: format_version {version} was written by a newer zoo; this zoo reads up to {FORMAT_VERSION}. "
-            f"Upgrade zoo (pip install -U zoo-transfer) to load it.")
+            f"Upgrade zoo (pip install -U zoo-transfer) to load it."
+        )
 
 
 def check_finite(model: Backbone, path: Path) -> None:
-    bad = [name for name, t in model.model.state_dict().items()
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in model.model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
-        raise CheckpointError(f"{path} holds NaN or Inf in {len(bad)} tensors (first: {', '.join(bad[:3])}); "
-                              f"its predictions would be NaN. Re-save the model from a good checkpoint.")
+        raise CheckpointError(
+            f"{path} holds NaN or Inf in {len(bad)} tensors (first: {', '.join(bad[:3])}); "
+            f"its predictions would be NaN. Re-save the model from a good checkpoint."
+        )
 
 
 def _source_and_layout(config: Mapping[str, Any], meta: Mapping[str, Any], folder: Path) -> tuple[str, str]:
@@ -143,7 +169,8 @@ def infer_layout(config: Mapping[str, Any], path: Path) -> str:
         return "transformers"
     raise CheckpointError(
         f"{path}: cannot tell which library wrote it: no 'architecture'+'pretrained_cfg' (timm), "
-        f"'model_type' (transformers), 'torchvision_arch' or 'zoo_source' (zoo) field")
+        f"'model_type' (transformers), 'torchvision_arch' or 'zoo_source' (zoo) field"
+    )
 
 
 def _field(config: Mapping[str, Any], key: str, path: Path, kind: type | tuple[type, ...]) -> Any:
@@ -163,8 +190,10 @@ def _apply_metadata(model: Backbone, folder: Path, config: dict[str, Any], meta:
     if meta:
         declared = _field(meta, "num_classes", meta_path, int)
         if declared != head_size:
-            raise CheckpointError(f"{meta_path}: field 'num_classes' = {declared} but the head in "
-                                  f"{folder / WEIGHTS_NAME} has {head_size} outputs")
+            raise CheckpointError(
+                f"{meta_path}: field 'num_classes' = {declared} but the head in "
+                f"{folder / WEIGHTS_NAME} has {head_size} outputs"
+            )
     names, where = meta.get("label_names"), meta_path
     if names is None:
         names, where = _config_label_names(config), config_path
@@ -172,8 +201,10 @@ def _apply_metadata(model: Backbone, folder: Path, config: dict[str, Any], meta:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise CheckpointError(f"{where}: field 'label_names' must be a list of strings")
         if len(names) != head_size:
-            raise CheckpointError(f"{where}: field 'label_names' has {len(names)} names but the head "
-                                  f"(num_classes) has {head_size} outputs; fix the list or re-save the model")
+            raise CheckpointError(
+                f"{where}: field 'label_names' has {len(names)} names but the head "
+                f"(num_classes) has {head_size} outputs; fix the list or re-save the model"
+            )
     model.label_names = list(names) if names is not None else None
     model.num_classes = head_size
     raw_config = meta.get("data_config") or (config.get("data_config") if "zoo_source" in config else None)

@@ -11,6 +11,7 @@ Artifacts of format_version 2 and later must carry it: deleting it does not turn
 artifacts (before the manifest) recorded only the weights' sha256 in ``zoo.json``'s ``files``; they still load,
 with that check and a warning naming what is not covered (re-save to upgrade them).
 """
+
 from __future__ import annotations
 
 import re
@@ -43,8 +44,9 @@ def read_manifest(path: Path) -> dict[str, str]:
         match = _LINE.match(line)
         name = match.group(2) if match else ""
         if not match or Path(name).name != name or name in (".", ".."):
-            raise CheckpointError(f"{path}: line {number} is not '<sha256>  <file name>' ({line[:80]!r}); the "
-                                  f"manifest is corrupt. {FIX}.")
+            raise CheckpointError(
+                f"{path}: line {number} is not '<sha256>  <file name>' ({line[:80]!r}); the manifest is corrupt. {FIX}."
+            )
         out[name] = match.group(1)
     return out
 
@@ -69,7 +71,8 @@ def verify(folder: Path, meta: Mapping[str, Any]) -> None:
         if version >= MANIFEST_SINCE:
             raise CheckpointError(
                 f"{path} is missing, but {folder / META_NAME} has format_version {version}, whose artifacts always "
-                f"carry it: the folder was changed after zoo.save wrote it. {FIX}.")
+                f"carry it: the folder was changed after zoo.save wrote it. {FIX}."
+            )
         _verify_legacy(folder, meta)
         return
     recorded = read_manifest(path)
@@ -83,13 +86,15 @@ def verify(folder: Path, meta: Mapping[str, Any]) -> None:
         if actual != digest:
             raise CheckpointError(
                 f"{file} is corrupt: its sha256 is {actual[:16]}..., {MANIFEST_NAME} recorded {digest[:16]}... "
-                f"(the file was damaged or edited after zoo.save wrote it). {FIX}.")
+                f"(the file was damaged or edited after zoo.save wrote it). {FIX}."
+            )
     unlisted = [n for n in files_loading_reads(folder) if n not in recorded]
     if unlisted:
         raise CheckpointError(
             f"{folder / unlisted[0]} is read when loading but {MANIFEST_NAME} does not list it"
             f"{' (nor ' + ', '.join(unlisted[1:]) + ')' if unlisted[1:] else ''}: it was added after zoo.save "
-            f"wrote the folder. Remove it, or re-save the model (zoo.save) to record it.")
+            f"wrote the folder. Remove it, or re-save the model (zoo.save) to record it."
+        )
 
 
 def _verify_legacy(folder: Path, meta: Mapping[str, Any]) -> None:
@@ -97,8 +102,10 @@ def _verify_legacy(folder: Path, meta: Mapping[str, Any]) -> None:
     meta_path = folder / META_NAME
     recorded = meta.get("files")
     if not isinstance(recorded, Mapping) or not recorded:
-        raise CheckpointError(f"{meta_path}: field 'files' (the sha256 of the weights, written by every zoo.save "
-                              f"of format_version 1) is missing or empty: the file was edited. {FIX}.")
+        raise CheckpointError(
+            f"{meta_path}: field 'files' (the sha256 of the weights, written by every zoo.save "
+            f"of format_version 1) is missing or empty: the file was edited. {FIX}."
+        )
     for name, digest in recorded.items():
         file = folder / str(name)
         if Path(str(name)).name != str(name) or not file.is_file():
@@ -107,7 +114,12 @@ def _verify_legacy(folder: Path, meta: Mapping[str, Any]) -> None:
         if actual != digest:
             raise CheckpointError(
                 f"{file} is corrupt: its sha256 is {actual[:16]}..., {META_NAME} recorded {str(digest)[:16]}... "
-                f"(the file changed after zoo.save wrote it). {FIX}.")
-    warnings.warn(f"{folder} is a format_version 1 artifact: only its weights are checked, not config.json or "
-                  f"zoo.json (labels, preprocessing). Re-save it (zoo.save(zoo.load(...), ...)) to record "
-                  f"{MANIFEST_NAME}.", UserWarning, stacklevel=4)
+                f"(the file changed after zoo.save wrote it). {FIX}."
+            )
+    warnings.warn(
+        f"{folder} is a format_version 1 artifact: only its weights are checked, not config.json or "
+        f"zoo.json (labels, preprocessing). Re-save it (zoo.save(zoo.load(...), ...)) to record "
+        f"{MANIFEST_NAME}.",
+        UserWarning,
+        stacklevel=4,
+    )

@@ -4,6 +4,7 @@ The YAML front matter comes from huggingface_hub's ``ModelCardData``/``EvalResul
 has the shape the Hub validates); the body is rendered here from zoo.json: labels, preprocessing,
 metrics, the training curve, the recipe, provenance and copy-paste usage for zoo, timm and transformers.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,7 @@ def pick_accuracy(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return found
 
 
-def front_matter(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None,
-                 repo_id: str | None = None) -> Any:
+def front_matter(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, repo_id: str | None = None) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
     dataset = meta.get("dataset") or {}
@@ -60,12 +60,24 @@ def front_matter(meta: Mapping[str, Any], config: Mapping[str, Any] | None = Non
         ds_name = str(dataset.get("name") or hub_dataset or "custom")
         for key, label in (("top1", "top-1 accuracy"), ("top5", "top-5 accuracy")):
             if key in acc:
-                results.append(EvalResult(
-                    task_type="image-classification", dataset_type=str(hub_dataset or ds_name), dataset_name=ds_name,
-                    dataset_split=dataset.get("eval_split") or dataset.get("split"), metric_type="accuracy",
-                    metric_value=acc[key], metric_name=label))
-    tags = ["image-classification", "zoo", "transfer-learning", str(meta.get("source") or ""),
-            str(meta.get("architecture") or "")]
+                results.append(
+                    EvalResult(
+                        task_type="image-classification",
+                        dataset_type=str(hub_dataset or ds_name),
+                        dataset_name=ds_name,
+                        dataset_split=dataset.get("eval_split") or dataset.get("split"),
+                        metric_type="accuracy",
+                        metric_value=acc[key],
+                        metric_name=label,
+                    )
+                )
+    tags = [
+        "image-classification",
+        "zoo",
+        "transfer-learning",
+        str(meta.get("source") or ""),
+        str(meta.get("architecture") or ""),
+    ]
     return ModelCardData(
         library_name=library_name(meta, config),
         pipeline_tag="image-classification",
@@ -83,28 +95,55 @@ def _license(meta: Mapping[str, Any], config: Mapping[str, Any] | None) -> str:
     return str(cfg_license or _LICENSES.get(str(meta.get("source")), "other"))
 
 
-def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, repo_id: str | None = None,
-           has_curve: bool = False) -> str:
+def render(
+    meta: Mapping[str, Any],
+    config: Mapping[str, Any] | None = None,
+    repo_id: str | None = None,
+    has_curve: bool = False,
+) -> str:
     """The whole README.md: front matter, then the body."""
     data = front_matter(meta, config, repo_id)
     repo = repo_id or REPO_PLACEHOLDER
     names = meta.get("label_names") or []
     dc = meta.get("data_config") or {}
     lines = [f"# {data.model_name}", ""]
-    lines += [f"An image classifier fine-tuned with zoo from `{meta.get('model')}`"
-              + (f" (base model [`{meta['base_model']}`](https://huggingface.co/{meta['base_model']}))"
-                 if meta.get("base_model") else "") + ".", ""]
-    facts = [["architecture", f"`{meta.get('architecture')}` ({meta.get('source')})"],
-             ["classes", str(meta.get("num_classes"))], ["input size", str(dc.get("input_size"))],
-             ["preprocessing", f"resize ({dc.get('interpolation')}, crop_pct {dc.get('crop_pct')}), "
-                               f"mean {dc.get('mean')}, std {dc.get('std')}"]]
+    lines += [
+        f"An image classifier fine-tuned with zoo from `{meta.get('model')}`"
+        + (
+            f" (base model [`{meta['base_model']}`](https://huggingface.co/{meta['base_model']}))"
+            if meta.get("base_model")
+            else ""
+        )
+        + ".",
+        "",
+    ]
+    facts = [
+        ["architecture", f"`{meta.get('architecture')}` ({meta.get('source')})"],
+        ["classes", str(meta.get("num_classes"))],
+        ["input size", str(dc.get("input_size"))],
+        [
+            "preprocessing",
+            f"resize ({dc.get('interpolation')}, crop_pct {dc.get('crop_pct')}), "
+            f"mean {dc.get('mean')}, std {dc.get('std')}",
+        ],
+    ]
     dataset = meta.get("dataset") or {}
     if dataset:
-        facts.append(["dataset", f"{dataset.get('name') or dataset.get('spec') or 'unknown'}"
-                      + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else "")])
+        facts.append(
+            [
+                "dataset",
+                f"{dataset.get('name') or dataset.get('spec') or 'unknown'}"
+                + (f" (fingerprint `{dataset['fingerprint']}`)" if dataset.get("fingerprint") else ""),
+            ]
+        )
         if dataset.get("exclude_file"):
-            facts.append(["excluded images", f"{dataset.get('excluded', 0)} listed in `{dataset['exclude_file']}` "
-                          "(data.exclude), dropped from every split"])
+            facts.append(
+                [
+                    "excluded images",
+                    f"{dataset.get('excluded', 0)} listed in `{dataset['exclude_file']}` "
+                    "(data.exclude), dropped from every split",
+                ]
+            )
     lines += [markdown_table(facts, ["", ""], align="ll"), ""]
     if names:
         shown = ", ".join(f"`{n}`" for n in names[:50]) + (f", ... ({len(names)} in all)" if len(names) > 50 else "")
@@ -116,32 +155,63 @@ def render(meta: Mapping[str, Any], config: Mapping[str, Any] | None = None, rep
     lines += calibration_lines(meta.get("calibration"))
     if has_curve:
         lines += ["## Training curve", "", f"![training curve]({CURVE_NAME})", ""]
-    lines += ["## Usage", "", "With zoo:", "", "```python", "import zoo", "",
-              f'model = zoo.load("{repo}")', 'print(zoo.predict(model, "image.jpg", top_k=5))  # [[(label, probability), ...]]',
-              "```", ""]
+    lines += [
+        "## Usage",
+        "",
+        "With zoo:",
+        "",
+        "```python",
+        "import zoo",
+        "",
+        f'model = zoo.load("{repo}")',
+        'print(zoo.predict(model, "image.jpg", top_k=5))  # [[(label, probability), ...]]',
+        "```",
+        "",
+    ]
     lib = library_name(meta, config)
     if lib in ("timm", "transformers"):
         if lib == "timm":
-            lines += ["With timm:", "", "```python", "import timm, torch", "from PIL import Image", "",
-                      f'model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()',
-                      "transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))",
-                      'probs = model(transform(Image.open("image.jpg").convert("RGB"))[None]).softmax(-1)',
-                      'print(model.pretrained_cfg["label_names"][probs.argmax()])', "```", ""]
-        lines += ["With transformers:", "", "```python", "import torch",
-                  "from transformers import AutoImageProcessor, AutoModelForImageClassification",
-                  "from PIL import Image", "",
-                  f'model = AutoModelForImageClassification.from_pretrained("{repo}").eval()',
-                  f'processor = AutoImageProcessor.from_pretrained("{repo}")',
-                  'logits = model(**processor(Image.open("image.jpg").convert("RGB"), return_tensors="pt")).logits',
-                  "print(model.config.id2label[logits.argmax(-1).item()])", "```", ""]
+            lines += [
+                "With timm:",
+                "",
+                "```python",
+                "import timm, torch",
+                "from PIL import Image",
+                "",
+                f'model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()',
+                "transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))",
+                'probs = model(transform(Image.open("image.jpg").convert("RGB"))[None]).softmax(-1)',
+                'print(model.pretrained_cfg["label_names"][probs.argmax()])',
+                "```",
+                "",
+            ]
+        lines += [
+            "With transformers:",
+            "",
+            "```python",
+            "import torch",
+            "from transformers import AutoImageProcessor, AutoModelForImageClassification",
+            "from PIL import Image",
+            "",
+            f'model = AutoModelForImageClassification.from_pretrained("{repo}").eval()',
+            f'processor = AutoImageProcessor.from_pretrained("{repo}")',
+            'logits = model(**processor(Image.open("image.jpg").convert("RGB"), return_tensors="pt")).logits',
+            "print(model.config.id2label[logits.argmax(-1).item()])",
+            "```",
+            "",
+        ]
     recipe = meta.get("recipe")
     if recipe:
         import yaml
 
         lines += ["## Training recipe", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).rstrip(), "```", ""]
-    lines += ["## Provenance", "",
-              f"- zoo {meta.get('zoo_version')}" + (f", git commit `{meta['git_commit']}`" if meta.get("git_commit") else ""),
-              f"- written {meta.get('created_at')}; full metadata in `zoo.json`", ""]
+    lines += [
+        "## Provenance",
+        "",
+        f"- zoo {meta.get('zoo_version')}" + (f", git commit `{meta['git_commit']}`" if meta.get("git_commit") else ""),
+        f"- written {meta.get('created_at')}; full metadata in `zoo.json`",
+        "",
+    ]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines)
 
 
@@ -151,13 +221,18 @@ def calibration_lines(cal: Any) -> list[str]:
         return []
     lines = ["## Calibration", ""]
     if cal.get("temperature") is None:
-        return lines + [f"Not calibrated: {cal.get('reason', 'no temperature was fitted')}. Probabilities are "
-                        "the raw softmax.", ""]
-    lines += [f"Probabilities are calibrated by temperature scaling (Guo et al. 2017): softmax(logits / T) with "
-              f"**T = {cal['temperature']:.4f}**, fitted by NLL on the {cal.get('images')} images of the "
-              f"{cal.get('split', 'validation')} split. `zoo.predict(..., calibrated=False)` gives the raw softmax.",
-              "", "| split | ECE before | ECE after | NLL before | NLL after | Brier before | Brier after |",
-              "|---|---|---|---|---|---|---|"]
+        return lines + [
+            f"Not calibrated: {cal.get('reason', 'no temperature was fitted')}. Probabilities are the raw softmax.",
+            "",
+        ]
+    lines += [
+        f"Probabilities are calibrated by temperature scaling (Guo et al. 2017): softmax(logits / T) with "
+        f"**T = {cal['temperature']:.4f}**, fitted by NLL on the {cal.get('images')} images of the "
+        f"{cal.get('split', 'validation')} split. `zoo.predict(..., calibrated=False)` gives the raw softmax.",
+        "",
+        "| split | ECE before | ECE after | NLL before | NLL after | Brier before | Brier after |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for split in ("test", "validation"):
         row = cal.get(split)
         if isinstance(row, Mapping) and "ece_before" in row:

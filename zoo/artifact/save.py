@@ -8,6 +8,7 @@ The folder is built beside the target and swapped in (``zoo.fsutil.swap_dir``), 
 leaves the old artifact or the new one, never a mix. checksums.sha256 records the sha256 of every file
 loading reads (``zoo.artifact.manifest``), which ``zoo.load`` verifies.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -24,7 +25,14 @@ from torch import nn
 
 from zoo import __version__
 from zoo.artifact.files import (
-    CARD_NAME, CONFIG_NAME, FILE_MODE, FORMAT_VERSION, META_NAME, WEIGHTS_NAME, jsonable, write_json,
+    CARD_NAME,
+    CONFIG_NAME,
+    FILE_MODE,
+    FORMAT_VERSION,
+    META_NAME,
+    WEIGHTS_NAME,
+    jsonable,
+    write_json,
 )
 from zoo.artifact.manifest import MANIFEST_NAME, write_manifest
 from zoo.artifact.modelcard import write_model_card
@@ -85,7 +93,8 @@ def _unwrap(model: Any) -> Backbone:
         model = model.module
     if not isinstance(model, Backbone):
         raise CheckpointError(
-            f"zoo.save needs a zoo Backbone (from zoo.create_model or zoo.load), got {type(model).__name__}")
+            f"zoo.save needs a zoo Backbone (from zoo.create_model or zoo.load), got {type(model).__name__}"
+        )
     return model
 
 
@@ -96,21 +105,30 @@ def _check_target(target: Path) -> None:
     if target.is_dir() and any(target.iterdir()) and not (target / META_NAME).is_file():
         raise CheckpointError(
             f"{target} exists, is not empty and is not a zoo artifact (no {META_NAME}); refusing to replace it. "
-            f"Choose a new directory or remove this one.")
+            f"Choose a new directory or remove this one."
+        )
 
 
 def _check_finite(model: Backbone) -> None:
     """Weights with NaN or Inf would predict NaN probabilities for every image: refuse to ship them."""
-    bad = [name for name, t in model.model.state_dict().items()
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in model.model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
         raise CheckpointError(
             f"{model.name}: {len(bad)} weight tensors hold NaN or Inf (first: {', '.join(bad[:3])}); training "
-            f"diverged. Lower optim.lr, set train.clip_grad, or use train.mixed_precision=no; nothing was saved.")
+            f"diverged. Lower optim.lr, set train.clip_grad, or use train.mixed_precision=no; nothing was saved."
+        )
 
 
-def metadata(model: Backbone, recipe: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None,
-             dataset: Mapping[str, Any] | None) -> dict[str, Any]:
+def metadata(
+    model: Backbone,
+    recipe: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any] | None,
+    dataset: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """zoo.json's content (without the file hashes)."""
     earlier = getattr(model, "zoo_metadata", None) or {}  # a loaded artifact keeps its provenance
     return {
@@ -133,7 +151,7 @@ def metadata(model: Backbone, recipe: Mapping[str, Any] | None, metrics: Mapping
         "calibration": jsonable(getattr(model, "calibration", None) or earlier.get("calibration")),
         "zoo_version": __version__,
         "git_commit": git_commit(),
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -150,8 +168,9 @@ def _recipe_says_scratch(recipe: Mapping[str, Any] | None) -> bool:
 def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     """HEAD of the git checkout the run was started from (provenance), or None outside one."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or os.getcwd(), capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or os.getcwd(), capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()

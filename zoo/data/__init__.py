@@ -3,6 +3,7 @@
 ``load_dataset(spec)`` is the entry point; ``transforms.build_transform`` is the per-sample PIL reference
 path; ``fast.TensorStore`` + ``crops`` the decode-once fast path (crops cut in DataLoader workers).
 """
+
 from __future__ import annotations
 
 from zoo.data.dataset import ImageDataset, load_dataset

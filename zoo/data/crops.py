@@ -16,6 +16,7 @@ draws it, both from the torch generator, which ``train_loader`` seeds for each s
 sampler drew for that position (zoo.data.order: the workers' own random state never decides a crop, so a
 resumed run sees the crops an uninterrupted one does).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,8 +43,10 @@ def check_interpolation(name: str) -> str:
     if name not in INTERPOLATIONS:
         from zoo.errors import ConfigError
 
-        raise ConfigError(f"interpolation {name!r} is not supported by the fast path (data.fast); use one of "
-                          f"{', '.join(INTERPOLATIONS)}, or data.fast=false for the per-sample PIL path")
+        raise ConfigError(
+            f"interpolation {name!r} is not supported by the fast path (data.fast); use one of "
+            f"{', '.join(INTERPOLATIONS)}, or data.fast=false for the per-sample PIL path"
+        )
     return name
 
 
@@ -55,8 +58,9 @@ def draw_box(h: int, w: int) -> tuple[int, int, int, int]:
     return T.RandomResizedCrop.get_params(torch.empty(0, h, w), list(TRAIN_SCALE), list(TRAIN_RATIO))
 
 
-def resized_crop(img: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int],
-                 interpolation: str) -> torch.Tensor:
+def resized_crop(
+    img: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int], interpolation: str
+) -> torch.Tensor:
     """uint8 [3, h, w] -> the ``box`` (top, left, height, width) resized to ``size``, antialiased, uint8."""
     top, left, height, width = box
     if interpolation in TENSOR_KERNELS:
@@ -68,7 +72,7 @@ def resized_crop(img: torch.Tensor, box: tuple[int, int, int, int], size: tuple[
             # PIL resamples vertically first when the rows shrink and the columns grow (torchvision always
             # goes horizontally first); the order shows where bicubic's overshoot is clipped to 8 bits, up
             # to 9 levels apart on photos, so here the passes are made in PIL's order
-            crop = img[:, top:top + height, left:left + width]
+            crop = img[:, top : top + height, left : left + width]
             crop = F.resize(crop, [size[0], width], interpolation=mode, antialias=True)
             return F.resize(crop, list(size), interpolation=mode, antialias=True)
         return F.resized_crop(img, top, left, height, width, list(size), interpolation=mode, antialias=True)
@@ -88,8 +92,9 @@ class SampleCrop:
     ``upsample=False``: images smaller than the input keep their own size (center square; train: reflect
     pad-and-crop + flip, as for CIFAR). Picklable, for DataLoader workers."""
 
-    def __init__(self, data_config: dict[str, Any], train: bool, preset: str = "flip-crop",
-                 upsample: bool = True) -> None:
+    def __init__(
+        self, data_config: dict[str, Any], train: bool, preset: str = "flip-crop", upsample: bool = True
+    ) -> None:
         self.cfg = resolve_config(data_config)
         check_interpolation(self.cfg["interpolation"])
         self.train, self.preset, self.upsample = train, check_preset(preset), upsample
@@ -133,7 +138,7 @@ class SampleCrop:
         top, left = round((rh - out_h) / 2.0), round((rw - out_w) / 2.0)
         if (rh, rw) != (h, w):
             img = resized_crop(img, (0, 0, h, w), (rh, rw), self.cfg["interpolation"])
-        return img[:, top:top + out_h, left:left + out_w]
+        return img[:, top : top + out_h, left : left + out_w]
 
     def _own_size(self, img: torch.Tensor) -> torch.Tensor:
         import torchvision.transforms as T
@@ -195,9 +200,18 @@ class Normalize(nn.Module):
             return x.float().mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
 
 
-def train_loader(store: Any, data_config: dict[str, Any], batch_size: int, preset: str = "flip-crop",
-                 upsample: bool = True, num_workers: int = 2, sampler: Any = None, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False) -> torch.utils.data.DataLoader:
+def train_loader(
+    store: Any,
+    data_config: dict[str, Any],
+    batch_size: int,
+    preset: str = "flip-crop",
+    upsample: bool = True,
+    num_workers: int = 2,
+    sampler: Any = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> torch.utils.data.DataLoader:
     """The fast path's train DataLoader: uint8 crops [B, 3, H, W] cut in ``num_workers`` persistent workers
     (pair with ``Normalize`` on the device). The order (``sampler``, or a shuffle when ``shuffle``) and each
     position's crop seed come from the sampler in the main process (zoo.data.order), so an epoch's crops are
@@ -208,6 +222,12 @@ def train_loader(store: Any, data_config: dict[str, Any], batch_size: int, prese
     order = seeded_order(data, seed, sampler, shuffle)
     # its own generator for the workers' base seed, which each new iterator draws: from the global one, a
     # resumed run (whose skip loader makes one more iterator) would shift the main process's draws (mixup)
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order, num_workers=num_workers,
-                                       persistent_workers=num_workers > 0, drop_last=drop_last,
-                                       generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),
+    )

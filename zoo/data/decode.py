@@ -10,10 +10,10 @@ back in order; the parent appends them to the file, so no process holds more tha
 memory does not grow with the folder. (JPEG draft mode, decoding at 1/2 to 1/8 scale, was measured and left
 out: on the test photos it moved stored pixels by 4 levels on average and 21 at worst.)
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,9 @@ def _decode_range(bounds: tuple[int, int]) -> tuple[bytes, list[tuple[int, int]]
     return b"".join(a.tobytes() for a in arrays), [a.shape[:2] for a in arrays]
 
 
-def decode_split(split: Any, short: int | None, path: Path, num_proc: int | None = None,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def decode_split(
+    split: Any, short: int | None, path: Path, num_proc: int | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode the ``image`` column of ``split`` into the record file ``path`` and return (records as a
     copy-on-write memory map of uint8, index [N, 3] int64 of offset, height, width). ``num_proc``: worker
     processes (default: every core for splits of 512 images or more, else 1; 1 decodes in this process)."""
@@ -101,8 +102,11 @@ def decode_split(split: Any, short: int | None, path: Path, num_proc: int | None
     ranges = [(s, min(n, s + CHUNK)) for s in range(0, n, CHUNK)]
     index = np.zeros((n, 3), dtype=np.int64)
     done, offset = 0, 0
-    with open(path, "wb") as f, tqdm(total=n, desc="decoding images", unit="img",
-                                     disable=not progress or n < 5000) as bar:
+    with (
+        open(path, "wb") as f,
+        tqdm(total=n, desc="decoding images", unit="img", disable=not progress or n < 5000) as bar,
+    ):
+
         def take(run: tuple[bytes, list[tuple[int, int]]]) -> None:
             nonlocal done, offset
             data, shapes = run

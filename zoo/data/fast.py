@@ -4,6 +4,7 @@ at its own aspect ratio with its shorter side bounded (decode.py), read back wit
 crops.py cuts the training crops from it in DataLoader workers; the per-sample PIL path (transforms.py)
 stays the reference, and evaluation always runs zoo eval's PIL transform on the decoded split (loaders.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,8 +36,9 @@ class TensorStore(torch.utils.data.Dataset):
     variable-size images. ``store[i] -> (image uint8 [3, h, w], label)``; the image is a view of the
     (memory-mapped) record in channels-last layout, which torchvision's uint8 resize kernels read fastest."""
 
-    def __init__(self, data: np.ndarray, index: np.ndarray, labels: Any, fingerprint: str | None = None,
-                 keep: Any = None) -> None:
+    def __init__(
+        self, data: np.ndarray, index: np.ndarray, labels: Any, fingerprint: str | None = None, keep: Any = None
+    ) -> None:
         index = np.asarray(index, dtype=np.int64)
         if index.ndim != 2 or index.shape[1] != 3:
             raise DataError(f"TensorStore wants an index [N, 3] of (offset, height, width), got {index.shape}")
@@ -62,7 +64,7 @@ class TensorStore(torch.utils.data.Dataset):
 
     def image(self, i: int) -> torch.Tensor:
         offset, h, w = (int(v) for v in self.index[i])
-        return torch.from_numpy(self.data[offset:offset + h * w * 3]).view(h, w, 3).permute(2, 0, 1)
+        return torch.from_numpy(self.data[offset : offset + h * w * 3]).view(h, w, 3).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.image(i), int(self.labels[i])
@@ -82,7 +84,7 @@ class TensorStore(torch.utils.data.Dataset):
         if not self.uniform:
             raise DataError("images of different sizes have no [N, 3, h, w] view; read them one by one (store[i])")
         n, (h, w) = len(self), self.sizes[0]
-        flat = torch.from_numpy(self.data[:n * h * w * 3])
+        flat = torch.from_numpy(self.data[: n * h * w * 3])
         return flat.view(n, int(h), int(w), 3).permute(0, 3, 1, 2)
 
     def __reduce__(self) -> Any:  # DataLoader workers started by spawn: map the file again, do not copy it
@@ -95,13 +97,27 @@ class TensorStore(torch.utils.data.Dataset):
     def cache_key(split: Any, size: int | None) -> str:
         # datasets keeps a content fingerprint on every Dataset (updated by each transform); it is the
         # documented way to key caches, though only exposed as the attribute _fingerprint
-        key = json.dumps({"v": STORE_VERSION, "source": split._fingerprint, "n": len(split), "size": size,
-                          "resize": "shorter side bounded, bicubic, aspect kept"}, sort_keys=True)
+        key = json.dumps(
+            {
+                "v": STORE_VERSION,
+                "source": split._fingerprint,
+                "n": len(split),
+                "size": size,
+                "resize": "shorter side bounded, bicubic, aspect kept",
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(key.encode()).hexdigest()[:20]
 
     @classmethod
-    def from_split(cls, split: Any, size: int | None = None, cache_dir: str | os.PathLike | None = None,
-                   progress: bool = True, num_proc: int | None = None) -> TensorStore:
+    def from_split(
+        cls,
+        split: Any,
+        size: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        num_proc: int | None = None,
+    ) -> TensorStore:
         """Decode a split (``image``/``label`` columns) once. Each image keeps its aspect ratio; with
         ``size=S`` an image whose shorter side is above S is resized so that it is S (never up; the longer
         side capped at decode.MAX_ASPECT x the shorter). The decision is made for every image on its own.

@@ -8,6 +8,7 @@ Hugging Face examples do. Evaluation is the same on both: zoo eval's PIL transfo
 per-epoch validation figures are zoo eval's. Either way the trainer sees ``(x, y)`` batches and one
 transform per side to apply on the device (identity where the loader already normalised).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -67,13 +68,21 @@ def train_batch_size(n_train: int, batch_size: int, warn: Callable[[str], None] 
     if n_train < 2:
         raise DataError(f"the train split has {n_train} image(s): training needs at least 2")
     fit = n_train - n_train % 2
-    warn(f"the train split has {n_train} images, fewer than data.batch_size={batch_size}: training on batches "
-         f"of {fit} (set data.batch_size={fit} or lower to silence this)")
+    warn(
+        f"the train split has {n_train} images, fewer than data.batch_size={batch_size}: training on batches "
+        f"of {fit} (set data.batch_size={fit} or lower to silence this)"
+    )
     return fit
 
 
-def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: Path | None = None,
-                  seed: int = 0, warn: Callable[[str], None] = _warn) -> Loaders:
+def build_loaders(
+    ds: Any,
+    data_config: dict[str, Any],
+    data_cfg: Any,
+    run_dir: Path | None = None,
+    seed: int = 0,
+    warn: Callable[[str], None] = _warn,
+) -> Loaders:
     """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
     notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning)."""
     from zoo.data.crops import Normalize, train_loader
@@ -92,23 +101,45 @@ def build_loaders(ds: Any, data_config: dict[str, Any], data_cfg: Any, run_dir: 
     workers = {"num_workers": data_cfg.num_workers, "persistent_workers": data_cfg.num_workers > 0}
     # Evaluation (validation, test, and the probe's features) is zoo eval's own: the PIL eval transform on the
     # decoded split (zoo.inference), so the best epoch's validation figure is what zoo eval reports.
-    plain = DataLoader(_with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size,
-                       collate_fn=_pixel_collate, **workers)
-    evals = {s: DataLoader(_with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size,
-                           collate_fn=_pixel_collate, **workers) for s in eval_splits}
+    plain = DataLoader(
+        _with_pil_transform(ds["train"], eval_t), batch_size=eval_batch_size, collate_fn=_pixel_collate, **workers
+    )
+    evals = {
+        s: DataLoader(
+            _with_pil_transform(ds[s], eval_t), batch_size=eval_batch_size, collate_fn=_pixel_collate, **workers
+        )
+        for s in eval_splits
+    }
     if data_cfg.fast:
         # decoded once (shared by the runs of one output folder: the variants of a recipe decode it once);
         # each worker cuts one crop per image from the memory-mapped store and sends it as uint8
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
+
         def store() -> Any:  # built on first use (a linear probe never reads the train loader)
             return _store(ds["train"], data_config, cache_dir)
 
-        train = train_loader(store, data_config, batch_size, preset=data_cfg.augment, upsample=data_cfg.upsample,
-                             num_workers=data_cfg.num_workers, drop_last=True, sampler=sampler, shuffle=True,
-                             seed=seed)
+        train = train_loader(
+            store,
+            data_config,
+            batch_size,
+            preset=data_cfg.augment,
+            upsample=data_cfg.upsample,
+            num_workers=data_cfg.num_workers,
+            drop_last=True,
+            sampler=sampler,
+            shuffle=True,
+            seed=seed,
+        )
         return Loaders(train, evals, Normalize(data_config), nn.Identity(), plain)
 
     items = SeededItems(_with_pil_transform(ds["train"], train_t))
-    train = DataLoader(items, batch_size=batch_size, drop_last=True, sampler=seeded_order(items, seed, sampler),
-                       generator=torch.Generator().manual_seed(seed), collate_fn=_pixel_collate, **workers)
+    train = DataLoader(
+        items,
+        batch_size=batch_size,
+        drop_last=True,
+        sampler=seeded_order(items, seed, sampler),
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=_pixel_collate,
+        **workers,
+    )
     return Loaders(train, evals, nn.Identity(), nn.Identity(), plain)

@@ -12,6 +12,7 @@ seeds agree too. ``SeededItems`` then runs each item under its seed: torch's (an
 generators are seeded from it for that one item and restored after, so torchvision's own draws
 (``RandomResizedCrop.get_params``, the flip, RandAugment) keep their semantics.
 """
+
 from __future__ import annotations
 
 import random

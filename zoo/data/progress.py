@@ -4,6 +4,7 @@ datasets draws a bar for every cast, map and filter, however small: loading skle
 "Casting the dataset" bars for under 2,000 rows each. zoo shows its own bars for the long steps (the image
 check, the store build); datasets' bars are kept for splits of ``LONG_WORK_ROWS`` rows or more.
 """
+
 from __future__ import annotations
 
 import contextlib

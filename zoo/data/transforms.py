@@ -1,6 +1,7 @@
 """The reference per-sample path: PIL image -> normalised tensor, built from the MODEL's data config with
 timm's ``create_transform`` (never hard-coded means or sizes). The fast path (fast.py) is tested against it.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,10 @@ def resolve_config(data_config: dict[str, Any]) -> dict[str, Any]:
     from timm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     if "input_size" not in data_config:
-        raise ConfigError(f"data_config has no 'input_size' (keys: {sorted(data_config)}); "
-                          "pass the model's data_config (backbone.data_config)")
+        raise ConfigError(
+            f"data_config has no 'input_size' (keys: {sorted(data_config)}); "
+            "pass the model's data_config (backbone.data_config)"
+        )
     size = data_config["input_size"]
     size = (3, size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(size) == 2:
@@ -85,8 +88,9 @@ def _full_size(cfg: dict[str, Any], train: bool, preset: str) -> Callable:
     import torchvision.transforms as T
     from timm.data import create_transform
 
-    common = dict(input_size=cfg["input_size"][1:], interpolation=cfg["interpolation"], mean=cfg["mean"],
-                  std=cfg["std"])
+    common = dict(
+        input_size=cfg["input_size"][1:], interpolation=cfg["interpolation"], mean=cfg["mean"], std=cfg["std"]
+    )
     if not train or preset == "none":
         return create_transform(is_training=False, crop_pct=cfg["crop_pct"], crop_mode=cfg["crop_mode"], **common)
     kwargs = dict(is_training=True, scale=TRAIN_SCALE, ratio=TRAIN_RATIO, hflip=0.5, color_jitter=None, **common)
@@ -102,8 +106,11 @@ def _own_size(cfg: dict[str, Any], side: int, train: bool, preset: str) -> Calla
 
     ops: list[Any] = [T.CenterCrop(side)]
     if train and preset != "none":
-        ops = [T.CenterCrop(side), T.RandomCrop(side, padding=max(1, side // 8), padding_mode="reflect"),
-               T.RandomHorizontalFlip()]
+        ops = [
+            T.CenterCrop(side),
+            T.RandomCrop(side, padding=max(1, side // 8), padding_mode="reflect"),
+            T.RandomHorizontalFlip(),
+        ]
     return T.Compose(ops + _tensor_tail(augment_op(preset, cfg["mean"]) if train else None, cfg))
 
 
@@ -134,8 +141,9 @@ class PerSampleTransform:
         return f"PerSampleTransform(train={self.train}, preset={self.preset!r}, upsample={self.upsample},\n{self.full})"
 
 
-def build_transform(data_config: dict[str, Any], train: bool, preset: str = "flip-crop",
-                    upsample: bool | None = None) -> PerSampleTransform:
+def build_transform(
+    data_config: dict[str, Any], train: bool, preset: str = "flip-crop", upsample: bool | None = None
+) -> PerSampleTransform:
     """callable(PIL.Image) -> normalised float tensor [3, H, W] for the model whose data config is given.
 
     Eval: resize to input/crop_pct and center crop (timm's eval transform). Train presets: ``none`` (eval
@@ -163,5 +171,7 @@ def collate(examples: list[dict]) -> tuple[Any, Any]:
     """DataLoader collate for ``batch_fn`` rows: (images [B, 3, H, W], labels [B])."""
     import torch
 
-    return (torch.stack([e["pixel_values"] for e in examples]),
-            torch.tensor([e["label"] for e in examples], dtype=torch.long))
+    return (
+        torch.stack([e["pixel_values"] for e in examples]),
+        torch.tensor([e["label"] for e in examples], dtype=torch.long),
+    )

@@ -14,6 +14,7 @@ torchvision and PyPI backbones, and plugins, all work without model-specific cod
 Maps are upsampled to the model's input, normalised to [0, 1], and drawn over the exact crop the model saw.
 ``sanity`` holds the two checks that can fail (Adebayo et al. 2018).
 """
+
 from __future__ import annotations
 
 import base64
@@ -74,8 +75,10 @@ def cam(model: Any, x: torch.Tensor, target: Sequence[int] | None = None) -> tup
     def before(_m: Any, args: Any, kwargs: Any) -> None:
         keep("input", args[0] if args else next(iter(kwargs.values()), None))
 
-    handles = [layer.register_forward_pre_hook(before, with_kwargs=True),
-               layer.register_forward_hook(lambda _m, _i, out: keep("output", out))]
+    handles = [
+        layer.register_forward_pre_hook(before, with_kwargs=True),
+        layer.register_forward_hook(lambda _m, _i, out: keep("output", out)),
+    ]
     was = model.training
     model.eval()
     try:
@@ -124,15 +127,16 @@ def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.45) -> Imag
 def data_uri(image: Image.Image, side: int = 112) -> str:
     scale = side / max(image.size)
     if scale != 1:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.NEAREST if scale > 1 else Image.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+            Image.NEAREST if scale > 1 else Image.LANCZOS,
+        )
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def explain(model: Any, images: ImageInput | Sequence[ImageInput], batch_size: int = 16
-            ) -> list[dict[str, Any]]:
+def explain(model: Any, images: ImageInput | Sequence[ImageInput], batch_size: int = 16) -> list[dict[str, Any]]:
     """For each image: the map, the explained label, the method and the overlay on the crop the model saw."""
     items = as_list(images)
     transform = eval_transform(model.data_config)
@@ -140,9 +144,15 @@ def explain(model: Any, images: ImageInput | Sequence[ImageInput], batch_size: i
     names = list(model.label_names or [str(i) for i in range(model.num_classes)])
     out = []
     for start in range(0, len(items), batch_size):
-        x = torch.stack([transform(to_pil(img)) for img in items[start:start + batch_size]])
+        x = torch.stack([transform(to_pil(img)) for img in items[start : start + batch_size]])
         maps, classes, method = cam(model, x.to(device))
         for xi, m, c in zip(x, maps, classes.tolist()):
-            out.append({"map": m, "label": names[c], "method": method,
-                        "overlay": overlay(seen_image(xi, model.data_config), m)})
+            out.append(
+                {
+                    "map": m,
+                    "label": names[c],
+                    "method": method,
+                    "overlay": overlay(seen_image(xi, model.data_config), m),
+                }
+            )
     return out

@@ -6,6 +6,7 @@ map that ignores the model (a constant map, an edge detector on the input alone)
 * quadrant: a real photo pasted into one quadrant of a blank canvas must draw most of the map's mass
   (over ``MIN_QUADRANT_MASS``) into that quadrant.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,7 +50,9 @@ def quadrant_canvas(photo: Image.Image, size: int, quadrant: int, background: in
     2 (bottom left) or 3 (bottom right)."""
     half = size // 2
     canvas = Image.new("RGB", (size, size), (background,) * 3)
-    canvas.paste(photo.convert("RGB").resize((half, half), Image.BICUBIC), ((quadrant % 2) * half, (quadrant // 2) * half))
+    canvas.paste(
+        photo.convert("RGB").resize((half, half), Image.BICUBIC), ((quadrant % 2) * half, (quadrant // 2) * half)
+    )
     return canvas
 
 
@@ -78,5 +81,9 @@ def quadrant_check(map_fn: Any, model: Any, photo: Image.Image, transform: Any) 
     x = torch.stack([transform(c) for c in canvases])
     maps = map_fn(model, x)
     masses = [quadrant_mass(m, q) for q, m in enumerate(maps)]
-    return {"check": "quadrant", "masses": masses, "mean_mass": float(np.mean(masses)),
-            "passed": min(masses) > MIN_QUADRANT_MASS}
+    return {
+        "check": "quadrant",
+        "masses": masses,
+        "mean_mass": float(np.mean(masses)),
+        "passed": min(masses) > MIN_QUADRANT_MASS,
+    }

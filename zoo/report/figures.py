@@ -1,4 +1,5 @@
 """The report's figures, drawn with matplotlib and returned as PNG data URIs (the page stays one file)."""
+
 from __future__ import annotations
 
 import base64
@@ -34,10 +35,12 @@ def curves(runs: Sequence[RunData]) -> str:
     for n, run in enumerate(runs):
         colour = f"C{n % 10}"
         prefix = f"{run.name}: " if len(runs) > 1 else ""
-        for ax, key, label, style in ((loss_ax, "train_loss", "train loss", "--"),
-                                      (loss_ax, "val_loss", "validation loss", "-"),
-                                      (acc_ax, "train_top1", "train top-1", "--"),
-                                      (acc_ax, "val_top1", "validation top-1", "-")):
+        for ax, key, label, style in (
+            (loss_ax, "train_loss", "train loss", "--"),
+            (loss_ax, "val_loss", "validation loss", "-"),
+            (acc_ax, "train_top1", "train top-1", "--"),
+            (acc_ax, "val_top1", "validation top-1", "-"),
+        ):
             x, y = _series(run, key)
             if x:
                 ax.plot(x, y, style, marker="o", color=colour, label=prefix + label)

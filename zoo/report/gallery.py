@@ -8,6 +8,7 @@ model recorded). Why not per-sample predictions saved by the trainer: this works
 deploy (after best-epoch selection and EMA), with exactly ``zoo predict``'s preprocessing, and the trainer
 stays untouched; the cost is one pass over the validation split (a few seconds for the quickstart).
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from zoo.backbones.base import Backbone
 from zoo.artifact.load import load
+from zoo.backbones.base import Backbone
 from zoo.data import load_dataset
 from zoo.explain import data_uri, explain
 from zoo.inference import predict
@@ -38,9 +39,15 @@ def validation_split(run: RunData) -> Any:
     spec = d.get("spec") or run.dataset.get("spec")
     if not spec:
         raise ValueError("the run records no data spec")
-    return load_dataset(spec, val_size=d.get("val_size", 0.1), seed=d.get("seed", 0),
-                        image_column=d.get("image_column"), label_column=d.get("label_column"),
-                        on_bad_image=d.get("on_bad_image", "error"), progress=False)
+    return load_dataset(
+        spec,
+        val_size=d.get("val_size", 0.1),
+        seed=d.get("seed", 0),
+        image_column=d.get("image_column"),
+        label_column=d.get("label_column"),
+        on_bad_image=d.get("on_bad_image", "error"),
+        progress=False,
+    )
 
 
 def thumbnail(image: Image.Image) -> str:
@@ -55,15 +62,15 @@ def thumbnail(image: Image.Image) -> str:
 
 
 @torch.no_grad()
-def score_split(model: Backbone, split: Any, batch_size: int = 128, progress: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def score_split(
+    model: Backbone, split: Any, batch_size: int = 128, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities [N, C] (model's class order) and labels [N] for a split, through ``zoo.predict``."""
     names = list(model.label_names or [str(i) for i in range(model.num_classes)])
     column = {n: i for i, n in enumerate(names)}
     probs, labels = [], []
-    for start in tqdm(range(0, len(split), batch_size), desc="report: top losses", disable=not progress,
-                      leave=False):
-        rows = split[start:start + batch_size]
+    for start in tqdm(range(0, len(split), batch_size), desc="report: top losses", disable=not progress, leave=False):
+        rows = split[start : start + batch_size]
         for ranked in predict(model, list(rows["image"]), top_k=model.num_classes, batch_size=batch_size):
             p = torch.zeros(len(names))
             for label, prob in ranked:
@@ -73,8 +80,9 @@ def score_split(model: Backbone, split: Any, batch_size: int = 128, progress: bo
     return torch.stack(probs), torch.tensor(labels)
 
 
-def top_losses(run: RunData, n: int = 12, dataset: Any = None, max_images: int = 5000,
-               progress: bool = True) -> dict[str, Any]:
+def top_losses(
+    run: RunData, n: int = 12, dataset: Any = None, max_images: int = 5000, progress: bool = True
+) -> dict[str, Any]:
     """``{"wrong": [...], "unsure": [...], "scored": N, "note": str}``; each item has the image as a data
     URI, the true and predicted label, the predicted probability and the probability of the true label."""
     model = load(run.path / "model")
@@ -84,8 +92,10 @@ def top_losses(run: RunData, n: int = 12, dataset: Any = None, max_images: int =
     notes = []
     recorded = run.dataset.get("fingerprint")
     if recorded and getattr(ds, "fingerprint", recorded) != recorded:
-        notes.append("the data set changed since the run (fingerprint differs): the images below are scored "
-                     "on today's validation split")
+        notes.append(
+            "the data set changed since the run (fingerprint differs): the images below are scored "
+            "on today's validation split"
+        )
     split = ds["validation"]
     data_names = list(getattr(ds, "label_names", None) or run.label_names)
     model_names = list(model.label_names or data_names)
@@ -117,12 +127,25 @@ def top_losses(run: RunData, n: int = 12, dataset: Any = None, max_images: int =
         maps, cam_error = {}, f"{type(exc).__name__}: {exc}"
 
     def item(i: int) -> dict[str, Any]:
-        return {"index": keep[i], "image": thumbnail(split[i]["image"]), "true": model_names[int(labels[i])],
-                "predicted": model_names[int(pred[i])], "probability": float(p_pred[i]),
-                "p_true": float(p_true[i]), "loss": float(loss[i]),
-                "cam": data_uri(maps[i]["overlay"]) if i in maps else None}
+        return {
+            "index": keep[i],
+            "image": thumbnail(split[i]["image"]),
+            "true": model_names[int(labels[i])],
+            "predicted": model_names[int(pred[i])],
+            "probability": float(p_pred[i]),
+            "p_true": float(p_true[i]),
+            "loss": float(loss[i]),
+            "cam": data_uri(maps[i]["overlay"]) if i in maps else None,
+        }
 
     method = next(iter(maps.values()))["method"] if maps else None
-    return {"wrong": [item(i) for i in wrong[:n]], "unsure": [item(i) for i in right[:n]], "scored": len(labels),
-            "errors": len(wrong), "top1": len(right) / max(len(labels), 1), "note": "; ".join(notes),
-            "cam_method": method, "cam_error": cam_error}
+    return {
+        "wrong": [item(i) for i in wrong[:n]],
+        "unsure": [item(i) for i in right[:n]],
+        "scored": len(labels),
+        "errors": len(wrong),
+        "top1": len(right) / max(len(labels), 1),
+        "note": "; ".join(notes),
+        "cam_method": method,
+        "cam_error": cam_error,
+    }

@@ -1,4 +1,5 @@
 """Turn run folders into one self-contained HTML page (Jinja2 templates, matplotlib figures inline)."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -17,9 +18,12 @@ from zoo.report.run import RunData, most_confused, per_class, read_run
 
 REPORT_NAME = "report.html"
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("zoo.report", "templates"),
-                          autoescape=jinja2.select_autoescape(["html", "j2"]),
-                          trim_blocks=True, lstrip_blocks=True)
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("zoo.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -48,9 +52,11 @@ def run_context(run: RunData, *, top_n: int = 12, dataset: Any = None, progress:
         "curves": figures.curves([run]) if run.epochs else None,
         "lr": figures.learning_rates(run) if run.epochs else None,
         "confusion": figures.confusion(matrix, run.label_names, f"{run.name}: {run.split} confusion matrix")
-        if matrix else None,
+        if matrix
+        else None,
         "reliability": figures.reliability(run.final["calibration"], f"{run.name}: {run.split} reliability")
-        if run.final.get("calibration") else None,
+        if run.final.get("calibration")
+        else None,
         "per_class": per_class(matrix, run.label_names) if matrix else [],
         "confused": most_confused(matrix, run.label_names),
         "gallery": gallery,
@@ -66,23 +72,26 @@ def render(contexts: Sequence[Mapping[str, Any]], title: str | None = None) -> s
         title=title or (runs[0].name if len(runs) == 1 else f"{len(runs)} runs: " + ", ".join(r.name for r in runs)),
         sections=contexts,
         overlay=figures.curves(runs) if len(runs) > 1 else None,
-        created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         zoo_version=__version__,
     )
 
 
-def write_report(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], out: str | os.PathLike | None = None,
-                 *, top_n: int = 12, contexts: Sequence[Mapping[str, Any]] | None = None,
-                 progress: bool = True) -> Path:
+def write_report(
+    run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+    out: str | os.PathLike | None = None,
+    *,
+    top_n: int = 12,
+    contexts: Sequence[Mapping[str, Any]] | None = None,
+    progress: bool = True,
+) -> Path:
     """Write the report of one or several run folders to ``out`` (default: RUN_DIR/report.html for one run,
     ./report.html for several) and return its path. ``contexts`` reuses sections already computed."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     if not dirs and not contexts:
         raise ConfigError("no run folder given; pass one or more folders `zoo train` wrote")
-    sections = list(contexts) if contexts else [run_context(read_run(d), top_n=top_n, progress=progress)
-                                                  for d in dirs]
-    target = Path(out) if out else (sections[0]["run"].path / REPORT_NAME if len(sections) == 1 else
-                                     Path(REPORT_NAME))
+    sections = list(contexts) if contexts else [run_context(read_run(d), top_n=top_n, progress=progress) for d in dirs]
+    target = Path(out) if out else (sections[0]["run"].path / REPORT_NAME if len(sections) == 1 else Path(REPORT_NAME))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(render(sections), encoding="utf-8")

@@ -3,6 +3,7 @@
 A run folder (``zoo train`` writes it) has ``recipe.yaml``, ``metrics.jsonl`` (one record per epoch, then the
 final evaluation) and ``model/`` (``zoo.json`` with the dataset's label names and split sizes).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,10 +58,18 @@ class RunData:
     def summary_row(self) -> dict[str, Any]:
         """The side-by-side table's row."""
         f = self.final
-        return {"run": self.name, "strategy": self.strategy, "best_val_top1": f.get("best_val_top1"),
-                "final_top1": f.get("top1"), "split": self.split, "train_seconds": f.get("train_seconds"),
-                "images_per_sec": f.get("images_per_sec"), "peak_mem_mb": f.get("peak_mem_mb"),
-                "epochs": len(self.epochs), "best_epoch": f.get("best_epoch")}
+        return {
+            "run": self.name,
+            "strategy": self.strategy,
+            "best_val_top1": f.get("best_val_top1"),
+            "final_top1": f.get("top1"),
+            "split": self.split,
+            "train_seconds": f.get("train_seconds"),
+            "images_per_sec": f.get("images_per_sec"),
+            "peak_mem_mb": f.get("peak_mem_mb"),
+            "epochs": len(self.epochs),
+            "best_epoch": f.get("best_epoch"),
+        }
 
 
 def read_run(run_dir: str | Path) -> RunData:
@@ -68,19 +77,24 @@ def read_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     metrics_path = path / "metrics.jsonl"
     if not path.is_dir():
-        raise ConfigError(f"run folder {str(path)!r} does not exist; pass a folder `zoo train` wrote, "
-                          f"e.g. runs/quickstart-finetune")
+        raise ConfigError(
+            f"run folder {str(path)!r} does not exist; pass a folder `zoo train` wrote, e.g. runs/quickstart-finetune"
+        )
     if not metrics_path.is_file():
-        raise ConfigError(f"{str(path)!r} is not a zoo run folder (no metrics.jsonl); pass a folder `zoo train` "
-                          f"wrote, e.g. runs/quickstart-finetune")
+        raise ConfigError(
+            f"{str(path)!r} is not a zoo run folder (no metrics.jsonl); pass a folder `zoo train` "
+            f"wrote, e.g. runs/quickstart-finetune"
+        )
     try:
         records = read_metrics(metrics_path)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{metrics_path} is not valid JSON lines ({exc})") from exc
     finals = [r for r in records if r.get("kind") == "final"]
     if not finals:
-        raise ConfigError(f"{str(path)!r} holds no final evaluation in metrics.jsonl: the run did not finish. "
-                          f"Resume it with `zoo train {path / 'recipe.yaml'}` (resume: auto) and report again.")
+        raise ConfigError(
+            f"{str(path)!r} holds no final evaluation in metrics.jsonl: the run did not finish. "
+            f"Resume it with `zoo train {path / 'recipe.yaml'}` (resume: auto) and report again."
+        )
     recipe_path = path / "recipe.yaml"
     recipe_text = recipe_path.read_text() if recipe_path.is_file() else ""
     recipe = (yaml.safe_load(recipe_text) or {}) if recipe_text else {}
@@ -89,9 +103,16 @@ def read_run(run_dir: str | Path) -> RunData:
     final = finals[-1]
     n = len(final.get("confusion") or [])
     names = meta.get("label_names") or (meta.get("dataset") or {}).get("label_names") or [str(i) for i in range(n)]
-    return RunData(path=path, name=str(recipe.get("name") or path.name), recipe_text=recipe_text, recipe=recipe,
-                   epochs=[r for r in records if r.get("kind") == "epoch"], final=final, meta=meta,
-                   label_names=list(names))
+    return RunData(
+        path=path,
+        name=str(recipe.get("name") or path.name),
+        recipe_text=recipe_text,
+        recipe=recipe,
+        epochs=[r for r in records if r.get("kind") == "epoch"],
+        final=final,
+        meta=meta,
+        label_names=list(names),
+    )
 
 
 def per_class(confusion: list[list[int]], names: list[str]) -> list[dict[str, Any]]:
@@ -103,16 +124,22 @@ def per_class(confusion: list[list[int]], names: list[str]) -> list[dict[str, An
         predicted = sum(row[i] for row in confusion)
         precision = tp / predicted if predicted else None
         recall = tp / support if support else None
-        f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (
-            0.0 if precision is not None and recall is not None else None)
+        f1 = (
+            (2 * precision * recall / (precision + recall))
+            if precision and recall
+            else (0.0 if precision is not None and recall is not None else None)
+        )
         rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
     return rows
 
 
 def most_confused(confusion: list[list[int]], names: list[str], n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` largest off-diagonal cells: which true class is most often taken for which other."""
-    cells = [(confusion[i][j], i, j) for i in range(len(names)) for j in range(len(names))
-             if i != j and confusion[i][j]]
+    cells = [
+        (confusion[i][j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j and confusion[i][j]
+    ]
     cells.sort(key=lambda c: (-c[0], c[1], c[2]))
-    return [{"true": names[i], "predicted": names[j], "count": count,
-             "share": count / max(sum(confusion[i]), 1)} for count, i, j in cells[:n]]
+    return [
+        {"true": names[i], "predicted": names[j], "count": count, "share": count / max(sum(confusion[i]), 1)}
+        for count, i, j in cells[:n]
+    ]

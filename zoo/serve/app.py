@@ -16,6 +16,7 @@ the page shows that message, and the server keeps serving. The upload limit coun
 and a multipart form is parsed only from that bounded body. Bound to a loopback address, the app answers only
 requests whose Host header names a loopback host, so a web page elsewhere cannot reach it by DNS rebinding.
 """
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,9 @@ FORM_OVERHEAD = 2**16  # multipart boundaries and part headers around the file, 
 FIELD = "image"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
-_env = jinja2.Environment(loader=jinja2.PackageLoader("zoo.serve", "templates"),
-                          autoescape=jinja2.select_autoescape(["html", "j2"]))
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("zoo.serve", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])
+)
 
 
 class UploadError(Exception):
@@ -59,20 +61,26 @@ def decode_image(data: bytes, filename: str = "upload") -> Image.Image:
     if not data:
         raise UploadError(f"{filename}: empty upload (0 bytes); choose an image file such as a PNG or JPEG", 400)
     if len(data) > MAX_BYTES:
-        raise UploadError(f"{filename}: {len(data) / 2**20:.0f} MB is over the {MAX_BYTES // 2**20} MB upload limit",
-                          413)
+        raise UploadError(
+            f"{filename}: {len(data) / 2**20:.0f} MB is over the {MAX_BYTES // 2**20} MB upload limit", 413
+        )
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only: the size is known before decoding
     except Image.DecompressionBombError as exc:
-        raise UploadError(f"{filename}: image too large ({exc}); the limit is {MAX_PIXELS // 10**6} megapixels",
-                          413) from exc
+        raise UploadError(
+            f"{filename}: image too large ({exc}); the limit is {MAX_PIXELS // 10**6} megapixels", 413
+        ) from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UploadError(f"{filename}: not an image (cannot be read as PNG, JPEG, WebP, GIF, BMP, TIFF, ...)",
-                          415) from exc
+        raise UploadError(
+            f"{filename}: not an image (cannot be read as PNG, JPEG, WebP, GIF, BMP, TIFF, ...)", 415
+        ) from exc
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise UploadError(f"{filename}: image too large: {width}x{height} is {width * height / 1e6:.1f} megapixels; "
-                          f"the limit is {MAX_PIXELS // 10**6} megapixels. Downscale it and try again.", 413)
+        raise UploadError(
+            f"{filename}: image too large: {width}x{height} is {width * height / 1e6:.1f} megapixels; "
+            f"the limit is {MAX_PIXELS // 10**6} megapixels. Downscale it and try again.",
+            413,
+        )
     try:
         image.load()
         return image.convert("RGB")
@@ -88,8 +96,12 @@ def name_only(value: Any) -> Any:
     prefix, sep, rest = value.partition(":")
     if sep and "/" not in prefix and "\\" not in prefix and len(prefix) > 1:
         return f"{prefix}:{name_only(rest)}"
-    looks_local = value.startswith(("/", "~", ".", "\\")) or (len(value) > 2 and value[1] == ":") or \
-        value.count("/") != 1 or Path(value).exists()  # a Hub id is exactly 'user/repo' and no local folder
+    looks_local = (
+        value.startswith(("/", "~", ".", "\\"))
+        or (len(value) > 2 and value[1] == ":")
+        or value.count("/") != 1
+        or Path(value).exists()
+    )  # a Hub id is exactly 'user/repo' and no local folder
     return PurePath(value.replace("\\", "/")).name if looks_local else value
 
 
@@ -129,8 +141,9 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5, host: str |
             return predict(model, [image], top_k=top_k, calibrated=calibrated)[0]
 
     async def page(request: Request) -> Response:
-        html = _env.get_template("page.html.j2").render(facts=facts, top_k=top_k, max_mp=MAX_PIXELS // 10**6,
-                                                        zoo_version=__version__)
+        html = _env.get_template("page.html.j2").render(
+            facts=facts, top_k=top_k, max_mp=MAX_PIXELS // 10**6, zoo_version=__version__
+        )
         return HTMLResponse(html)
 
     async def info(request: Request) -> Response:
@@ -144,9 +157,14 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5, host: str |
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         calibrated = request.query_params.get("raw", "0") in ("0", "false", "")
         ranked = await run_in_threadpool(classify, image, calibrated)
-        answer = {"filename": filename, "width": image.width, "height": image.height, "calibrated": calibrated,
-                  "temperature": facts["temperature"] if calibrated else 1.0,
-                  "predictions": [{"label": label, "probability": p} for label, p in ranked]}
+        answer = {
+            "filename": filename,
+            "width": image.width,
+            "height": image.height,
+            "calibrated": calibrated,
+            "temperature": facts["temperature"] if calibrated else 1.0,
+            "predictions": [{"label": label, "probability": p} for label, p in ranked],
+        }
         if request.query_params.get("explain", "0") not in ("0", "false", ""):
             answer.update(await run_in_threadpool(where_it_looked, image))
         return JSONResponse(answer)
@@ -156,8 +174,9 @@ def create_app(model: Backbone, spec: str = "model", top_k: int = 5, host: str |
             item = explain(model, [image])[0]
         return {"cam": data_uri(item["overlay"], side=224), "cam_method": item["method"], "cam_label": item["label"]}
 
-    app = Starlette(routes=[Route("/", page), Route("/api/info", info),
-                            Route("/api/predict", api_predict, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/", page), Route("/api/info", info), Route("/api/predict", api_predict, methods=["POST"])]
+    )
     if host is not None and host.strip("[]") in LOOPBACK_HOSTS:
         app.add_middleware(LoopbackHostOnly)
     return app
@@ -173,11 +192,18 @@ class LoopbackHostOnly:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").strip().lower()
-            name = raw[1:].split("]")[0] if raw.startswith("[") else raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+            name = (
+                raw[1:].split("]")[0] if raw.startswith("[") else raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
+            )
             if name not in LOOPBACK_HOSTS:
-                response = JSONResponse({"error": f"Host {raw!r} is not this machine: zoo serve bound to a loopback "
-                                         f"address answers only {', '.join(LOOPBACK_HOSTS)}. To serve other names, "
-                                         f"bind another address with --host."}, status_code=400)
+                response = JSONResponse(
+                    {
+                        "error": f"Host {raw!r} is not this machine: zoo serve bound to a loopback "
+                        f"address answers only {', '.join(LOOPBACK_HOSTS)}. To serve other names, "
+                        f"bind another address with --host."
+                    },
+                    status_code=400,
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -202,6 +228,7 @@ async def _read_upload(request: Request) -> tuple[bytes, str]:
     """The uploaded bytes and file name, from a multipart form (field "image") or the raw request body."""
     body = await read_limited(request, MAX_BYTES + FORM_OVERHEAD)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
+
         async def replay() -> dict[str, Any]:  # the form is parsed from the bounded body, never from the socket
             return {"type": "http.request", "body": body, "more_body": False}
 

@@ -3,6 +3,7 @@
 This shim is the one module of zoo.train that imports the CLI layer (the import-linter contract names
 it): accelerate launches modules, and the arguments belong to zoo.cli.train.
 """
+
 import sys
 
 from zoo.cli.train import main

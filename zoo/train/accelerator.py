@@ -1,4 +1,5 @@
 """The Accelerator a run trains with: a fresh one per run, refusing launches that would silently run alone."""
+
 from __future__ import annotations
 
 import logging
@@ -47,9 +48,11 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
         )
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.distributed_type != "FSDP":
         # accelerate turns an FSDP config into FSDP only on accelerators; CPU ranks silently get plain DDP
-        log.warning(f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
-                    f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
-                    "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs.")
+        log.warning(
+            f"FSDP was asked for (an FSDP accelerate config) but these {accelerator.num_processes} process(es) "
+            f"run as {accelerator.distributed_type.value}: accelerate shards with FSDP on GPUs only, so every "
+            "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs."
+        )
     announce_precision(accelerator, choice, recipe.name)
     return accelerator
 

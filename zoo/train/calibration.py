@@ -7,6 +7,7 @@ float32 with the same preprocessing as ``zoo eval``; the result rides on the mod
 zoo.json, the model card and ONNX metadata. A validation split too small to fit even one scalar reliably is
 reported instead of fitted.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -46,16 +47,30 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, split: str = "validati
     n, errors = len(labels), int((logits.argmax(1) != labels).sum()) if len(labels) else 0
     out: dict[str, Any] = {"method": METHOD, "split": split, "images": n}
     if n < MIN_IMAGES:
-        return {**out, "temperature": None, "reason": f"the {split} split has {n} images, fewer than the "
-                f"{MIN_IMAGES} needed to fit a temperature that is not noise; probabilities are the raw softmax. "
-                f"Raise data.val_size to calibrate."}
+        return {
+            **out,
+            "temperature": None,
+            "reason": f"the {split} split has {n} images, fewer than the "
+            f"{MIN_IMAGES} needed to fit a temperature that is not noise; probabilities are the raw softmax. "
+            f"Raise data.val_size to calibrate.",
+        }
     if errors < MIN_ERRORS:
-        return {**out, "temperature": None, "reason": f"the model makes no error on the {n} {split} images, so "
-                "the NLL has no minimum to fit; probabilities are the raw softmax."}
+        return {
+            **out,
+            "temperature": None,
+            "reason": f"the model makes no error on the {n} {split} images, so "
+            "the NLL has no minimum to fit; probabilities are the raw softmax.",
+        }
     t = fit_temperature(logits, labels)
     before, after = calibration_scores(logits, labels, 1.0), calibration_scores(logits, labels, t)
-    return {**out, "temperature": round(t, 6), "nll_before": before["nll"], "nll_after": after["nll"],
-            "ece_before": before["ece"], "ece_after": after["ece"]}
+    return {
+        **out,
+        "temperature": round(t, 6),
+        "nll_before": before["nll"],
+        "nll_after": after["nll"],
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+    }
 
 
 def calibrate_run(ctx: RunContext) -> None:
@@ -66,15 +81,18 @@ def calibrate_run(ctx: RunContext) -> None:
         model.calibration = {"method": METHOD, "temperature": None, "reason": "train.calibrate is false"}
         return
     model = model.float().to(memory_format=torch.contiguous_format).eval()
-    logits, labels = dataset_logits(model, ctx.data["validation"], batch_size=EVAL_BATCH_SIZE,
-                                    label_names=ctx.data.label_names, progress=False)
+    logits, labels = dataset_logits(
+        model, ctx.data["validation"], batch_size=EVAL_BATCH_SIZE, label_names=ctx.data.label_names, progress=False
+    )
     model.calibration = result = calibrate(logits, labels)
     if result["temperature"] is None:
         ctx.console.warn(f"not calibrated: {result['reason']}")
     else:
-        ctx.console.say(f"calibrated: temperature {result['temperature']:.3f} (validation NLL "
-                        f"{result['nll_before']:.4f} -> {result['nll_after']:.4f}, ECE {result['ece_before']:.4f} "
-                        f"-> {result['ece_after']:.4f})")
+        ctx.console.say(
+            f"calibrated: temperature {result['temperature']:.3f} (validation NLL "
+            f"{result['nll_before']:.4f} -> {result['nll_after']:.4f}, ECE {result['ece_before']:.4f} "
+            f"-> {result['ece_after']:.4f})"
+        )
 
 
 def with_test_calibration(model: Any, split: str, final: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +101,9 @@ def with_test_calibration(model: Any, split: str, final: dict[str, Any]) -> dict
     cal = getattr(model, "calibration", None)
     if isinstance(cal, dict) and "calibration" in final:
         report = final["calibration"]
-        cal[split] = {"ece_bins": report["ece_bins"], "tta": final.get("tta", "none"),
-                      **{f"{k}_{when}": report[when][k] for when in ("before", "after") for k in ("ece", "nll", "brier")}}
+        cal[split] = {
+            "ece_bins": report["ece_bins"],
+            "tta": final.get("tta", "none"),
+            **{f"{k}_{when}": report[when][k] for when in ("before", "after") for k in ("ece", "nll", "brier")},
+        }
     return final

@@ -5,6 +5,7 @@ The final figures are computed on the shipped weights (after best-epoch selectio
 the same preprocessing and evaluation code as ``zoo eval`` and ``zoo predict`` (``zoo.inference``), so
 ``zoo eval RUN/model --data SPEC`` reproduces the run's test top-1 exactly.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,13 +67,20 @@ def finish_run(ctx: RunContext) -> RunSummary:
     split = "test" if "test" in ctx.data.splits else "validation"
     seconds = p.train_seconds + ctx.extract_seconds
     summary = RunSummary(
-        name=r.name, strategy=r.strategy.name, model=r.model.name, run_dir=str(ctx.layout.root),
-        best_epoch=p.best_epoch, val_top1=p.best_top1, eval_split=split, epochs_run=p.epoch,
+        name=r.name,
+        strategy=r.strategy.name,
+        model=r.model.name,
+        run_dir=str(ctx.layout.root),
+        best_epoch=p.best_epoch,
+        val_top1=p.best_top1,
+        eval_split=split,
+        epochs_run=p.epoch,
         train_seconds=round(seconds, 3),
         # over all training time, feature extraction included: a probe's head epochs alone would
         # report feature vectors per second, not images
         images_per_sec=round(p.images_seen / max(seconds, 1e-9), 2),
-        peak_mem_mb=round(peak_memory_mb(acc.device), 1), model_dir=str(ctx.layout.model),
+        peak_mem_mb=round(peak_memory_mb(acc.device), 1),
+        model_dir=str(ctx.layout.model),
     )
     if ctx.extract_seconds:
         summary.extra["feature_extract_seconds"] = round(ctx.extract_seconds, 3)
@@ -107,8 +115,15 @@ def final_evaluation(ctx: RunContext, split: str) -> dict[str, Any]:
     model = ctx.accelerator.unwrap_model(ctx.model, keep_fp32_wrapper=False)
     model = model.float().to(memory_format=torch.contiguous_format).eval()
     transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
-    final = evaluate(model, ctx.data[split], transform=transform, batch_size=EVAL_BATCH_SIZE,
-                     label_names=ctx.data.label_names, progress=False, tta=ctx.recipe.eval.tta)
+    final = evaluate(
+        model,
+        ctx.data[split],
+        transform=transform,
+        batch_size=EVAL_BATCH_SIZE,
+        label_names=ctx.data.label_names,
+        progress=False,
+        tta=ctx.recipe.eval.tta,
+    )
     return with_test_calibration(model, split, final)  # zoo.train.calibration
 
 
@@ -116,23 +131,42 @@ def write_outputs(ctx: RunContext, summary: RunSummary, final: dict[str, Any]) -
     """metrics.jsonl's final line, curve.png, confusion.png and the model folder."""
     r, layout, data, p = ctx.recipe, ctx.layout, ctx.data, ctx.progress
     split = summary.eval_split
-    record = {"kind": "final", "split": split, **final, "best_epoch": p.best_epoch, "best_val_top1": p.best_top1,
-              "select_by": r.train.select_by, "train_seconds": summary.train_seconds,
-              "images_per_sec": summary.images_per_sec,
-              "peak_mem_mb": summary.peak_mem_mb, "num_processes": ctx.accelerator.num_processes,
-              "environment": environment(ctx.accelerator)}
+    record = {
+        "kind": "final",
+        "split": split,
+        **final,
+        "best_epoch": p.best_epoch,
+        "best_val_top1": p.best_top1,
+        "select_by": r.train.select_by,
+        "train_seconds": summary.train_seconds,
+        "images_per_sec": summary.images_per_sec,
+        "peak_mem_mb": summary.peak_mem_mb,
+        "num_processes": ctx.accelerator.num_processes,
+        "environment": environment(ctx.accelerator),
+    }
     with open(layout.metrics, "a") as f:
         f.write(json.dumps(record) + "\n")
     curve = plot_curves(read_metrics(layout.metrics), layout.curve, title=f"{r.name} ({r.strategy.name})")
-    plot_confusion(final["confusion"], data.label_names, layout.confusion,
-                   title=f"{r.name}: {split} confusion matrix")
-    metrics = {f"{split}_top1": final["top1"], f"{split}_top5": final["top5"], "best_val_top1": p.best_top1,
-               f"{split}_balanced_acc": final["balanced_acc"], f"{split}_macro_f1": final["macro_f1"],
-               "best_epoch": p.best_epoch, "per_class_acc": dict(zip(data.label_names, final["per_class_acc"])),
-               "train_seconds": summary.train_seconds}
+    plot_confusion(final["confusion"], data.label_names, layout.confusion, title=f"{r.name}: {split} confusion matrix")
+    metrics = {
+        f"{split}_top1": final["top1"],
+        f"{split}_top5": final["top5"],
+        "best_val_top1": p.best_top1,
+        f"{split}_balanced_acc": final["balanced_acc"],
+        f"{split}_macro_f1": final["macro_f1"],
+        "best_epoch": p.best_epoch,
+        "per_class_acc": dict(zip(data.label_names, final["per_class_acc"])),
+        "train_seconds": summary.train_seconds,
+    }
     dataset = {**data.info(), "eval_split": split}
-    save(ctx.model.cpu(), layout.model, recipe=r.to_dict(), metrics=metrics, dataset=dataset,
-         files={"curve.png": curve, "confusion.png": layout.confusion})
+    save(
+        ctx.model.cpu(),
+        layout.model,
+        recipe=r.to_dict(),
+        metrics=metrics,
+        dataset=dataset,
+        files={"curve.png": curve, "confusion.png": layout.confusion},
+    )
 
 
 def environment(acc: Accelerator) -> dict[str, Any]:
@@ -146,9 +180,15 @@ def environment(acc: Accelerator) -> dict[str, Any]:
     device = str(acc.device)
     if acc.device.type == "cuda":
         device += f" ({torch.cuda.get_device_name(acc.device)})"
-    return {"versions": versions, "device": device, "mixed_precision": str(acc.mixed_precision),
-            **(acc.zoo_precision.record() if hasattr(acc, "zoo_precision") else {}),
-            "num_processes": acc.num_processes, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+    return {
+        "versions": versions,
+        "device": device,
+        "mixed_precision": str(acc.mixed_precision),
+        **(acc.zoo_precision.record() if hasattr(acc, "zoo_precision") else {}),
+        "num_processes": acc.num_processes,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def check_ranks_in_sync(acc: Accelerator, model: torch.nn.Module) -> None:
@@ -160,6 +200,8 @@ def check_ranks_in_sync(acc: Accelerator, model: torch.nn.Module) -> None:
         total = sum((q.detach().double() * (i % 7 + 1)).sum() for i, q in enumerate(model.parameters()))
     sums = acc.gather(total.reshape(1).to(acc.device))
     if not torch.all(sums == sums[0]):
-        raise TrainingError(f"parameters differ between processes after training (checksums {sums.tolist()}): a "
-                            "parameter escaped DDP synchronisation. Report this with the recipe; the model was not "
-                            "saved.")
+        raise TrainingError(
+            f"parameters differ between processes after training (checksums {sums.tolist()}): a "
+            "parameter escaped DDP synchronisation. Report this with the recipe; the model was not "
+            "saved."
+        )

@@ -11,6 +11,7 @@ AVX512-BF16 or AMX), and a large slow-down where it does not: on a CPU without t
 An explicit value is always honoured; an explicit ``bf16`` on a CPU without native support warns once with the
 cost and the fix. The probes are small functions so that tests can stand in for each kind of device.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,8 +41,11 @@ class PrecisionChoice:
         return f"precision {shown} ({self.requested}: {self.reason})"
 
     def record(self) -> dict[str, str]:
-        return {"mixed_precision": self.precision, "mixed_precision_requested": self.requested,
-                "mixed_precision_reason": self.reason}
+        return {
+            "mixed_precision": self.precision,
+            "mixed_precision_requested": self.requested,
+            "mixed_precision_reason": self.reason,
+        }
 
 
 def cpu_flags() -> set[str]:
@@ -94,7 +98,13 @@ def choose_precision(requested: str, device: torch.device) -> PrecisionChoice:
         return PrecisionChoice("no", requested, f"{found}: no native bf16 or fp16 training, fp32")
     reason = "as the recipe asks"
     if requested == "bf16" and kind == "cpu" and not native:
-        return PrecisionChoice(requested, requested, reason, warning=(
-            f"train.mixed_precision=bf16 on a CPU without native bf16 ({found}): bf16 is emulated, "
-            f"{EMULATED_BF16_COST}. Fix: train.mixed_precision=auto (or no)."))
+        return PrecisionChoice(
+            requested,
+            requested,
+            reason,
+            warning=(
+                f"train.mixed_precision=bf16 on a CPU without native bf16 ({found}): bf16 is emulated, "
+                f"{EMULATED_BF16_COST}. Fix: train.mixed_precision=auto (or no)."
+            ),
+        )
     return PrecisionChoice(requested, requested, reason)
