@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from zoo.errors import ConfigError, DataError
 from zoo.metrics import calibration_report, classification_metrics
 from zoo.registry import create_model
 
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor, str, os.PathLike]
+ImageInput = Image.Image | np.ndarray | torch.Tensor | str | os.PathLike[str]
 Prediction = list[tuple[str, float]]
 
 
@@ -184,7 +184,7 @@ def dataset_label_names(dataset: Any) -> list[str] | None:
     if names:
         return list(names)
     feature = getattr(dataset, "features", {}).get("label") if hasattr(dataset, "features") else None
-    return list(feature.names) if getattr(feature, "names", None) else None
+    return list(feature.names) if feature is not None and getattr(feature, "names", None) else None
 
 
 def label_mapping(model_names: Sequence[str] | None, data_names: Sequence[str] | None) -> list[int] | None:

@@ -139,7 +139,7 @@ def selection_score(val: dict[str, Any], select_by: str) -> float:
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al. (2017) report ECE
 
 
-def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> list[dict[str, float]]:
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> list[dict[str, float | None]]:
     """Per equal-width bin of top-1 confidence: image count, mean confidence and accuracy (the reliability
     diagram's bars and the ECE's terms)."""
     conf, pred = probs.max(1)
@@ -174,7 +174,9 @@ def calibration_scores(
     scaled = logits / temperature
     probs = scaled.softmax(dim=1)
     table = reliability_bins(probs, labels, bins)
-    ece = sum(b["n"] / n * abs(b["accuracy"] - b["confidence"]) for b in table if b["n"])
+    ece = sum(
+        float(b["n"] or 0) / n * abs(float(b["accuracy"] or 0) - float(b["confidence"] or 0)) for b in table if b["n"]
+    )
     onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).float()
     return {
         "ece": float(ece),

@@ -16,7 +16,7 @@ from zoo.backbones.weights import first_line
 from zoo.errors import CheckpointError
 
 
-def convert_pickle(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> Path:
+def convert_pickle(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None = None) -> Path:
     """Rewrite a trusted pickle state dict as safetensors, reading it with ``torch.load(weights_only=True)``
     (tensors and plain containers only; objects that need code to unpickle are refused by torch)."""
     src = Path(src)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, constants, snapshot_download
 from huggingface_hub.errors import (
@@ -90,7 +91,7 @@ def _refuse_remote_pickles(repo_id: str, revision: str | None, folder: Path) -> 
         return
     try:
         files = HfApi().list_repo_files(repo_id, revision=revision)
-    except Exception:  # the folder check in load_dir reports the missing file anyway
+    except Exception:  # noqa: BLE001 - best effort: the folder check in load_dir reports a missing file anyway
         return
     pickles = [f for f in files if "/" not in f and any(Path(f).match(p) for p in PICKLE_PATTERNS)]
     if pickles:
@@ -98,7 +99,7 @@ def _refuse_remote_pickles(repo_id: str, revision: str | None, folder: Path) -> 
 
 
 def push_to_hub(
-    directory: str | os.PathLike,
+    directory: str | os.PathLike[str],
     repo_id: str,
     *,
     private: bool = False,
@@ -157,7 +158,7 @@ def push_to_hub(
     return f"{url}/tree/{revision}" if revision else url
 
 
-def _operations(folder: Path, repo_id: str) -> list:
+def _operations(folder: Path, repo_id: str) -> list[Any]:
     """One add per file (hidden files and pickles skipped); README.md is re-rendered in memory with the
     repo id in its usage snippets, so the local folder is only ever read."""
     ops = []

@@ -38,7 +38,7 @@ from zoo.registry import get_source
 _FOREIGN_LAYOUTS = {"timm": "timm", "transformers": "hf", "torchvision": "tv"}
 
 
-def load(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> Backbone:
+def load(path_or_repo_id: str | os.PathLike[str], revision: str | None = None) -> Backbone:
     """A ready classifier (eval mode, label names, data config) from an artifact folder or a Hub repo id.
 
     A Hub id (``user/repo``, optionally ``hf-hub:user/repo``) is fetched with huggingface_hub into its
@@ -52,7 +52,7 @@ def load(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> Bac
     return model
 
 
-def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> Path:
+def resolve(path_or_repo_id: str | os.PathLike[str], revision: str | None = None) -> Path:
     """A local folder holding the artifact: the path itself, or the Hub snapshot in the cache."""
     text = str(path_or_repo_id)
     local = Path(text).expanduser()
@@ -83,7 +83,7 @@ def resolve(path_or_repo_id: str | os.PathLike, revision: str | None = None) -> 
     return download(repo_id, revision=revision)
 
 
-def load_dir(folder: str | os.PathLike) -> Backbone:
+def load_dir(folder: str | os.PathLike[str]) -> Backbone:
     """Load an artifact folder (zoo's, or a plain timm / transformers one) with safetensors only."""
     folder = Path(folder)
     weights = folder / WEIGHTS_NAME
@@ -216,12 +216,12 @@ def _apply_metadata(model: Backbone, folder: Path, config: dict[str, Any], meta:
 
 def _config_label_names(config: Mapping[str, Any]) -> list[str] | None:
     if isinstance(config.get("label_names"), list):
-        return config["label_names"]
+        return [str(n) for n in config["label_names"]]
     id2label = config.get("id2label")
     if isinstance(id2label, dict) and id2label:
         names = [id2label.get(str(i), id2label.get(i)) for i in range(len(id2label))]
         if all(isinstance(n, str) for n in names) and not all(n == f"LABEL_{i}" for i, n in enumerate(names)):
-            return names
+            return [str(n) for n in names]
     return None
 
 

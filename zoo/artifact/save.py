@@ -43,12 +43,12 @@ from zoo.fsutil import recover_dir, remove_leftovers, staging_dir, swap_dir
 
 def save(
     model: Backbone,
-    directory: str | os.PathLike,
+    directory: str | os.PathLike[str],
     *,
     recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     dataset: Mapping[str, Any] | None = None,
-    files: Mapping[str, str | os.PathLike] | None = None,
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write ``model`` as a zoo artifact in ``directory`` (replaced atomically if it is one already).
 
@@ -158,18 +158,24 @@ def metadata(
 def _recipe_says_scratch(recipe: Mapping[str, Any] | None) -> bool:
     if not recipe:
         return False
-    for section in (recipe, recipe.get("model") if isinstance(recipe.get("model"), Mapping) else {}):
+    model_section = recipe.get("model")
+    for section in (recipe, model_section if isinstance(model_section, Mapping) else {}):
         if section.get("pretrained") is False or section.get("strategy") == "scratch":
             return True
     strategy = recipe.get("strategy")
     return isinstance(strategy, Mapping) and strategy.get("name") == "scratch"
 
 
-def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
     """HEAD of the git checkout the run was started from (provenance), or None outside one."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd or os.getcwd(), capture_output=True, text=True, timeout=5, check=False
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as a user runs it
+            cwd=cwd or os.getcwd(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

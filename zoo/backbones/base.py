@@ -85,6 +85,9 @@ class Backbone(nn.Module):
     """
 
     source: str = ""
+    # set after construction: by zoo.load (the saved zoo.json) and by a run's calibration (zoo.train.calibration)
+    zoo_metadata: dict[str, Any]
+    calibration: dict[str, Any] | None
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ resumed run sees the crops an uninterrupted one does).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -197,7 +197,8 @@ class Normalize(nn.Module):
 
             raise DataError(f"Normalize wants uint8 [B, 3, H, W], got {x.dtype} {tuple(x.shape)}")
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return x.float().mul_(self.scale.to(x.device)).sub_(self.shift.to(x.device))
+            scale, shift = cast(torch.Tensor, self.scale), cast(torch.Tensor, self.shift)  # buffers
+            return x.float().mul_(scale.to(x.device)).sub_(shift.to(x.device))
 
 
 def train_loader(

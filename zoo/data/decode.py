@@ -48,7 +48,9 @@ def bounded_resize(img: Any, short: int | None) -> Any:
 
     w, h = img.size
     if short is not None and min(w, h) > short:
-        img = img.resize((short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.BICUBIC)
+        img = img.resize(
+            (short, int(short * h / w)) if w <= h else (int(short * w / h), short), Image.Resampling.BICUBIC
+        )
         w, h = img.size
     cw, ch = bounded_size(w, h, None)
     if (cw, ch) != (w, h):

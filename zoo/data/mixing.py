@@ -10,7 +10,8 @@ from zoo.errors import ConfigError
 
 def build_mixup(mixup: float = 0.0, cutmix: float = 0.0, label_smoothing: float = 0.0, num_classes: int = 0) -> Any:
     """timm's ``Mixup`` when mixup or cutmix is on (it also applies label smoothing to the soft targets),
-    else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs (see zoo.train.losses.build_loss).
+    else None: then plain cross-entropy with ``label_smoothing`` is all the trainer needs
+    (see zoo.train.losses.build_loss).
     ``mixup``/``cutmix`` are the Beta-distribution alphas (0 = off); both on means one or the other per batch.
     Their ranges are the recipe schema's to check (zoo.train.schema), once, before anything is built."""
     if mixup == 0 and cutmix == 0:

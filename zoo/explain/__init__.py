@@ -94,9 +94,13 @@ def cam(model: Any, x: torch.Tensor, target: Sequence[int] | None = None) -> tup
     # a transformer block's output tokens reach a CLS-pooled head only through the CLS token, so its patch
     # tokens get no gradient: use the tokens entering the last block, whose attention mixes them into CLS
     key = "input" if store["output"].dim() == 3 else "output"
-    act, grad = store[key].detach(), store[key].grad.detach()
+    act, raw_grad = store[key].detach(), store[key].grad
+    if raw_grad is None:
+        raise RuntimeError("the explained layer got no gradient: its output does not reach the logits")
+    grad = raw_grad.detach()
     if act.dim() == 3:
-        act, grad = _tokens_to_grid(act, x.shape[-2:]), _tokens_to_grid(grad, x.shape[-2:])
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        act, grad = _tokens_to_grid(act, size), _tokens_to_grid(grad, size)
         method = METHOD_TOKENS
     else:
         method = METHOD_CNN
@@ -129,7 +133,7 @@ def data_uri(image: Image.Image, side: int = 112) -> str:
     if scale != 1:
         image = image.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-            Image.NEAREST if scale > 1 else Image.LANCZOS,
+            Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS,
         )
     buf = io.BytesIO()
     image.save(buf, format="PNG")

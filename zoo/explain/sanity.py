@@ -51,7 +51,8 @@ def quadrant_canvas(photo: Image.Image, size: int, quadrant: int, background: in
     half = size // 2
     canvas = Image.new("RGB", (size, size), (background,) * 3)
     canvas.paste(
-        photo.convert("RGB").resize((half, half), Image.BICUBIC), ((quadrant % 2) * half, (quadrant // 2) * half)
+        photo.convert("RGB").resize((half, half), Image.Resampling.BICUBIC),
+        ((quadrant % 2) * half, (quadrant // 2) * half),
     )
     return canvas
 

@@ -69,7 +69,7 @@ def learning_rates(run: RunData) -> str:
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=4)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]  # MaxNLocator takes it; the stubs type the base Locator
     return _data_uri(fig)
 
 

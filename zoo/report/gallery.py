@@ -55,7 +55,7 @@ def thumbnail(image: Image.Image) -> str:
     image = image.convert("RGB")
     scale = THUMB / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
+    image = image.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -102,7 +102,8 @@ def top_losses(
     if sorted(data_names) != sorted(model_names):
         raise ValueError(f"the model's labels {model_names[:5]} are not the data's {data_names[:5]}")
     if len(split) > max_images:
-        keep = sorted(random.Random(0).sample(range(len(split)), max_images))
+        sampler = random.Random(0)  # noqa: S311 - a seeded sample of images, not a secret
+        keep = sorted(sampler.sample(range(len(split)), max_images))
         split = split.select(keep)
         notes.append(f"scored a seeded sample of {max_images} of the {len(ds['validation'])} validation images")
     else:

@@ -90,7 +90,9 @@ def write_report(
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     if not dirs and not contexts:
         raise ConfigError("no run folder given; pass one or more folders `zoo train` wrote")
-    sections = list(contexts) if contexts else [run_context(read_run(d), top_n=top_n, progress=progress) for d in dirs]
+    sections = (
+        list(contexts) if contexts else [run_context(read_run(Path(d)), top_n=top_n, progress=progress) for d in dirs]
+    )
     target = Path(out) if out else (sections[0]["run"].path / REPORT_NAME if len(sections) == 1 else Path(REPORT_NAME))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")

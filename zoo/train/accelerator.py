@@ -60,7 +60,7 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
 def announce_precision(accelerator: Accelerator, choice: PrecisionChoice, name: str | None) -> None:
     """Say once (main process) which precision the run trains in and why; keep it on the accelerator so
     the run's metrics record it."""
-    accelerator.zoo_precision = choice  # type: ignore[attr-defined]
+    accelerator.zoo_precision = choice
     if not accelerator.is_main_process:
         return
     print(f"[{name}] {choice.describe()}", flush=True)

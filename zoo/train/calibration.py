@@ -34,10 +34,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss = torch.nn.functional.cross_entropy(logits / log_t.clamp(lo, hi).exp(), labels)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         return loss
 
-    optimizer.step(closure)
+    optimizer.step(closure)  # type: ignore[no-untyped-call]  # torch leaves LBFGS.step untyped
     return float(log_t.detach().clamp(lo, hi).exp())
 
 

@@ -67,7 +67,7 @@ def finish_run(ctx: RunContext) -> RunSummary:
     split = "test" if "test" in ctx.data.splits else "validation"
     seconds = p.train_seconds + ctx.extract_seconds
     summary = RunSummary(
-        name=r.name,
+        name=str(r.name),  # load_recipe fills the name in
         strategy=r.strategy.name,
         model=r.model.name,
         run_dir=str(ctx.layout.root),
@@ -197,7 +197,7 @@ def check_ranks_in_sync(acc: Accelerator, model: torch.nn.Module) -> None:
     if acc.num_processes == 1:
         return
     with torch.no_grad():
-        total = sum((q.detach().double() * (i % 7 + 1)).sum() for i, q in enumerate(model.parameters()))
+        total = torch.stack([(q.detach().double() * (i % 7 + 1)).sum() for i, q in enumerate(model.parameters())]).sum()
     sums = acc.gather(total.reshape(1).to(acc.device))
     if not torch.all(sums == sums[0]):
         raise TrainingError(
