@@ -88,8 +88,9 @@ def fast_loader(store: Any, cfg: dict, batch_size: int, workers: int) -> Any:
 
 
 def make_photos(root: Path, n: int, size: tuple[int, int] = (500, 375), classes: int = 10, seed: int = 0) -> Path:
-    """``n`` photo-sized JPEGs (quality 90; every fourth one portrait) in ``root/<class>/``: random crops of scikit-image's photos,
-    resized and colour-shifted, so decoding costs what a real photo costs (noise would not compress)."""
+    """``n`` photo-sized JPEGs (quality 90; every fourth one portrait) in ``root/<class>/``: random crops of
+    scikit-image's photos, resized and colour-shifted, so decoding costs what a real photo costs
+    (noise would not compress)."""
     import numpy as np
     import skimage.data
     from PIL import Image

@@ -13,7 +13,8 @@ are reused and only the probe and confident learning run again (exactly what the
 those labels). cleanlab (AGPL-3.0) is never imported here: the probabilities go to `--cleanlab-python` (a
 separate venv: python -m venv /tmp/cl && /tmp/cl/bin/pip install cleanlab numpy scikit-learn) as .npy files.
 
-    python benchmarks/bench_doctor.py --models pypi:efficientnet_lite0 --image-size 64 --cleanlab-python /tmp/cl/bin/python
+    python benchmarks/bench_doctor.py --models pypi:efficientnet_lite0 --image-size 64 \
+        --cleanlab-python /tmp/cl/bin/python
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,10 +35,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import zoo
-from zoo.doctor import labels as L
-from zoo.doctor.core import DoctorConfig, analyse
-from zoo.doctor.features import split_features
+import zoo  # noqa: E402 - after the sys.path insert above (runs as a script)
+from zoo.doctor import labels as L  # noqa: E402 - after the sys.path insert above (runs as a script)
+from zoo.doctor.core import DoctorConfig, analyse  # noqa: E402 - after the sys.path insert above (runs as a script)
+from zoo.doctor.features import split_features  # noqa: E402 - after the sys.path insert above (runs as a script)
 
 CLEANLAB = """
 import json, sys, numpy as np
@@ -109,7 +111,7 @@ def main() -> None:
     p.add_argument("--dups", type=int, default=25, help="copies per kind")
     p.add_argument("--photos", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", type=Path, default=Path("/tmp/bench_doctor"))
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench_doctor")
     p.add_argument("--cleanlab-python", help="python of a venv with cleanlab (never zoo's)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "doctor_digits_cpu.csv")
     args = p.parse_args()

@@ -64,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
             size = model.data_config["input_size"]
             x1, x32 = torch.randn(1, *size), torch.randn(32, *size)
 
-            def run_torch(x: torch.Tensor, n: int) -> float:
+            def run_torch(x: torch.Tensor, n: int, model=model) -> float:
                 with torch.no_grad():
                     start = time.perf_counter()
                     for _ in range(n):
                         model(x)
                     return time.perf_counter() - start
 
-            def run_ort(x: torch.Tensor, n: int) -> float:
+            def run_ort(x: torch.Tensor, n: int, session=session) -> float:
                 a = x.numpy()
                 start = time.perf_counter()
                 for _ in range(n):

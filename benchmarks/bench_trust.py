@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -117,7 +118,8 @@ def sanity() -> None:
         torch.manual_seed(0)
         if case.startswith("hf"):
             model = zoo.create_model(
-                "hf:" + write_tiny_hf("/tmp/zoo-bench-hf-vit", "vit", num_labels=3), pretrained=True
+                "hf:" + write_tiny_hf(os.path.join(tempfile.gettempdir(), "zoo-bench-hf-vit"), "vit", num_labels=3),
+                pretrained=True,
             )
         elif case.startswith("pypi"):
             model = zoo.create_model(case)

@@ -43,11 +43,14 @@ model.reset_classifier(len(train_ds.classes))
 model = model.to(a.device, memory_format=torch.channels_last)
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.05)
 steps, warmup = a.epochs * len(train_dl), a.warmup_epochs * len(train_dl)  # linear warm-up, then cosine to 1e-6
-lr_at = lambda s: (
-    (s + 1) / (warmup + 1)
-    if s < warmup
-    else (1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1))))
-)
+
+
+def lr_at(s):
+    if s < warmup:
+        return (s + 1) / (warmup + 1)
+    return 1e-2 + (1 - 1e-2) * 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(steps - warmup, 1)))
+
+
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
 loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
 amp = dict(

@@ -1,4 +1,5 @@
-"""benchmarks/bench_photo_job.py: timm's train.py only as pinned, the same settings for all three, results read right."""
+"""benchmarks/bench_photo_job.py: timm's train.py only as pinned, the same settings for all three,
+results read right."""
 
 from __future__ import annotations
 

@@ -166,7 +166,9 @@ def test_crop_boxes_are_torchvisions_on_wide_and_tall_photos(photos, monkeypatch
         crop = SampleCrop(make_data_config(64), train=True)
         boxes: list = []
         monkeypatch.setattr(
-            crops, "resized_crop", lambda img, box, size, i: (boxes.append(box), real(img, box, size, i))[1]
+            crops,
+            "resized_crop",
+            lambda img, box, size, i, boxes=boxes: (boxes.append(box), real(img, box, size, i))[1],
         )
         torch.manual_seed(7)
         for _ in range(1000):
@@ -274,7 +276,7 @@ def test_fast_train_matches_pil_for_fixed_crop_boxes(photos, monkeypatch, interp
                 ref_t = build_transform(cfg, train=True, preset="flip-crop")
                 _fix_pil_random(ref_t, box, flip, monkeypatch)
                 ref.append(ref_t(im))
-                fast.append(_fast_crops(cfg, [im], lambda h, w: box, flip)[0])
+                fast.append(_fast_crops(cfg, [im], lambda h, w, box=box: box, flip)[0])
             diff = _levels(torch.stack(fast), torch.stack(ref), cfg)
             info = (k, flip, float(diff.max()), float((diff > 1).float().mean()), float(diff.mean()))
             if interpolation == "bicubic":

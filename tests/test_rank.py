@@ -125,7 +125,7 @@ def test_rank_scores_lists_failures_and_writes_outputs(tmp_path, capsys):
 def test_rank_features_are_reused_by_a_linear_probe_run(tmp_path, monkeypatch):
     """zoo rank fills the probe's cache: a linear_probe run on the same model, rows and image size extracts only
     its evaluation splits, and trains on exactly the features rank scored."""
-    import zoo.train.loop
+    import zoo.train.context
 
     runs = tmp_path / "runs"
     result = rank(
@@ -135,9 +135,9 @@ def test_rank_features_are_reused_by_a_linear_probe_run(tmp_path, monkeypatch):
     entries = sorted((runs / ".cache" / "features").glob("*.safetensors"))
     assert len(entries) == 1
     extracted: list[str] = []
-    real = zoo.train.loop.extract_features
+    real = zoo.train.context.extract_features
     monkeypatch.setattr(
-        zoo.train.loop, "extract_features", lambda *a, **k: extracted.append(k.get("desc", "")) or real(*a, **k)
+        zoo.train.context, "extract_features", lambda *a, **k: extracted.append(k.get("desc", "")) or real(*a, **k)
     )
     recipe = {
         "name": "probe",
@@ -145,7 +145,9 @@ def test_rank_features_are_reused_by_a_linear_probe_run(tmp_path, monkeypatch):
         "data": {"spec": "sklearn:digits", "image_size": 32, "limit": 150, "augment": "none", "batch_size": 64},
         "strategy": {"name": "linear_probe"},
         "optim": {"lr": 1e-2},
-        "train": {"epochs": 10},
+        # rank scores in float32; `auto` would pick bf16 on a CPU with AMX, and features of another precision
+        # are another cache entry
+        "train": {"epochs": 10, "mixed_precision": "no"},
         "output": {"dir": str(runs)},
         "resume": "never",
     }
