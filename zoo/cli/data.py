@@ -100,6 +100,9 @@ def add_doctor_parser(data_sub: argparse._SubParsersAction) -> None:
         default="prune_by_class",
         help="confident-learning pruning rule (default prune_by_class; both: fewer flags, fewer misses caught)",
     )
+    d.add_argument(
+        "--cosine", type=float, help="feature cosine at or above which two images are near-duplicates (default 0.97)"
+    )
     d.add_argument("--exclude", metavar="FILE", help="drop the images FILE lists first (as data.exclude)")
     d.add_argument("--val-size", type=float, default=0.1, help="validation fraction carved from train if none")
     d.add_argument("--seed", type=int, default=0, help="seed of the validation carving and the folds")
@@ -120,6 +123,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         folds=args.folds,
         method=args.method,
+        cosine=args.cosine,
         exclude=args.exclude,
         val_size=args.val_size,
         seed=args.seed,
