@@ -88,3 +88,11 @@ def jsonable(value: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(jsonable(data), indent=2) + "\n", encoding="utf-8")
+
+
+def nonfinite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the floating-point weights holding NaN or Inf (they would predict NaN for every image); save
+    refuses to write them and load refuses to read them, each with its own fix."""
+    return [
+        name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]

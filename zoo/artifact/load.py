@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from zoo.artifact.files import (
     CONFIG_NAME,
     FORMAT_VERSION,
@@ -24,6 +22,7 @@ from zoo.artifact.files import (
     META_NAME,
     WEIGHTS_NAME,
     is_pickle_name,
+    nonfinite_tensors,
     pickle_refused,
     read_json,
 )
@@ -137,11 +136,7 @@ def check_format(meta: Mapping[str, Any], path: Path) -> None:
 
 
 def check_finite(model: Backbone, path: Path) -> None:
-    bad = [
-        name
-        for name, t in model.model.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+    bad = nonfinite_tensors(model.model)
     if bad:
         raise CheckpointError(
             f"{path} holds NaN or Inf in {len(bad)} tensors (first: {', '.join(bad[:3])}); "

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from zoo import __version__
@@ -32,6 +31,7 @@ from zoo.artifact.files import (
     META_NAME,
     WEIGHTS_NAME,
     jsonable,
+    nonfinite_tensors,
     write_json,
 )
 from zoo.artifact.manifest import MANIFEST_NAME, write_manifest
@@ -111,11 +111,7 @@ def _check_target(target: Path) -> None:
 
 def _check_finite(model: Backbone) -> None:
     """Weights with NaN or Inf would predict NaN probabilities for every image: refuse to ship them."""
-    bad = [
-        name
-        for name, t in model.model.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+    bad = nonfinite_tensors(model.model)
     if bad:
         raise CheckpointError(
             f"{model.name}: {len(bad)} weight tensors hold NaN or Inf (first: {', '.join(bad[:3])}); training "
