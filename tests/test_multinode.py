@@ -31,7 +31,7 @@ RECIPE = {
         "sampler": "balanced",
     },
     "optim": {"lr": 1.0e-2, "weight_decay": 0.0},
-    "train": {"epochs": 2, "class_weights": "balanced"},
+    "train": {"epochs": 2, "class_weights": "balanced", "mixed_precision": "no"},
     "resume": "never",
 }
 LAUNCH = [
@@ -131,7 +131,7 @@ def test_fsdp_config_on_cpu_ranks_says_it_runs_as_ddp_and_saves_resumes_and_expo
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
-        yaml.safe_dump({**RECIPE, "train": {"epochs": 1, "save_every_steps": 2}, "output": {"dir": str(tmp_path)}})
+        yaml.safe_dump({**RECIPE, "train": {"epochs": 1, "save_every_steps": 2, "mixed_precision": "no"}, "output": {"dir": str(tmp_path)}})
     )
 
     def launch(*overrides: str) -> subprocess.CompletedProcess:

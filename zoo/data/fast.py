@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +133,17 @@ class TensorStore(torch.utils.data.Dataset):
             return cls(data, index, labels, key, keep=tmp)
         base = Path(cache_dir) / f"store-{key}"
         if not (base / "done").is_file():
+            # every process writes files of its own and renames them into place: DDP ranks that build the
+            # same store at once each end with a whole one (identical bytes), never with another's half
             base.mkdir(parents=True, exist_ok=True)
-            _, index = decode_split(split, size, base / "records.bin.tmp", num_proc, progress)
-            os.replace(base / "records.bin.tmp", base / "records.bin")
-            np.save(base / "index.npy", index)
-            np.save(base / "labels.npy", labels)
-            (base / "done").write_text("ok\n")
+            tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            _, index = decode_split(split, size, base / f"records.bin.tmp-{tag}", num_proc, progress)
+            for name, array in (("index.npy", index), ("labels.npy", labels)):
+                np.save(base / f"{name}.tmp-{tag}.npy", array)
+                os.replace(base / f"{name}.tmp-{tag}.npy", base / name)
+            os.replace(base / f"records.bin.tmp-{tag}", base / "records.bin")
+            (base / f"done.tmp-{tag}").write_text("ok\n")
+            os.replace(base / f"done.tmp-{tag}", base / "done")
         return _reopen(str(base / "records.bin"), np.load(base / "index.npy"), np.load(base / "labels.npy"), key)
 
 
