@@ -131,7 +131,13 @@ def test_fsdp_config_on_cpu_ranks_says_it_runs_as_ddp_and_saves_resumes_and_expo
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
-        yaml.safe_dump({**RECIPE, "train": {"epochs": 1, "save_every_steps": 2, "mixed_precision": "no"}, "output": {"dir": str(tmp_path)}})
+        yaml.safe_dump(
+            {
+                **RECIPE,
+                "train": {"epochs": 1, "save_every_steps": 2, "mixed_precision": "no"},
+                "output": {"dir": str(tmp_path)},
+            }
+        )
     )
 
     def launch(*overrides: str) -> subprocess.CompletedProcess:
