@@ -39,18 +39,7 @@ def test_two_cpu_ranks_freeze_then_unfreeze(tmp_path):
     """accelerate launch --multi_gpu with ACCELERATE_USE_CPU=1: two ranks, one run directory, identical weights."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *LAUNCH,
         "--main_process_port",
         str(free_port()),
         "-m",
