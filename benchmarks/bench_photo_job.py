@@ -16,7 +16,7 @@ precision that zoo's ``auto`` resolves to on the device (given to the other two 
 Protocol: one fresh process per run; the order alternates every repeat (zoo, timm, tutorial, then reversed);
 each figure is the median over ``--repeats``. Per run: wall time of the process, train images/s (images
 trained / the tool's own train-phase seconds), peak memory of the process tree (the sum of PSS, so pages
-forked workers share count once; polled every 0.5 s), and top-1 on
+forked workers share count once; polled every ``PSS_POLL_SECONDS``), and top-1 on
 the held-out folder after the last epoch. What the protocol could not align is in benchmarks/README.md.
 
     python benchmarks/bench_photo_job.py          # CPU: 16+4 photos/class (150-800 px), 2 epochs, 2 repeats
@@ -50,11 +50,16 @@ from zoo.bench.timm_anchor import require_timm_script, sha256_of  # noqa: E402
 from zoo.train.precision import choose_precision  # noqa: E402
 
 TIMM_TRAIN_SHA256 = "f0bb70b9e1c8c576eb1f7beba9cb46953d01ec1308d68c59ec055a6266f76388"  # third_party/README.md
+# Reading a process's PSS walks its page tables (/proc/PID/smaps_rollup): about 60 ms of CPU for a training
+# tree of 5 processes here, and the walk holds the process's mmap lock. Polled every 0.5 s that was 12% of a
+# core, taken mostly from the tool with the most processes (zoo's eval workers), which measured it ~4% slower
+# than the others; every 5 s it costs ~1% and a short spike between polls can be missed.
+PSS_POLL_SECONDS = 5.0
 TOOLS = ("zoo", "timm", "tutorial", "zoo-fp32")  # zoo-fp32: the same recipe with train.mixed_precision=no
 RECIPE = "recipes/imagefolder/fruits-finetune.yaml"
 # timm has no TrivialAugmentWide (zoo's and torchvision's preset): its RandAugment with one op per image,
 # always applied, at a uniformly drawn magnitude is the nearest thing (a difference written in the README)
-TIMM_AA = "rand-n1-m10-mstd101-p1.0"
+TIMM_AA = "rand-n1-m10-mstd101-inc1-p1.0"
 FIELDS = [
     "tool",
     "repeat",
@@ -240,7 +245,7 @@ def run_tree(cmd: list[str], log: Path, timeout: float) -> tuple[int, float, flo
                     peak = max(peak, sum(_pss(p) for p in tree if p.is_running()))
                 except psutil.Error:
                     pass
-                done.wait(0.5)
+                done.wait(PSS_POLL_SECONDS)
 
         watcher = threading.Thread(target=poll, daemon=True)
         watcher.start()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from canvas_training import PHOTOS, SETTINGS, train_on_canvases
+from conftest import write_tiny_hf
 from PIL import Image
 from skimage import data
 
@@ -70,6 +72,51 @@ def test_real_photo_in_one_quadrant_draws_most_of_the_map_there(lite0):
 def test_lite0_randomisation_changes_the_map(lite0):
     x = torch.stack([eval_transform(lite0.data_config)(p) for p in photos()[:2]])
     assert randomisation_check(maps, lite0, x)["passed"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """case -> (model trained on the canvas task, its top-1 on the check's own canvases), each trained once."""
+    models = {}
+
+    def get(case):
+        if case not in models:
+            torch.manual_seed(0)
+            side, steps, lr = SETTINGS[case]
+            if case == "hf":
+                folder = write_tiny_hf(tmp_path_factory.mktemp("hf") / "vit", "vit", num_labels=len(PHOTOS))
+                model = zoo.create_model(f"hf:{folder}", pretrained=True)
+            else:
+                model = zoo.create_model(case, pretrained=False, num_classes=len(PHOTOS))
+            if side:
+                model.data_config["input_size"] = (3, side, side)
+            models[case] = (model, train_on_canvases(model, steps=steps, lr=lr))
+        return models[case]
+
+    return get
+
+
+# torchvision's ResNet-18 trains at 128 px (tests/canvas_training.py): about a minute on 2 cores, so slow
+TRAINED_CASES = [pytest.param(c, marks=pytest.mark.slow) if c == "tv:resnet18" else c for c in CASES]
+
+
+@pytest.mark.parametrize("case", TRAINED_CASES)
+def test_a_trained_model_of_every_source_passes_both_sanity_checks(case, trained):
+    """Trained here (tests/canvas_training.py: which real photo is on a blank canvas, anywhere on it): the map
+    of the photo in each quadrant must put most of its mass there, and must change when the weights are
+    randomised; a constant map fails both, on the same model and inputs."""
+    model, top1 = trained(case)
+    assert top1 == 1.0, f"{case} did not learn the canvas task (top-1 {top1}): the check would mean nothing"
+    cat = Image.fromarray(data.chelsea())
+    transform = eval_transform({**model.data_config, "crop_pct": 1.0})  # the whole canvas, nothing cut off
+    quadrant = quadrant_check(maps, model, cat, transform)
+    assert quadrant["passed"], quadrant
+    assert not quadrant_check(constant_map, model, cat, transform)["passed"]
+    x = torch.stack([transform(p) for p in photos()])
+    assert cam(model, x)[2] == CASES[case]
+    result = randomisation_check(maps, model, x)
+    assert result["passed"], result
+    assert not randomisation_check(constant_map, model, x)["passed"]
 
 
 def test_zoo_predict_explain_writes_overlays(tmp_path, capsys):

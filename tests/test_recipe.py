@@ -294,6 +294,14 @@ def test_variants_apply_on_the_base_and_overrides_win(tmp_path):
     assert expand_variants(load_recipe(path, ["variants={}"])) == [("cmp", load_recipe(path, ["variants={}"]))]
 
 
+def test_a_name_override_names_every_variant_apart():
+    """`zoo train recipes/quickstart.yaml name=mnist` once gave all three variants the name 'mnist': the
+    second landed in the first one's folder and stopped there."""
+    runs = expand_variants(load_recipe("recipes/quickstart.yaml", ["name=mnist"]))
+    assert [name for name, _ in runs] == ["mnist-linear_probe", "mnist-finetune", "mnist-scratch"]
+    assert [r.name for _, r in runs] == ["mnist-linear_probe", "mnist-finetune", "mnist-scratch"]
+
+
 def test_variants_can_be_set_from_the_command_line():
     recipe = load_recipe(
         {"name": "b"},

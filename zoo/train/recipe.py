@@ -318,7 +318,9 @@ def _variant(recipe: Recipe, variant: str) -> Recipe:
             if key.split(".")[0] == "variants":
                 raise ConfigError(f"a variant cannot set '{key}': variants do not nest.")
             _set(raw, key, value)
-        overrides = [o for o in recipe.overrides if parse_override(o)[0].split(".")[0] != "variants"]
+        # the run's name is already in recipe.name: a name=... override re-applied here would give every
+        # variant that one name, and the second would land in the first one's folder
+        overrides = [o for o in recipe.overrides if parse_override(o)[0].split(".")[0] not in ("variants", "name")]
         result = _from_raw(raw, overrides, f"{recipe.name}-{variant}")
     except ConfigError as exc:
         raise ConfigError(f"variant '{variant}': {exc}") from None
