@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from skimage import data
+from torchvision.transforms.functional import to_tensor
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -41,8 +41,7 @@ def _resized(images: list[Image.Image], sides: list[int]) -> dict[tuple[int, int
     out = {}
     for k, img in enumerate(images):
         for s in sides:
-            arr = np.asarray(img.resize((s, s), Image.Resampling.BICUBIC), dtype=np.float32) / 255
-            out[k, s] = torch.from_numpy(arr).permute(2, 0, 1)
+            out[k, s] = to_tensor(img.resize((s, s), Image.Resampling.BICUBIC))
     return out
 
 
@@ -84,13 +83,7 @@ def train_on_canvases(model: Any, steps: int = 150, batch: int = 32, lr: float =
     model.eval()
     from zoo.explain.sanity import quadrant_canvas
 
-    x = torch.stack(
-        [
-            torch.from_numpy(np.asarray(quadrant_canvas(img, side, q), dtype=np.float32) / 255).permute(2, 0, 1)
-            for img in images
-            for q in range(4)
-        ]
-    )
+    x = torch.stack([to_tensor(quadrant_canvas(img, side, q)) for img in images for q in range(4)])
     with torch.no_grad():
         pred = model((x - mean) / std).argmax(1)
     truth = torch.arange(len(images)).repeat_interleave(4)
