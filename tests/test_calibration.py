@@ -156,3 +156,47 @@ def test_training_run_fits_a_temperature_by_default_and_not_when_off(tmp_path):
     cal_off = json.loads((tmp_path / "runs/off/model/zoo.json").read_text())["calibration"]
     assert cal_off["temperature"] is None and "train.calibrate is false" in cal_off["reason"]
     assert temperature_of(zoo.load(tmp_path / "runs/off/model")) == 1.0
+
+
+def test_a_run_without_test_split_evaluates_validation_once_and_as_zoo_eval_does(tmp_path, monkeypatch):
+    """Without a test split the final figures are the validation split's, the split calibration just scored
+    in float32 with zoo eval's preprocessing: one pass, reused, not two; and still what zoo eval reports."""
+    import shutil
+
+    from synthetic_data import make_cifar_like
+
+    import zoo.inference
+    import zoo.train.calibration
+    from zoo.data import load_dataset
+    from zoo.train.run import train
+
+    folder = make_cifar_like(tmp_path / "photos", n_per_class=50, size=32, fmt="imagefolder")
+    shutil.rmtree(f"{folder}/test")
+    passes = []
+    for module in (zoo.inference, zoo.train.calibration):
+        real = module.dataset_logits
+
+        def counted(*a, _real=real, **k):
+            passes.append(len(a[1]))
+            return _real(*a, **k)
+
+        monkeypatch.setattr(module, "dataset_logits", counted)
+    train(
+        {
+            "name": "once",
+            "model": {"name": "timm:test_resnet", "pretrained": False},
+            "data": {"spec": f"imagefolder:{folder}", "image_size": 32, "batch_size": 64, "val_size": 0.25},
+            "train": {"epochs": 1},
+            "output": {"dir": str(tmp_path / "runs")},
+            "resume": "never",
+        }
+    )
+    final = [json.loads(x) for x in (tmp_path / "runs/once/metrics.jsonl").read_text().splitlines()][-1]
+    assert final["split"] == "validation" and passes == [final["n"]]  # calibration's pass only
+    monkeypatch.undo()
+    validation = load_dataset(f"imagefolder:{folder}", val_size=0.25)["validation"]
+    again = zoo.inference.evaluate(zoo.load(tmp_path / "runs/once/model"), validation, progress=False)
+    assert again["top1"] == final["top1"] and again["loss"] == pytest.approx(final["loss"], abs=1e-6)
+    for when in ("before", "after"):
+        for k in ("ece", "nll", "brier"):
+            assert again["calibration"][when][k] == pytest.approx(final["calibration"][when][k], abs=1e-6)

@@ -70,7 +70,20 @@ def as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return list(images)
 
 
-EVAL_BATCH_SIZE = 64  # zoo eval's default and the final evaluation's: the same batches, the same float sums
+# zoo eval's default batch and the final evaluation's (the same batches, the same float sums), by device. On a
+# CPU, float32 inference is faster in small batches: the photo job's Lite0 evaluated 47.5 images/s at 16 and
+# 30.7 at 64 (benchmarks/results/cpu_memory_cpu-2core.csv; ConvNeXt-T and ResNet-50 went the same way in a
+# throwaway measurement), as a batch of 64's activations page-fault in afresh. GPUs want the larger batch.
+EVAL_BATCH_SIZE = 64
+CPU_EVAL_BATCH_SIZE = 16
+
+
+def eval_batch_size(model: torch.nn.Module, batch_size: int | None = None) -> int:
+    """``batch_size`` when given, else the default for the device the model is on."""
+    if batch_size:
+        return batch_size
+    device = next(model.parameters()).device
+    return CPU_EVAL_BATCH_SIZE if device.type == "cpu" else EVAL_BATCH_SIZE
 
 
 def eval_transform(data_config: Mapping[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
@@ -148,7 +161,7 @@ def predict(
     model: Backbone,
     images: ImageInput | Sequence[ImageInput],
     top_k: int = 5,
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     calibrated: bool = True,
 ) -> list[Prediction]:
     """For each image, the ``top_k`` (label name, probability) pairs, most likely first; calibrated
@@ -166,6 +179,7 @@ def predict(
     transform = eval_transform(model.data_config)
     temperature = temperature_of(model) if calibrated else 1.0
     out: list[Prediction] = []
+    batch_size = eval_batch_size(model, batch_size)
     try:
         for start in range(0, len(items), batch_size):
             batch = torch.stack([transform(to_pil(img)) for img in items[start : start + batch_size]])
@@ -207,7 +221,7 @@ def evaluate(
     model: Backbone,
     dataset: Any,
     transform: Callable[[Image.Image], torch.Tensor] | None = None,
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     label_names: Sequence[str] | None = None,
     progress: bool = True,
     tta: str = "none",
@@ -216,6 +230,12 @@ def evaluate(
     ``image`` (PIL/array/path) and ``label`` (int) columns, e.g. a ``datasets.Dataset`` split; with
     ``calibration`` (ECE, NLL, Brier before and after the model's temperature) and the ``tta`` used."""
     logits, labels = dataset_logits(model, dataset, transform, batch_size, label_names, progress, tta)
+    return logits_metrics(model, logits, labels, tta)
+
+
+def logits_metrics(model: Backbone, logits: torch.Tensor, labels: torch.Tensor, tta: str = "none") -> dict[str, Any]:
+    """What :func:`evaluate` returns, from logits already computed by :func:`dataset_logits` (the trainer's
+    final evaluation reuses the validation logits its calibration computed, rather than a second pass)."""
     result = classification_metrics(logits, labels, model.num_classes)
     result["calibration"] = calibration_report(logits, labels, temperature_of(model))
     result["tta"] = tta
@@ -228,7 +248,7 @@ def dataset_logits(
     model: Backbone,
     dataset: Any,
     transform: Callable[[Image.Image], torch.Tensor] | None = None,
-    batch_size: int = EVAL_BATCH_SIZE,
+    batch_size: int | None = None,
     label_names: Sequence[str] | None = None,
     progress: bool = True,
     tta: str = "none",
@@ -243,7 +263,7 @@ def dataset_logits(
     device = next(model.parameters()).device
     model.eval()
     logits, labels = [], []
-    n = len(dataset)
+    n, batch_size = len(dataset), eval_batch_size(model, batch_size)
     with tqdm(total=n, desc="eval", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             rows = dataset[start : start + batch_size]

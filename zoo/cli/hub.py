@@ -70,7 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=positive_int,
         default=None,
-        help="images per forward pass (default: the batches of a run's final evaluation)",
+        help="images per forward pass (default: the batches of a run's final evaluation, 16 on a CPU and 64 on a GPU)",
     )
     e.add_argument("--out", help=f"folder for metrics.json and confusion.png (default: {RUNS}/eval-<model>-<data>)")
     e.add_argument(
@@ -173,12 +173,16 @@ def run_eval(args: argparse.Namespace) -> int:
     from zoo.data.transforms import build_transform
     from zoo.data.validate import format_bad
     from zoo.errors import DataError
-    from zoo.inference import EVAL_BATCH_SIZE, evaluate
+    from zoo.inference import evaluate
     from zoo.metrics import plot_confusion
 
     # a bad spec fails here, before the model loads
     out = Path(args.out) if args.out else output_dir("eval", args.model, data_name(args.data))
     model = _open(args.model, args.revision)
+    if next(model.parameters()).device.type == "cpu":  # batches reuse the memory the last one freed
+        from zoo.cpu_memory import keep_freed_memory
+
+        keep_freed_memory()
     # The same data a run was trained on gets the run's own validation split (its val_size and seed, from
     # zoo.json), so evaluating the run's model reproduces the run's figures on a folder without a test split.
     recorded = (getattr(model, "zoo_metadata", None) or {}).get("dataset") or {}
@@ -209,7 +213,7 @@ def run_eval(args: argparse.Namespace) -> int:
         model,
         data[split],
         transform=build_transform(model.data_config, train=False),
-        batch_size=args.batch_size or EVAL_BATCH_SIZE,
+        batch_size=args.batch_size,
         label_names=data.label_names,
         progress=sys.stderr.isatty(),
         tta=args.tta,

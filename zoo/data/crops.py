@@ -24,6 +24,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from zoo.cpu_memory import release_inherited_memory
 from zoo.data.transforms import (
     TRAIN_RATIO,
     TRAIN_SCALE,
@@ -231,4 +232,5 @@ def train_loader(
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=release_inherited_memory,  # zoo.cpu_memory: no copy of the trainer's free memory
     )

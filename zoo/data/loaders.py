@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from zoo.cpu_memory import release_inherited_memory
 from zoo.data.balance import train_sampler
 from zoo.data.order import SeededItems, seeded_order
 from zoo.errors import DataError
@@ -82,14 +83,16 @@ def build_loaders(
     run_dir: Path | None = None,
     seed: int = 0,
     warn: Callable[[str], None] = _warn,
+    default_eval_batch: int | None = None,
 ) -> Loaders:
     """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
-    notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning)."""
+    notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning).
+    ``default_eval_batch``: the evaluation batch when the recipe leaves it unset (else twice the train batch)."""
     from zoo.data.crops import Normalize, train_loader
     from zoo.data.transforms import build_transform
 
     batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
-    eval_batch_size = data_cfg.eval_batch_size or 2 * data_cfg.batch_size
+    eval_batch_size = data_cfg.eval_batch_size or default_eval_batch or 2 * data_cfg.batch_size
     eval_splits = [s for s in ("validation", "test") if s in ds.splits]
     # data.sampler: random shuffles; balanced draws classes equally (zoo.data.balance, DDP-safe). Either way
     # the sampler also gives each position its augmentation seed (zoo.data.order): the crops drawn in the
@@ -98,7 +101,12 @@ def build_loaders(
 
     train_t = build_transform(data_config, train=True, preset=data_cfg.augment, upsample=data_cfg.upsample)
     eval_t = build_transform(data_config, train=False, upsample=data_cfg.upsample)
-    workers = {"num_workers": data_cfg.num_workers, "persistent_workers": data_cfg.num_workers > 0}
+    workers = {
+        "num_workers": data_cfg.num_workers,
+        "persistent_workers": data_cfg.num_workers > 0,
+        # forked from a trainer holding freed memory (zoo.cpu_memory): hand the inherited free pages back
+        "worker_init_fn": release_inherited_memory,
+    }
     # Evaluation (validation, test, and the probe's features) is zoo eval's own: the PIL eval transform on the
     # decoded split (zoo.inference), so the best epoch's validation figure is what zoo eval reports.
     plain = DataLoader(

@@ -25,7 +25,7 @@ from zoo.artifact.load import load
 from zoo.backbones.base import Backbone
 from zoo.data import load_dataset
 from zoo.explain import data_uri, explain
-from zoo.inference import predict
+from zoo.inference import eval_batch_size, predict
 from zoo.report.run import RunData
 
 log = logging.getLogger("zoo.report")
@@ -63,9 +63,10 @@ def thumbnail(image: Image.Image) -> str:
 
 @torch.no_grad()
 def score_split(
-    model: Backbone, split: Any, batch_size: int = 128, progress: bool = True
+    model: Backbone, split: Any, batch_size: int | None = None, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities [N, C] (model's class order) and labels [N] for a split, through ``zoo.predict``."""
+    batch_size = eval_batch_size(model, batch_size)
     names = list(model.label_names or [str(i) for i in range(model.num_classes)])
     column = {n: i for i, n in enumerate(names)}
     probs, labels = [], []

@@ -11,6 +11,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState, PartialState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, parse_flag_from_env
 
+from zoo.cpu_memory import keep_freed_memory
 from zoo.errors import ConfigError
 from zoo.train.precision import PrecisionChoice, choose_precision
 from zoo.train.schema import Recipe
@@ -54,6 +55,8 @@ def new_accelerator(recipe: Recipe, run_dir: Path) -> Accelerator:
             "process holds the whole model (DDP). Use recipes/accelerate/cpu-2proc.yaml on CPUs."
         )
     announce_precision(accelerator, choice, recipe.name)
+    if accelerator.device.type == "cpu":  # steps reuse the memory the last one freed (zoo.cpu_memory)
+        accelerator.zoo_cpu_malloc = keep_freed_memory()
     return accelerator
 
 

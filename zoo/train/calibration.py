@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zoo.inference import EVAL_BATCH_SIZE, dataset_logits
+from zoo.inference import dataset_logits
 from zoo.metrics import calibration_scores
 from zoo.train.context import RunContext
 
@@ -73,17 +73,16 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, split: str = "validati
     }
 
 
-def calibrate_run(ctx: RunContext) -> None:
+def calibrate_run(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Fit the shipped weights' temperature on the run's validation split and attach it to the model (main
-    process only; ``zoo.train.finish`` calls this after the final weights are chosen)."""
+    process only; ``zoo.train.finish`` calls this after the final weights are chosen). Returns the validation
+    logits and labels it computed (``zoo eval``'s: float32, eval preprocessing, no TTA), None when off."""
     model = ctx.accelerator.unwrap_model(ctx.model, keep_fp32_wrapper=False)
     if not ctx.recipe.train.calibrate:
         model.calibration = {"method": METHOD, "temperature": None, "reason": "train.calibrate is false"}
-        return
+        return None
     model = model.float().to(memory_format=torch.contiguous_format).eval()
-    logits, labels = dataset_logits(
-        model, ctx.data["validation"], batch_size=EVAL_BATCH_SIZE, label_names=ctx.data.label_names, progress=False
-    )
+    logits, labels = dataset_logits(model, ctx.data["validation"], label_names=ctx.data.label_names, progress=False)
     model.calibration = result = calibrate(logits, labels)
     if result["temperature"] is None:
         ctx.console.warn(f"not calibrated: {result['reason']}")
@@ -93,6 +92,7 @@ def calibrate_run(ctx: RunContext) -> None:
             f"{result['nll_before']:.4f} -> {result['nll_after']:.4f}, ECE {result['ece_before']:.4f} "
             f"-> {result['ece_after']:.4f})"
         )
+    return logits, labels
 
 
 def with_test_calibration(model: Any, split: str, final: dict[str, Any]) -> dict[str, Any]:

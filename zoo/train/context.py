@@ -33,6 +33,7 @@ from zoo.data.balance import loss_weights, train_sampler
 from zoo.data.dataset import ImageDataset
 from zoo.data.loaders import Loaders, build_loaders
 from zoo.data.mixing import build_mixup, check_even_batch
+from zoo.inference import CPU_EVAL_BATCH_SIZE
 from zoo.metrics import classification_metrics
 from zoo.registry import create_model
 from zoo.train.accelerator import flat_scalars, new_accelerator
@@ -161,7 +162,17 @@ def build_context(recipe: Recipe, layout: RunLayout, started: float) -> RunConte
     strategy = Strategy(model, r.strategy)
     strategy.apply(r.train.epochs)
     with acc.main_process_first():
-        loaders = build_loaders(data, model.data_config, r.data, layout.root, seed=r.data.seed, warn=console.warn)
+        loaders = build_loaders(
+            data,
+            model.data_config,
+            r.data,
+            layout.root,
+            seed=r.data.seed,
+            warn=console.warn,
+            # a CPU evaluates faster in small batches (zoo.inference.CPU_EVAL_BATCH_SIZE); in a throwaway
+            # measurement the photo job's first validation took 6.1 s at 64 images a batch and 2.4 s at 16
+            default_eval_batch=CPU_EVAL_BATCH_SIZE if acc.device.type == "cpu" else None,
+        )
     mixup = build_mixup(r.train.mixup, r.train.cutmix, r.train.label_smoothing, data.num_classes)
     check_even_batch(mixup, cast(int, loaders.train.batch_size))  # a batched loader: never None
     weights = loss_weights(data["train"]["label"], data.num_classes, r.train.class_weights)

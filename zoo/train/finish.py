@@ -23,7 +23,7 @@ from zoo.artifact.hub import push_to_hub
 from zoo.artifact.save import save
 from zoo.data.transforms import build_transform
 from zoo.errors import TrainingError
-from zoo.inference import EVAL_BATCH_SIZE, evaluate
+from zoo.inference import evaluate, logits_metrics
 from zoo.metrics import plot_confusion, plot_curves, read_metrics
 from zoo.train.calibration import calibrate_run, with_test_calibration
 from zoo.train.context import RunContext
@@ -85,8 +85,9 @@ def finish_run(ctx: RunContext) -> RunSummary:
     if ctx.extract_seconds:
         summary.extra["feature_extract_seconds"] = round(ctx.extract_seconds, 3)
     if acc.is_main_process:
-        calibrate_run(ctx)  # the shipped weights' temperature (zoo.train.calibration), before the final figures
-        final = final_evaluation(ctx, split)
+        # the shipped weights' temperature (zoo.train.calibration), before the final figures
+        validation = calibrate_run(ctx)
+        final = final_evaluation(ctx, split, validation if split == "validation" else None)
         summary.final_top1 = final["top1"]
         summary.test_top1 = final["top1"] if split == "test" else None
         write_outputs(ctx, summary, final)
@@ -108,18 +109,22 @@ def select_final_weights(ctx: RunContext) -> None:
         ctx.model.load_state_dict(ctx.shipped.state_dict())
 
 
-def final_evaluation(ctx: RunContext, split: str) -> dict[str, Any]:
-    """``zoo eval``'s evaluation of the shipped weights: float32, PIL preprocessing, one process."""
+def final_evaluation(
+    ctx: RunContext, split: str, logits: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> dict[str, Any]:
+    """``zoo eval``'s evaluation of the shipped weights: float32, PIL preprocessing, one process. ``logits``:
+    that split's logits and labels when calibration already computed them the same way (no TTA asked)."""
     # accelerate wrapped the model's forward in the run's autocast (bf16/fp16) and channels_last may be on:
     # zoo eval loads the saved weights into a plain float32 module, so evaluate exactly that
     model = ctx.accelerator.unwrap_model(ctx.model, keep_fp32_wrapper=False)
     model = model.float().to(memory_format=torch.contiguous_format).eval()
+    if logits is not None and ctx.recipe.eval.tta == "none":  # the same pass as calibration's: not twice
+        return with_test_calibration(model, split, logits_metrics(model, *logits))
     transform = build_transform(model.data_config, train=False)  # data.upsample travels in the data config
     final = evaluate(
         model,
         ctx.data[split],
         transform=transform,
-        batch_size=EVAL_BATCH_SIZE,
         label_names=ctx.data.label_names,
         progress=False,
         tta=ctx.recipe.eval.tta,
@@ -185,6 +190,7 @@ def environment(acc: Accelerator) -> dict[str, Any]:
         "device": device,
         "mixed_precision": str(acc.mixed_precision),
         **(acc.zoo_precision.record() if hasattr(acc, "zoo_precision") else {}),
+        **({"cpu_malloc": acc.zoo_cpu_malloc} if hasattr(acc, "zoo_cpu_malloc") else {}),
         "num_processes": acc.num_processes,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -98,7 +98,8 @@ class DataConfig(Section):
     augment: AugmentName = "flip-crop"
     fast: bool = True  # uint8 tensor-store fast path; false = per-sample PIL reference path
     batch_size: Int = Field(128, ge=1)
-    eval_batch_size: Int | None = Field(None, ge=1)  # None: 2 x batch_size (no gradients, so twice fits)
+    # None: 2 x batch_size on a GPU (no gradients, so twice fits); 16 on a CPU (zoo.inference.CPU_EVAL_BATCH_SIZE)
+    eval_batch_size: Int | None = Field(None, ge=1)
     num_workers: Int = Field(2, ge=0)
     limit: Int | None = Field(None, ge=1)  # use only the first N training images (smoke runs)
     sampler: SamplerName = "random"  # balanced: every class equally likely per draw (imbalanced data; DDP-safe)
