@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +45,7 @@ OPT_OUT = "ZOO_CPU_MALLOC"
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
 
 
+@functools.cache  # find_library runs ldconfig: once per process, and forked workers inherit the handle
 def _glibc() -> Any | None:
     """The C library when it is glibc (it has ``mallopt`` and ``gnu_get_libc_version``), else None."""
     name = ctypes.util.find_library("c")
