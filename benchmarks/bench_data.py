@@ -5,11 +5,16 @@ model input size and number of DataLoader workers, for two kinds of source:
 - ``photo``: 500x375 JPEGs, every fourth one 375x500 (crops of scikit-image's photos, generated).
 
 Fast path, as zoo's loaders build it: the split decoded once into the store (each image at its own aspect
-ratio, the shorter side bounded by the model's resize size, 256 for 224), one crop per image cut in the
-DataLoader workers with torchvision's uint8 kernels, uint8 batches normalised in this process (crops.py).
+ratio, the shorter side bounded by the model's resize size, 256 for 224). Photos: one crop per image cut in
+the DataLoader workers with torchvision's uint8 kernels, uint8 batches normalised in this process (crops.py).
+32-px images (one size, every crop upsampled): the workers send the stored images with their drawn boxes, and
+this process cuts, resizes and normalises each batch at once (batch_crops.py). ``fast_kind`` names which.
 Reference: ``Dataset.with_transform`` + timm's per-sample PIL transforms in the workers, as the Hugging Face
-examples do. Both keep their workers across epochs (``persistent_workers``). Evaluation is not timed: it is
-the same code on both paths (zoo eval's PIL transform).
+examples do. On a CPU the process is set up as zoo's trainer sets up a CPU run (zoo.cpu_memory: glibc keeps
+the memory a batch frees; ``--cpu-malloc default`` leaves glibc as it is); both paths run in this process and
+its forked workers, so the setting applies to both (``cpu_malloc`` in the results). Both keep their workers
+across epochs (``persistent_workers``). Evaluation is not timed: it is the same code on both paths (zoo
+eval's PIL transform).
 
 Protocol: the same ``--epochs`` (>= 3) over the same split, >= 10,000 images timed in all per path
 (3,390 images x 3 epochs by default), the two paths' epochs interleaved (reference, fast, fast, reference,
@@ -130,7 +135,7 @@ def bench_source(
 ) -> list[dict[str, Any]]:
     """Train mode, both paths with ``--workers`` workers, their epochs interleaved (reference, fast, fast,
     reference, ...) so that a change in the machine's load falls on both."""
-    from zoo.data.crops import Normalize
+    from zoo.data.crops import SampleCrop, TrainInput, crops_in_batches
     from zoo.data.fast import TensorStore, store_size
     from zoo.env import load_average
 
@@ -143,7 +148,7 @@ def bench_source(
         f"decoded once in {decode_s:.1f} s"
     )
     load_start = load_average()
-    norm = Normalize(cfg).to(device)
+    norm = TrainInput(cfg).to(device)
     sides = {
         "reference": (reference_loader(split, cfg, args.batch_size, args.workers), lambda x: x),
         "fast": (fast_loader(store, cfg, args.batch_size, args.workers), norm),
@@ -165,6 +170,7 @@ def bench_source(
         "stored_max_hw": "x".join(map(str, sizes.max(0).tolist())),
     }
     ref, fast = _summary(epochs["reference"]), _summary(epochs["fast"])
+    batched = crops_in_batches(store, SampleCrop(cfg, train=True))  # how crops.train_loader cuts this store
     n0, s0 = epochs["fast"][0]  # the fast path's first epoch also pays the store's one-time decode
     fast["first_epoch_images_per_sec"] = round(n0 / (s0 + decode_s), 1)
     steady = fast["steady_images_per_sec"] / ref["steady_images_per_sec"]
@@ -180,6 +186,7 @@ def bench_source(
         {
             "path": "fast",
             "store_decode_s": round(decode_s, 2),
+            "fast_kind": "batch on the device" if batched else "per sample in the workers",
             **base,
             **fast,
             "steady_ratio_vs_reference": round(steady, 2),
@@ -212,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads of the main process, which normalises the fast path's batches as the "
         "trainer does (default: all cores)",
     )
+    p.add_argument(
+        "--cpu-malloc",
+        choices=("zoo", "default"),
+        default="zoo",
+        help="zoo: glibc set up as zoo's trainer sets it up on a CPU (default); default: left as it is",
+    )
     p.add_argument("--quick", action="store_true", help="tiny smoke run (256 images each, 2 epochs)")
     p.add_argument("--note", action="append", default=[], help="recorded in every row, e.g. 'machine shared'")
     p.add_argument("--out", default=None, help="CSV path (default benchmarks/results/data_<device>.csv)")
@@ -231,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    cpu_malloc = "default"
+    if device.type == "cpu" and args.cpu_malloc == "zoo":
+        from zoo.cpu_memory import keep_freed_memory
+
+        cpu_malloc = keep_freed_memory()
     name = device_name(str(device))
     tag = slugify(name) if device.type == "cuda" else "cpu"
     cfg = make_data_config(args.size)  # ImageNet-style: bicubic, crop_pct 0.875 -> resize 256, crop 224
@@ -242,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_name": name,
         "torch_version": torch.__version__,
         "num_threads": args.threads,
+        "cpu_malloc": cpu_malloc,
         "note": "; ".join(args.note) or None,
         "protocol_met": not args.quick,
     }

@@ -13,7 +13,8 @@ from PIL import Image
 
 from zoo.backbones.base import make_data_config
 from zoo.data import load_dataset
-from zoo.data.crops import INTERPOLATIONS, Normalize, SampleCrop, train_loader
+from zoo.data.batch_crops import SourceBatch
+from zoo.data.crops import INTERPOLATIONS, Normalize, SampleCrop, TrainInput, train_loader
 from zoo.data.decode import bounded_size, decode_image
 from zoo.data.fast import TensorStore, store_size
 from zoo.data.loaders import build_loaders
@@ -127,8 +128,9 @@ def _stores(photos) -> dict[str, TensorStore]:
 
 
 def test_fast_train_batches_for_every_preset_on_every_store(photos):
-    """Train-mode batches of uint8 crops at the input size, for every preset and store, normalised to finite
-    floats; the 256-px store really holds photos of many shapes."""
+    """Train-mode batches for every preset and store, made floats at the input size by the trainer's device
+    transform (TrainInput): uint8 crops, or for the 32-px store and the plain flip-crop the stored images with
+    their boxes (batch_crops.py); the 256-px store really holds photos of many shapes."""
     cfg = make_data_config(64, interpolation="bicubic", crop_pct=0.25)  # photos are stored at 256 px
     stores = _stores(photos)
     shorter = stores["256px"].sizes.min(1)
@@ -138,8 +140,12 @@ def test_fast_train_batches_for_every_preset_on_every_store(photos):
         for preset in PRESETS:
             loader = train_loader(store, cfg, 8, preset=preset, num_workers=0, shuffle=True, drop_last=True)
             for k, (x, y) in enumerate(loader):
-                assert x.shape == (8, 3, 64, 64) and x.dtype == torch.uint8 and y.shape == (8,), (name, preset)
-                out = Normalize(cfg)(x)
+                if name == "32px" and preset == "flip-crop":
+                    assert isinstance(x, SourceBatch) and x.images.shape == (8, 3, 32, 32)
+                else:
+                    assert x.shape == (8, 3, 64, 64) and x.dtype == torch.uint8, (name, preset)
+                out = TrainInput(cfg)(x)
+                assert out.shape == (8, 3, 64, 64) and y.shape == (8,), (name, preset)
                 assert out.dtype == torch.float32 and torch.isfinite(out).all(), (name, preset)
                 if k == 1:
                     break

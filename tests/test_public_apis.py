@@ -48,6 +48,10 @@ KNOWN_PRIVATE_ATTRIBUTES = {
     "_NormBase": "torch has no public base class of every BatchNorm/InstanceNorm layer (isinstance checks)",
     "_BatchNorm": "torch has no public base class of BatchNorm1d/2d/3d (isinstance check, side-by-side baseline)",
     "_SubParsersAction": "argparse's type of add_subparsers(), in type hints only (the standard library's)",
+    "_C": "torch._C._storage_Use_Count: torch has no public use count of a storage, and without one a reused "
+    "output buffer (zoo.data.batch_crops) could overwrite a batch that a view or an autograd graph still holds; "
+    "read with getattr, a fresh buffer every batch when it is gone",
+    "_cdata": "the storage handle that torch._C._storage_Use_Count takes (same use)",
 }
 
 

@@ -10,6 +10,10 @@ nearest) go through PIL for the crop, as the reference path does. Workers send u
 input size (a quarter of float32's bytes; on a GPU they cross the bus as uint8) and ``Normalize`` makes them
 float on the device.
 
+Stores of small images (every image one size, no side above the model input's: CIFAR, MNIST) go another way
+for the plain flip-crop preset: the workers send the stored images with their drawn boxes, and the device cuts,
+resizes and normalises the whole batch at once (batch_crops.py; ``TrainInput`` applies whichever came).
+
 The crop box is drawn by torchvision's own ``RandomResizedCrop.get_params`` on each stored image's height and
 width (the same draw as the reference path's, on the same aspect ratio), the flip as ``RandomHorizontalFlip``
 draws it, both from the torch generator, which ``train_loader`` seeds for each sample from the seed its
@@ -25,6 +29,7 @@ import torch
 from torch import nn
 
 from zoo.cpu_memory import release_inherited_memory
+from zoo.data.batch_crops import BatchResizedCrop, SourceBatch, collate_sources
 from zoo.data.transforms import (
     TRAIN_RATIO,
     TRAIN_SCALE,
@@ -153,13 +158,28 @@ class SampleCrop:
         return self.augment(out) if self.augment is not None else out.contiguous()
 
 
+def crops_in_batches(store: Any, crop: SampleCrop) -> bool:
+    """Whether the train crops of ``store`` go as whole batches to the device (batch_crops.py) rather than one
+    by one in the workers: a plain flip-crop in bilinear or bicubic, every image one size and every crop
+    upsampled (no side above the input's). The batched resize costs out x in per row, so it is kept to small
+    images; a photo store (sizes differ) or a preset that augments the 8-bit crop stays per sample."""
+    if not (crop.augmenting and crop.augment is None and crop.upsample and crop.cfg["interpolation"] in TENSOR_KERNELS):
+        return False
+    if len(store) == 0 or not store.uniform:
+        return False
+    h, w = (int(v) for v in store.sizes[0])
+    return h <= crop.size[0] and w <= crop.size[1]
+
+
 class CroppedStore(torch.utils.data.Dataset):
-    """``store[i]`` through ``crop``: (uint8 [3, H, W], label), for a DataLoader with workers. ``store`` may
-    be a function that builds it: it then runs on first use, in this process, before any worker starts (a
-    linear probe, which never reads the train loader, decodes nothing)."""
+    """``store[i]`` through ``crop``: (uint8 [3, H, W], label), for a DataLoader with workers; for stores of
+    small images (``crops_in_batches``) the stored image, its drawn box and flip, and the label instead (the
+    device then cuts the batch). ``store`` may be a function that builds it: it then runs on first use, in this
+    process, before any worker starts (a linear probe, which never reads the train loader, decodes nothing)."""
 
     def __init__(self, store: Any, crop: SampleCrop) -> None:
         self._store, self.crop = store, crop
+        self._batched: bool | None = None
 
     @property
     def store(self) -> Any:
@@ -167,15 +187,49 @@ class CroppedStore(torch.utils.data.Dataset):
             self._store = self._store()
         return self._store
 
+    @property
+    def batched(self) -> bool:
+        if self._batched is None:
+            self._batched = crops_in_batches(self.store, self.crop)
+        return self._batched
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"_store": self.store, "crop": self.crop}
+        return {"_store": self.store, "crop": self.crop, "_batched": self.batched}
 
     def __len__(self) -> int:
         return len(self.store)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
         img, label = self.store[i]
+        if self.batched:
+            (top, left, height, width), flip = self.crop.draw(*img.shape[1:])  # SampleCrop's own draws
+            return img, torch.tensor([top, left, height, width, int(flip)]), label
         return self.crop(img), label
+
+    def seeded_items(self, keys: list[tuple[int, int]]) -> list[tuple[Any, ...]] | None:
+        """``(index, seed)`` keys of a whole batch -> their items, each box drawn under its seed, for small
+        images of one size (zoo.data.order.SeededItems calls it; None: take them one by one). The images are
+        read in one gather instead of item by item, which took about a fifth of a worker's time per image."""
+        from zoo.data.order import seeded_rng
+
+        if not self.batched:
+            return None
+        store = self.store
+        h, w = (int(v) for v in store.sizes[0])
+        boxes = []
+        for _, seed in keys:
+            with seeded_rng(seed):
+                (top, left, height, width), flip = self.crop.draw(h, w)
+            boxes.append(torch.tensor([top, left, height, width, int(flip)]))
+        indices = [i for i, _ in keys]
+        return list(zip(store.images[torch.tensor(indices)], boxes, store.labels[indices].tolist()))
+
+
+def collate_crops(items: list[tuple[Any, ...]]) -> tuple[Any, torch.Tensor]:
+    """Per-sample crops stack into a uint8 batch; small sources into a ``SourceBatch``."""
+    if len(items[0]) == 3:
+        return collate_sources(items)
+    return torch.utils.data.default_collate(items)
 
 
 class Normalize(nn.Module):
@@ -202,6 +256,31 @@ class Normalize(nn.Module):
             return x.float().mul_(scale.to(x.device)).sub_(shift.to(x.device))
 
 
+class TrainInput(nn.Module):
+    """The fast path's train batch, as its loader sends it, -> the model's float input on the device: uint8
+    crops are normalised (``Normalize``); a ``SourceBatch`` of small images is cut, resized and normalised in
+    one pass (batch_crops.BatchResizedCrop)."""
+
+    def __init__(self, data_config: dict[str, Any]) -> None:
+        super().__init__()
+        cfg = resolve_config(data_config)
+        self.normalize, self.interpolation = Normalize(cfg), cfg["interpolation"]
+        self.batch_crop = (
+            BatchResizedCrop(tuple(cfg["input_size"][1:]), cfg["interpolation"], cfg["mean"], cfg["std"])
+            if cfg["interpolation"] in TENSOR_KERNELS
+            else None
+        )
+
+    def forward(self, x: Any) -> torch.Tensor:
+        if isinstance(x, SourceBatch):
+            if self.batch_crop is None:
+                from zoo.errors import DataError
+
+                raise DataError(f"a SourceBatch is resized bilinear or bicubic, not {self.interpolation!r}")
+            return cast(torch.Tensor, self.batch_crop(x))
+        return cast(torch.Tensor, self.normalize(x))
+
+
 def train_loader(
     store: Any,
     data_config: dict[str, Any],
@@ -214,10 +293,11 @@ def train_loader(
     seed: int = 0,
     drop_last: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """The fast path's train DataLoader: uint8 crops [B, 3, H, W] cut in ``num_workers`` persistent workers
-    (pair with ``Normalize`` on the device). The order (``sampler``, or a shuffle when ``shuffle``) and each
-    position's crop seed come from the sampler in the main process (zoo.data.order), so an epoch's crops are
-    a function of (seed, epoch) alone, whatever the workers, and a resumed epoch replays them exactly."""
+    """The fast path's train DataLoader: uint8 crops [B, 3, H, W] cut in ``num_workers`` persistent workers,
+    or for small images ``SourceBatch``es (``crops_in_batches``); pair it with ``TrainInput`` on the device.
+    The order (``sampler``, or a shuffle when ``shuffle``) and each position's crop seed come from the sampler
+    in the main process (zoo.data.order), so an epoch's crops are a function of (seed, epoch) alone, whatever
+    the workers, and a resumed epoch replays them exactly."""
     from zoo.data.order import SeededItems, seeded_order
 
     data = SeededItems(CroppedStore(store, SampleCrop(data_config, train=True, preset=preset, upsample=upsample)))
@@ -231,6 +311,7 @@ def train_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         drop_last=drop_last,
+        collate_fn=collate_crops,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=release_inherited_memory,  # zoo.cpu_memory: no copy of the trainer's free memory
     )

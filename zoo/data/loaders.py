@@ -2,7 +2,9 @@
 
 Fast path (``data.fast: true``): the train split is decoded once into a uint8 store (each photo at its own
 aspect ratio, the shorter side bounded); DataLoader workers cut each image's random crop from it with
-torchvision's uint8 kernels (crops.py) and the device normalises the uint8 batch (``Normalize``).
+torchvision's uint8 kernels (crops.py) and the device normalises the uint8 batch; for small images (CIFAR) the
+workers send the stored images with their drawn boxes and the device cuts the whole batch at once
+(batch_crops.py). ``TrainInput`` is the device side of both.
 Reference path: ``datasets.with_transform`` with per-sample PIL transforms in DataLoader workers, as the
 Hugging Face examples do. Evaluation is the same on both: zoo eval's PIL transform on the decoded split, so
 per-epoch validation figures are zoo eval's. Either way the trainer sees ``(x, y)`` batches and one
@@ -88,7 +90,7 @@ def build_loaders(
     """``ds`` is a zoo.data.ImageDataset; ``data_cfg`` the recipe's data section. ``warn`` receives the
     notes on settings this run cannot honour as given (the trainer prints them; default: a UserWarning).
     ``default_eval_batch``: the evaluation batch when the recipe leaves it unset (else twice the train batch)."""
-    from zoo.data.crops import Normalize, train_loader
+    from zoo.data.crops import TrainInput, train_loader
     from zoo.data.transforms import build_transform
 
     batch_size = train_batch_size(len(ds["train"]), data_cfg.batch_size, warn)
@@ -120,7 +122,8 @@ def build_loaders(
     }
     if data_cfg.fast:
         # decoded once (shared by the runs of one output folder: the variants of a recipe decode it once);
-        # each worker cuts one crop per image from the memory-mapped store and sends it as uint8
+        # each worker cuts one crop per image from the memory-mapped store and sends it as uint8 (small images:
+        # sends the image and its box, and the device cuts the batch)
         cache_dir = Path(run_dir).parent / ".cache" if run_dir else None
 
         def store() -> Any:  # built on first use (a linear probe never reads the train loader)
@@ -138,7 +141,7 @@ def build_loaders(
             shuffle=True,
             seed=seed,
         )
-        return Loaders(train, evals, Normalize(data_config), nn.Identity(), plain)
+        return Loaders(train, evals, TrainInput(data_config), nn.Identity(), plain)
 
     items = SeededItems(_with_pil_transform(ds["train"], train_t))
     train = DataLoader(
