@@ -66,13 +66,16 @@ def box_taps(
     return w / w.sum(-1, keepdim=True), (x + start[:, None, None]).clamp(max=n_in - 1).long()
 
 
-def dense(weights: torch.Tensor, cols: torch.Tensor, n_in: int) -> torch.Tensor:
-    """float32 [B, n_out, n_in] from ``box_taps``: the resampling as a matrix, for a batched product."""
-    out = torch.zeros(*cols.shape[:2], n_in, device=cols.device)
+def dense(weights: torch.Tensor, cols: torch.Tensor, n_in: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """float32 [B, n_out, n_in] from ``box_taps``: the resampling as a matrix, for a batched product (into
+    ``out`` when given)."""
+    out = torch.zeros(*cols.shape[:2], n_in, device=cols.device) if out is None else out.zero_()
     return out.scatter_add_(2, cols, weights.float())
 
 
-def rows_8bit(images: torch.Tensor, weights: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+def rows_8bit(
+    images: torch.Tensor, weights: torch.Tensor, cols: torch.Tensor, scratch: Scratch | None = None
+) -> torch.Tensor:
     """uint8 images [B, 3, h, w] -> float32 [B, 3, h, W] holding whole numbers 0..255: the horizontal pass of
     PIL's resize of each image to W columns (``box_taps``), PIL's 8-bit intermediate image. PIL's own weights
     (22-bit fixed point, ``normalize_coeffs_8bpc``; exact in float32) and its rounding (half up, clipped), in
@@ -81,9 +84,27 @@ def rows_8bit(images: torch.Tensor, weights: torch.Tensor, cols: torch.Tensor) -
     arithmetic exactly (weights split in two halves, each sum exact in float32) took a quarter of the batch
     rate away on a 2-core CPU in a throwaway measurement, so it is not done."""
     b, _, h, w = images.shape
+    out_w, scratch = cols.shape[1], scratch or Scratch()
     fixed = weights.sign() * (weights.abs() * 2**PRECISION_BITS + 0.5).floor() / 2**PRECISION_BITS
-    rows = torch.bmm(images.float().reshape(b, 3 * h, w), dense(fixed, cols, w).transpose(1, 2))
-    return rows.add_(0.5).floor_().clamp_(0, 255).view(b, 3, h, cols.shape[1])
+    matrix = dense(fixed, cols, w, scratch.get("wx", (b, out_w, w), images.device))
+    rows = scratch.get("rows", (b, 3 * h, out_w), images.device)
+    torch.bmm(images.float().reshape(b, 3 * h, w), matrix.transpose(1, 2), out=rows)
+    return rows.add_(0.5).floor_().clamp_(0, 255).view(b, 3, h, out_w)
+
+
+class Scratch:
+    """float32 buffers kept from batch to batch for the intermediate results of one module (never handed
+    out): a batch's 7-22 MB intermediates would otherwise come from fresh memory whenever glibc's adaptive
+    thresholds hand them to mmap, page-faulted in each batch."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or tuple(buf.shape) != shape or buf.device != device:
+            buf = self.buffers[name] = torch.empty(shape, device=device)
+        return buf
 
 
 @dataclass
@@ -174,7 +195,7 @@ class BatchResizedCrop(nn.Module):
         self.register_buffer("shift", (mean64 / std64).float(), persistent=False)
         # each channel's normalised 0 and 255, as numbers: a clamp to scalars is vectorised, to tensors is not
         self.bounds = [(-m / s, (1 - m) / s) for m, s in zip(mean, std)]
-        self._output = _ReusedOutput()
+        self._output, self._scratch = _ReusedOutput(), Scratch()
         self._taps: dict[tuple[int, int], BoxTaps] = {}
 
     def _box_taps(
@@ -191,23 +212,22 @@ class BatchResizedCrop(nn.Module):
         out_h, out_w = self.size
         top, left, height, width, flip = boxes.unbind(1)
         y_weights, y_cols = self._box_taps(top, height, h, out_h)
-        wy = dense(y_weights, y_cols, h)  # [B, H, h]
+        wy = dense(y_weights, y_cols, h, self._scratch.get("wy", (b, out_h, h), images.device))  # [B, H, h]
         wx, cols = self._box_taps(left, width, w, out_w)  # [B, W, taps]
         flipped = flip.bool()[:, None, None]  # a flipped crop: its output columns reversed
         wx, cols = torch.where(flipped, wx.flip(1), wx), torch.where(flipped, cols.flip(1), cols)
         scale, shift = cast(torch.Tensor, self.scale), cast(torch.Tensor, self.shift)  # buffers
         with torch.autocast(device_type=images.device.type, enabled=False):
-            rows = rows_8bit(images, wx, cols).mul_(scale).sub_(shift)  # [B, 3, h, W], normalised
-            # vertical, per channel, [3B, H, h] @ [3B, h, W] straight into the output, and the clip while a
-            # chunk of it is still in cache (a separate pass over 154 MB cost as much again as the clip)
+            rows = rows_8bit(images, wx, cols, self._scratch).mul_(scale).sub_(shift)  # [B, 3, h, W], normalised
+            # vertical, per channel ([3k, H, h] @ [3k, h, W]) straight into the output, CHUNK images at a time,
+            # each chunk clipped while it is still in cache (a separate pass over 154 MB cost as much again)
             out = self._output.empty((b, 3, out_h, out_w), images.device)
-            per_channel = wy.unsqueeze(1).expand(b, 3, out_h, h).reshape(3 * b, out_h, h)
-            flat_rows, flat_out = rows.view(3 * b, h, out_w), out.view(3 * b, out_h, out_w)
-            step = 3 * CHUNK if self.interpolation == "bicubic" else 3 * b
-            for i in range(0, 3 * b, step):
-                torch.bmm(per_channel[i : i + step], flat_rows[i : i + step], out=flat_out[i : i + step])
+            for i in range(0, b, CHUNK):
+                k = min(CHUNK, b - i)
+                per_channel = wy[i : i + k].unsqueeze(1).expand(k, 3, out_h, h).reshape(3 * k, out_h, h)
+                chunk = out[i : i + k]
+                torch.bmm(per_channel, rows[i : i + k].reshape(3 * k, h, out_w), out=chunk.view(3 * k, out_h, out_w))
                 if self.interpolation == "bicubic":  # its negative lobes overshoot; PIL clips to 0..255
-                    chunk = out[i // 3 : (i + step) // 3]
                     for c, (low, high) in enumerate(self.bounds):
                         chunk[:, c].clamp_(low, high)
         return out
