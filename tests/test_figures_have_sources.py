@@ -372,7 +372,7 @@ def test_swapping_figures_within_a_row_fails(tmp_path):
 
 def test_a_prose_figure_with_a_unit_is_checked(tmp_path):
     text = (ROOT / "benchmarks" / "README.md").read_text()
-    anchor = "(0.72x and"  # the data path's first-epoch ratio on 32-px sources, quoted in prose
+    anchor = "(0.65x and"  # the data path's first-epoch ratio on photos, quoted in prose
     assert anchor in text
     found = problems(_write(tmp_path, text.replace(anchor, "(9.99x and", 1)))
     assert any("9.99 (in '9.99x')" in p for p in found), found
