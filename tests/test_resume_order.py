@@ -73,3 +73,22 @@ def test_train_batches_leave_the_main_process_generators_alone(photos, fast, wor
     _epoch(_train_loader(photos, fast, "random", workers), 1, skip=2)
     assert torch.equal(torch.get_rng_state(), before[0])
     assert random.getstate() == before[1] and np.array_equal(np.random.get_state()[1], before[2])
+
+
+def test_a_crop_seed_touches_only_the_cpu_generator(monkeypatch):
+    """``seeded_rng`` seeds torch's CPU generator alone: ``torch.manual_seed`` would also queue a seed for every
+    lazily initialised device, formatting a stack trace each time (it cost more per image than the crop box)."""
+    from zoo.data.order import seeded_rng
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a device generator was seeded")
+
+    for device in ("cuda", "xpu", "mps", "mtia"):
+        module = getattr(torch, device, None)
+        if module is not None and hasattr(module, "manual_seed_all"):
+            monkeypatch.setattr(module, "manual_seed_all", refuse)
+    with seeded_rng(5):
+        first = torch.rand(3)
+    with seeded_rng(5):
+        assert torch.equal(torch.rand(3), first)
+    assert torch.equal(torch.rand(3, generator=torch.Generator().manual_seed(5)), first)  # torch.manual_seed's draws
