@@ -143,18 +143,35 @@ def test_misspelled_key_exits_nonzero(cifar_like, tmp_path, capsys):
     assert "optim.learning_rate" in err and "optim.lr" in err
 
 
-def test_corrupt_state_falls_back_to_previous(cifar_like, tmp_path, capsys):
+def test_corrupt_state_falls_back_to_previous(cifar_like, tmp_path, caplog):
     r = recipe(cifar_like, tmp_path, train={"epochs": 2, "save_every_steps": 2, "keep_last": 3})
     train(r)
     states = sorted((tmp_path / "t" / "states").iterdir())
     newest = states[-1]
     (newest / "model.safetensors").write_bytes(b"\0" * 16)  # a truncated write
     [s] = train({**r, "resume": "auto", "train": {**r["train"], "epochs": 3}})
-    out = capsys.readouterr()
-    assert f"state {newest} is unusable" in out.out + out.err
+    assert f"state {newest} is unusable" in caplog.text
     assert s.epochs_run == 3
     epochs = [json.loads(x) for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [0, 1, 2]
+
+
+def test_zoo_train_shows_a_run_warning_once(cifar_like, tmp_path):
+    """A 32-image validation split is too small to calibrate: `zoo train` says so on stderr once (it was
+    printed twice, through the logger and again as a line of its own)."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe(cifar_like, tmp_path, train={"epochs": 1})))
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo", "train", str(path)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    said = (proc.stdout + proc.stderr).count("not calibrated: the validation split has 32 images")
+    assert said == 1, proc.stdout + proc.stderr
+    assert "WARNING zoo.train: [t] not calibrated" in proc.stderr
 
 
 def _run(path: Path, *overrides: str) -> subprocess.Popen:

@@ -64,9 +64,11 @@ class Console:
             tqdm.write(f"[{self.name}] {message}")
 
     def warn(self, message: str) -> None:
+        """Through zoo.train's logger only, as the precision warning: `zoo train` shows that logger on stderr,
+        and a script sees it through logging (Python's last-resort handler when it set none up). Also writing
+        the line here showed every warning twice."""
         if self.main:
-            log.warning(message)
-            tqdm.write(f"[{self.name}] warning: {message}")
+            log.warning(f"[{self.name}] {message}")
 
 
 @dataclass
